@@ -1,0 +1,1 @@
+"""Model config -> graph IR -> passes -> instructions -> Program."""

@@ -1,0 +1,1 @@
+"""One pass per module; each is a function (graph, hw) -> graph."""

@@ -1,0 +1,1 @@
+"""The accelerator, described once: configuration, ISA, cost formulas, gateware."""

@@ -1,0 +1,120 @@
+"""Cost formulas per instruction: cycles, bytes moved and actions performed.
+
+Used by the cycle engine (timing), the roofline (work and bytes) and the
+energy report (actions x energy per action). Nothing outside hwmodel computes
+a cycle count or a byte count of an instruction.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hwmodel.chain_timing import chain_latency, row_cycles
+from hwmodel.hwconfig import HwConfig
+from hwmodel.isa import Instr, MiscFunc, Op, SysKind
+
+TWO_PASS = (MiscFunc.SOFTMAX, MiscFunc.LAYERNORM, MiscFunc.RMSNORM)
+
+
+def sparsity_n(ins: Instr) -> int:
+    return 2 << ins.f["n_log2"]
+
+
+def weight_bits(ins: Instr) -> int:
+    return ins.f["wbits"] + 1
+
+
+def matrix_cycles(hw: HwConfig, ins: Instr) -> int:
+    """MM/MV on one core's MPE: rows spread over the chains, each chain streams
+    its rows' N:16 blocks; two tokens share a pass (INT8 packing)."""
+    rows_per_chain = math.ceil(ins.f["rows"] / hw.chains)
+    passes = math.ceil(ins.f["tokens"] / hw.macs_per_dsp)
+    stream = rows_per_chain * passes * row_cycles(ins.f["kblk"], sparsity_n(ins), hw.chain_length)
+    return stream + chain_latency(hw.chain_length)
+
+
+def misc_elements(ins: Instr) -> int:
+    return ins.f["len16"] * 16 * ins.f["rows"]
+
+
+def misc_cycles(hw: HwConfig, ins: Instr) -> int:
+    passes = hw.sfu_passes_softmax if ins.f["func"] in TWO_PASS else 1
+    return math.ceil(misc_elements(ins) * passes / hw.sfu_lanes) + hw.misc_latency_cycles
+
+
+def transfer_bytes(hw: HwConfig, ins: Instr) -> int:
+    """Bytes an LD or ST moves between HBM and an on-chip buffer."""
+    if ins.op == Op.LD:
+        return ins.f["x_len"] * ins.f["y_len"] * ins.f["z_len"] * hw.hbm.burst_bytes
+    return ins.f["len"] * hw.hbm.burst_bytes
+
+
+def transfer_channels(hw: HwConfig, ins: Instr) -> list[int]:
+    count = 1 << ins.f["ch_log2"]
+    return [(ins.f["ch_first"] + i) % hw.hbm.channels for i in range(count)]
+
+
+def channel_bytes_per_cycle(hw: HwConfig, channels_spanned: int) -> float:
+    """What one core gets from one channel during a transfer: the channel's peak
+    times the efficiency for a transfer inside one channel or striped across
+    several, divided among the cores, which share every channel."""
+    eff = hw.hbm.efficiency_in_channel if channels_spanned == 1 else hw.hbm.efficiency_cross_channel
+    return hw.hbm_channel_bytes_per_cycle * eff / hw.slrs
+
+
+def transfer_cycles(hw: HwConfig, ins: Instr) -> int:
+    """LD/ST on idle channels: latency + bytes over the spanned channels' bandwidth."""
+    count = 1 << ins.f["ch_log2"]
+    per_channel = transfer_bytes(hw, ins) / count
+    return hw.hbm.latency_cycles + math.ceil(per_channel / channel_bytes_per_cycle(hw, count))
+
+
+def sys_cycles(hw: HwConfig, ins: Instr) -> int:
+    """SLR sync: a handshake; an exchange also moves each core's share to the others."""
+    if ins.f["kind"] == SysKind.EXCHANGE:
+        moved = ins.f["lines"] * hw.line_bytes * (hw.slrs - 1) / hw.slrs
+        return hw.slr_sync_latency_cycles + math.ceil(moved / hw.slr_link_bytes_per_cycle)
+    return hw.slr_sync_latency_cycles
+
+
+def compute_cycles(hw: HwConfig, ins: Instr) -> int:
+    """Cycles of an instruction that does not touch HBM (MM/MV/MISC/SYS)."""
+    if ins.op in (Op.MM, Op.MV):
+        return matrix_cycles(hw, ins)
+    if ins.op == Op.MISC:
+        return misc_cycles(hw, ins)
+    if ins.op == Op.SYS:
+        return sys_cycles(hw, ins)
+    return transfer_cycles(hw, ins)
+
+
+@dataclass(frozen=True)
+class Work:
+    """What one instruction does, for rooflines and energy."""
+    macs: int = 0            # useful (non-zero) INT8 MACs
+    dense_macs: int = 0      # MACs of the dense equivalent
+    weights: int = 0         # weights dequantized
+    sfu_ops: int = 0         # FP16 element-passes on the SFU
+    hbm_bytes: int = 0
+    buffer_bytes: int = 0    # on-chip bytes read + written
+    link_bytes: int = 0      # bytes over SLR crossings
+
+
+def work(hw: HwConfig, ins: Instr) -> Work:
+    op = ins.op
+    if op in (Op.MM, Op.MV):
+        rows, k, t = ins.f["rows"], ins.f["kblk"] * hw.sparsity_m, ins.f["tokens"]
+        nnz_k = ins.f["kblk"] * sparsity_n(ins)
+        wbytes = math.ceil(rows * nnz_k * weight_bits(ins) / 8)
+        return Work(macs=rows * nnz_k * t, dense_macs=rows * k * t, weights=rows * nnz_k,
+                    buffer_bytes=wbytes + t * k + 4 * t * rows)
+    if op == Op.MISC:
+        passes = hw.sfu_passes_softmax if ins.f["func"] in TWO_PASS else 1
+        n = misc_elements(ins)
+        return Work(sfu_ops=n * passes, buffer_bytes=n * (passes + 1))
+    if op in (Op.LD, Op.ST):
+        b = transfer_bytes(hw, ins)
+        return Work(hbm_bytes=b, buffer_bytes=b)
+    if ins.f["kind"] == SysKind.EXCHANGE:
+        return Work(link_bytes=ins.f["lines"] * hw.line_bytes * (hw.slrs - 1) // hw.slrs)
+    return Work()

@@ -1,0 +1,259 @@
+"""HwConfig: the only place a hardware number lives.
+
+Loaded from `configs/hardware/*.yaml`, validated field by field (an impossible
+design is a ConfigError naming the field), with every derived quantity —
+peak MACs per cycle, per-channel HBM bytes per cycle, ISA field widths — as a
+property, so the compiler, the simulator and the gateware compute them the
+same way.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from hwmodel.configio import Fields, load_mapping, resolve_config
+from hwmodel.errors import ConfigError
+
+BRAM36_BYTES = 4096   # data bytes of one BRAM36 at 32-bit width (36 Kb with parity)
+URAM_BYTES = 32768    # data bytes of one UltraRAM at 64-bit width (288 Kb with parity)
+BUFFER_ORDER = ("act", "glb", "wgt")  # layout of the unified on-chip address map
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """One on-chip buffer of a core; all buffers share one address map."""
+    name: str
+    kind: str          # "uram" or "bram36"
+    bytes: int
+    base: int          # byte address of its first line in the on-chip map
+
+    @property
+    def blocks(self) -> int:
+        return math.ceil(self.bytes / (URAM_BYTES if self.kind == "uram" else BRAM36_BYTES))
+
+
+@dataclass(frozen=True)
+class Hbm:
+    capacity_bytes: int
+    channels: int
+    peak_gbps: float
+    efficiency_in_channel: float
+    efficiency_cross_channel: float
+    burst_bytes: int
+    latency_cycles: int
+
+
+@dataclass(frozen=True, eq=False)
+class HwConfig:
+    name: str
+    source: str
+    description: str
+    clock_mhz: float
+    slrs: int
+    chains: int
+    chain_length: int
+    dsp_group: int
+    macs_per_dsp: int
+    sparsity_m: int
+    sparsity_n: tuple[int, ...]
+    weight_bits: tuple[int, ...]
+    sfu_lanes: int
+    sfu_dsp: int
+    sfu_passes_softmax: int
+    misc_latency_cycles: int
+    buffers: dict[str, Buffer]
+    line_bytes: int
+    hbm: Hbm
+    ddr_gbps: float
+    slr_link_bytes_per_cycle: int
+    slr_sync_latency_cycles: int
+    static_power_w: float
+    price_usd: float
+    fabric: dict[str, int] = field(default_factory=dict)
+
+    # ---- derived values -------------------------------------------------
+    @property
+    def clock_hz(self) -> float:
+        return self.clock_mhz * 1e6
+
+    @property
+    def dsp_per_core(self) -> int:
+        return self.chains * self.chain_length
+
+    @property
+    def mm_macs_per_cycle(self) -> int:
+        """Peak INT8 MACs per cycle of one core's MPE with two tokens packed per DSP."""
+        return self.dsp_per_core * self.macs_per_dsp
+
+    @property
+    def mv_macs_per_cycle(self) -> int:
+        """Peak MACs per cycle for one activation vector: packing needs two tokens
+        sharing a weight, so batch-1 decode uses one lane of each DSP."""
+        return self.dsp_per_core
+
+    @property
+    def hbm_channel_bytes_per_cycle(self) -> float:
+        return self.hbm.peak_gbps * 1e9 / self.hbm.channels / self.clock_hz
+
+    @property
+    def onchip_bytes(self) -> int:
+        last = self.buffers[BUFFER_ORDER[-1]]
+        return last.base + last.bytes
+
+    @property
+    def onchip_addr_bits(self) -> int:
+        """Width of every on-chip address field (in lines of `line_bytes`)."""
+        return max(1, math.ceil(math.log2(self.onchip_bytes // self.line_bytes)))
+
+    @property
+    def hbm_addr_bits(self) -> int:
+        """Width of HBM offsets (in bursts of `hbm.burst_bytes`)."""
+        return max(1, math.ceil(math.log2(self.hbm.capacity_bytes // self.hbm.burst_bytes)))
+
+    @property
+    def hbm_channel_bits(self) -> int:
+        return max(1, math.ceil(math.log2(self.hbm.channels)))
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Identifies the design a program was compiled for (file paths excluded)."""
+        data = asdict(self)
+        data.pop("source")
+        data.pop("description")
+        blob = json.dumps(data, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:32]
+
+    def buffer_of(self, addr_line: int) -> Buffer | None:
+        """Which buffer an on-chip address (in lines) falls into."""
+        byte = addr_line * self.line_bytes
+        for buf in self.buffers.values():
+            if buf.base <= byte < buf.base + buf.bytes:
+                return buf
+        return None
+
+
+_TOP = {"name", "description", "clock_mhz", "slrs", "fabric", "mpe", "sfu", "buffers", "hbm", "ddr",
+        "slr_link", "power", "price_usd"}
+
+
+def load_hw(name_or_path: str | Path) -> HwConfig:
+    """Load and validate a hardware design (`u280`, `vhk158` or a YAML path)."""
+    path = resolve_config("hardware", str(name_or_path))
+    f = Fields(load_mapping(path), path)
+    f.check_known(_TOP)
+    clock = f.number("clock_mhz", lo=1, hi=2000)
+    slrs = f.integer("slrs", lo=1, hi=8)
+
+    mpe = f.sub("mpe")
+    mpe.check_known({"chains", "chain_length", "dsp_group", "macs_per_dsp", "sparsity_m", "sparsity_n",
+                     "weight_bits"})
+    chain_length = mpe.integer("chain_length", lo=2, hi=256)
+    group = mpe.integer("dsp_group", lo=1)
+    if chain_length % group or chain_length & (chain_length - 1):
+        raise mpe.error("chain_length", f"expected a power of two and a multiple of dsp_group={group}, "
+                                        f"got {chain_length}")
+    m = mpe.integer("sparsity_m", lo=2, hi=64)
+    ns = mpe.int_list("sparsity_n", lo=1)
+    for n in ns:
+        if m % n or n & (n - 1):
+            raise mpe.error("sparsity_n", f"every N must be a power of two dividing sparsity_m={m}, got {n}")
+        if n > chain_length and n % chain_length or n < chain_length and chain_length % n:
+            raise mpe.error("sparsity_n", f"N={n} and chain_length={chain_length} must divide one another")
+    bits = mpe.int_list("weight_bits", lo=2)
+    if any(b > 8 for b in bits):
+        raise mpe.error("weight_bits", f"weights are dequantized to INT8: expected bit widths <= 8, got {bits}")
+
+    sfu = f.sub("sfu")
+    sfu.check_known({"lanes", "dsp", "softmax_passes", "latency_cycles"})
+
+    bufs_f = f.sub("buffers")
+    bufs_f.check_known(set(BUFFER_ORDER) | {"line_bytes"})
+    line = bufs_f.integer("line_bytes", lo=1)
+    buffers: dict[str, Buffer] = {}
+    base = 0
+    for name in BUFFER_ORDER:
+        b = bufs_f.sub(name)
+        b.check_known({"kind", "bytes"})
+        size = b.integer("bytes", lo=line)
+        if size % line:
+            raise b.error("bytes", f"expected a multiple of buffers.line_bytes={line}, got {size}")
+        buffers[name] = Buffer(name, b.text("kind", choices=("uram", "bram36")), size, base)
+        base += size
+
+    h = f.sub("hbm")
+    h.check_known({"capacity_gb", "channels", "peak_gbps", "efficiency_in_channel", "efficiency_cross_channel",
+                   "burst_bytes", "latency_cycles"})
+    hbm = Hbm(
+        capacity_bytes=int(h.number("capacity_gb", lo=0.001) * 2**30),
+        channels=h.integer("channels", lo=1, hi=256),
+        peak_gbps=h.number("peak_gbps", lo=0.001),
+        efficiency_in_channel=h.number("efficiency_in_channel", lo=0.01, hi=1.0),
+        efficiency_cross_channel=h.number("efficiency_cross_channel", lo=0.01, hi=1.0),
+        burst_bytes=h.integer("burst_bytes", lo=1),
+        latency_cycles=h.integer("latency_cycles", lo=0),
+    )
+    if hbm.channels & (hbm.channels - 1):
+        raise h.error("channels", f"expected a power of two, got {hbm.channels}")
+    ddr = f.sub("ddr")
+    ddr.check_known({"capacity_gb", "peak_gbps"})
+    link = f.sub("slr_link")
+    link.check_known({"bytes_per_cycle", "sync_latency_cycles"})
+    power = f.sub("power")
+    power.check_known({"static_w", "static_w_source"})
+    fab = f.sub("fabric")
+    fab.check_known({"dsp", "lut", "ff", "bram36", "uram"})
+    fabric = {k: fab.integer(k, lo=0) for k in ("dsp", "lut", "ff", "bram36", "uram") if fab.has(k)}
+
+    hw = HwConfig(
+        name=f.text("name"),
+        source=str(path),
+        description=f.text("description", ""),
+        clock_mhz=clock,
+        slrs=slrs,
+        chains=mpe.integer("chains", lo=1),
+        chain_length=chain_length,
+        dsp_group=group,
+        macs_per_dsp=mpe.integer("macs_per_dsp", lo=1, hi=2),
+        sparsity_m=m,
+        sparsity_n=ns,
+        weight_bits=bits,
+        sfu_lanes=sfu.integer("lanes", lo=1),
+        sfu_dsp=sfu.integer("dsp", lo=0),
+        sfu_passes_softmax=sfu.integer("softmax_passes", lo=1, hi=4),
+        misc_latency_cycles=sfu.integer("latency_cycles", lo=0),
+        buffers=buffers,
+        line_bytes=line,
+        hbm=hbm,
+        ddr_gbps=ddr.number("peak_gbps", lo=0.001),
+        slr_link_bytes_per_cycle=link.integer("bytes_per_cycle", lo=1),
+        slr_sync_latency_cycles=link.integer("sync_latency_cycles", lo=0),
+        static_power_w=power.number("static_w", lo=0),
+        price_usd=f.number("price_usd", lo=0),
+        fabric=fabric,
+    )
+    _check_fits_fabric(hw, f)
+    return hw
+
+
+def _check_fits_fabric(hw: HwConfig, f: Fields) -> None:
+    """An MPE or buffer set larger than the device is an impossible design."""
+    fab = f.sub("fabric")
+    if "dsp" in hw.fabric:
+        need = hw.slrs * (hw.dsp_per_core + hw.sfu_dsp)
+        if need > hw.fabric["dsp"]:
+            raise f.sub("mpe").error("chains", f"{hw.slrs} cores x ({hw.chains} chains x {hw.chain_length} DSP "
+                                               f"+ {hw.sfu_dsp} SFU DSP) = {need} DSPs, more than "
+                                               f"fabric.dsp={hw.fabric['dsp']}")
+    for kind in ("bram36", "uram"):
+        if kind not in hw.fabric:
+            continue
+        need = hw.slrs * sum(b.blocks for b in hw.buffers.values() if b.kind == kind)
+        if need > hw.fabric[kind]:
+            name = next(b.name for b in hw.buffers.values() if b.kind == kind)
+            raise f.sub("buffers").sub(name).error(
+                "bytes", f"buffers need {need} {kind} blocks over {hw.slrs} cores, more than "
+                         f"fabric.{kind}={fab.integer(kind)}")

@@ -1,0 +1,192 @@
+"""The instruction set, defined once: opcodes, queues, field layouts, encode/decode.
+
+Six classes as in FlightLLM, one hardware queue each. Every instruction starts
+with a 4-bit opcode, a 5-bit *wait* mask and a 5-bit *release* mask over the
+other five queues (dependency tokens), then its class's fields, packed LSB
+first into little-endian 32-bit words. Address field widths are derived from
+HwConfig: an on-chip address is as wide as the on-chip map needs, an HBM
+offset as wide as the HBM capacity needs. A layout that no longer fits its
+word count is an impossible hardware configuration.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from hwmodel.errors import CompileError, ConfigError, ProgramFormatError
+from hwmodel.hwconfig import HwConfig
+
+
+class Op(IntEnum):
+    LD = 0
+    ST = 1
+    MM = 2
+    MV = 3
+    MISC = 4
+    SYS = 5
+
+
+QUEUES = tuple(op.name for op in Op)       # queue index == opcode
+NUM_QUEUES = len(QUEUES)
+WORDS = {Op.LD: 7, Op.ST: 3, Op.MM: 4, Op.MV: 4, Op.MISC: 3, Op.SYS: 1}
+
+
+class MiscFunc(IntEnum):
+    NONE = 0
+    ADD = 1
+    MUL = 2
+    SOFTMAX = 3
+    LAYERNORM = 4
+    RMSNORM = 5
+    SILU = 6
+    ROPE = 7
+    SILU_MUL = 8     # SiLU(a) * b, the gated FFN's activation
+    GELU = 9
+    RELU = 10
+
+
+class SysKind(IntEnum):
+    BARRIER = 0      # all cores reach this point
+    EXCHANGE = 1     # all-gather `lines` lines of activations across the cores
+    HOST = 2         # hand results to the host (end of a step)
+
+
+def other_queues(q: int) -> tuple[int, ...]:
+    """The five queues a mask of queue `q` talks about, in bit order."""
+    return tuple(i for i in range(NUM_QUEUES) if i != q)
+
+
+def queues_to_mask(q: int, queues: set[int] | list[int]) -> int:
+    order = other_queues(q)
+    return sum(1 << order.index(p) for p in queues)
+
+
+def mask_to_queues(q: int, mask: int) -> tuple[int, ...]:
+    order = other_queues(q)
+    return tuple(order[i] for i in range(NUM_QUEUES - 1) if mask >> i & 1)
+
+
+@dataclass(slots=True)
+class Instr:
+    """One decoded instruction: class, dependency masks and class fields."""
+    op: Op
+    wait: int = 0
+    release: int = 0
+    f: dict[str, int] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> int:
+        return self.f[name]
+
+
+@dataclass(frozen=True)
+class Layout:
+    op: Op
+    words: int
+    fields: tuple[tuple[str, int], ...]   # (name, width), LSB first after the header
+
+    @property
+    def used_bits(self) -> int:
+        return 14 + sum(w for _, w in self.fields)
+
+
+HEADER = (("op", 4), ("wait", 5), ("release", 5))
+
+
+class Isa:
+    """The layouts of one hardware design, with encode/decode."""
+
+    def __init__(self, hw: HwConfig):
+        self.hw = hw
+        a, h, c = hw.onchip_addr_bits, hw.hbm_addr_bits, hw.hbm_channel_bits
+        spec = {
+            Op.LD: [("base", 4), ("hbm", h), ("ch_first", c), ("ch_log2", 3), ("addr", a), ("x_len", 16),
+                    ("y_len", 12), ("y_stride", 24), ("z_len", 10), ("z_stride", 28), ("zero", 1)],
+            Op.ST: [("base", 4), ("hbm", h), ("ch_first", c), ("ch_log2", 3), ("addr", a), ("len", 20)],
+            Op.MM: [("rows", 14), ("kblk", 10), ("tokens", 12), ("n_log2", 2), ("wbits", 3), ("act", a),
+                    ("wgt", a), ("out", a), ("acc", 1), ("bias", 1), ("fuse", 4)],
+            Op.MISC: [("func", 4), ("len16", 12), ("rows", 12), ("src", a), ("src2", a), ("dst", a)],
+            Op.SYS: [("kind", 2), ("lines", 16)],
+        }
+        spec[Op.MV] = spec[Op.MM]
+        self.layouts: dict[Op, Layout] = {}
+        for op, fields in spec.items():
+            layout = Layout(op, WORDS[op], tuple(fields))
+            if layout.used_bits > 32 * layout.words:
+                raise ConfigError(
+                    f"{hw.source}: field buffers/hbm.capacity_gb: the {op.name} instruction needs "
+                    f"{layout.used_bits} bits with on-chip addresses of {a} bits and HBM offsets of {h} bits, "
+                    f"but has {32 * layout.words} ({layout.words} words)")
+            self.layouts[op] = layout
+        self._shifts = {op: self._shift_table(lay) for op, lay in self.layouts.items()}
+
+    @staticmethod
+    def _shift_table(layout: Layout) -> tuple[tuple[str, int, int], ...]:
+        table, pos = [], 14
+        for name, width in layout.fields:
+            table.append((name, pos, (1 << width) - 1))
+            pos += width
+        return tuple(table)
+
+    def width(self, op: Op, name: str) -> int:
+        return dict(self.layouts[op].fields)[name]
+
+    def encode(self, ins: Instr, index: int | None = None) -> list[int]:
+        """Pack an instruction into its words; a value too wide is a CompileError."""
+        if not 0 <= ins.wait < 32 or not 0 <= ins.release < 32:
+            raise CompileError(f"instruction {index}: {ins.op.name} wait/release masks must be 5-bit")
+        value = int(ins.op) | ins.wait << 4 | ins.release << 9
+        known = set()
+        for name, pos, mask in self._shifts[ins.op]:
+            v = ins.f.get(name, 0)
+            if not 0 <= v <= mask:
+                raise CompileError(f"instruction {index}: {ins.op.name} field {name}={v} does not fit "
+                                   f"{mask.bit_length()} bits")
+            value |= v << pos
+            known.add(name)
+        extra = set(ins.f) - known
+        if extra:
+            raise CompileError(f"instruction {index}: {ins.op.name} has no field {sorted(extra)[0]}")
+        return [(value >> (32 * i)) & 0xFFFFFFFF for i in range(WORDS[ins.op])]
+
+    def decode(self, words, pos: int, index: int | None = None) -> tuple[Instr, int]:
+        """Unpack the instruction starting at word `pos`; returns it and the next position."""
+        try:
+            first = int(words[pos])
+        except IndexError:
+            raise ProgramFormatError(f"instruction {index}: truncated (no word at {pos})") from None
+        code = first & 0xF
+        if code >= NUM_QUEUES:
+            raise ProgramFormatError(f"instruction {index}: unknown opcode {code} at word {pos}")
+        op = Op(code)
+        n = WORDS[op]
+        if pos + n > len(words):
+            raise ProgramFormatError(f"instruction {index}: {op.name} truncated: needs {n} words at {pos}, "
+                                     f"{len(words) - pos} left")
+        value = 0
+        for i in range(n):
+            value |= int(words[pos + i]) << (32 * i)
+        if value >> self.layouts[op].used_bits:
+            raise ProgramFormatError(f"instruction {index}: {op.name} has bits set beyond its fields")
+        ins = Instr(op, value >> 4 & 31, value >> 9 & 31,
+                    {name: value >> p & m for name, p, m in self._shifts[op]})
+        return ins, pos + n
+
+    def decode_all(self, words, start: int = 0, end: int | None = None, first_index: int = 0) -> list[Instr]:
+        end = len(words) if end is None else end
+        out, pos = [], start
+        while pos < end:
+            ins, pos = self.decode(words, pos, first_index + len(out))
+            out.append(ins)
+        if pos != end:
+            raise ProgramFormatError(f"instruction {first_index + len(out) - 1}: runs past its section end")
+        return out
+
+
+_ISAS: dict[str, Isa] = {}
+
+
+def isa_for(hw: HwConfig) -> Isa:
+    """The (cached) ISA of a design; designs with one fingerprint share it."""
+    if hw.fingerprint not in _ISAS:
+        _ISAS[hw.fingerprint] = Isa(hw)
+    return _ISAS[hw.fingerprint]

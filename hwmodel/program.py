@@ -1,0 +1,226 @@
+"""The program file (.dfp) and its listing (.asm).
+
+Layout (little-endian):
+    magic b"DSPF" | u16 format version | u16 0 | u32 header length | header (UTF-8 JSON)
+    | u32 instruction words, section after section | 32-byte SHA-256 of all that precedes
+
+The header names the HwConfig fingerprint and model, the length buckets, the
+section table (word offset and length of each section, op labels for
+reports) and the schedule: which section each step of an inference runs, how
+often, and with which base registers. Sections are shared across layers and
+cores through base registers; the timing needs nothing but the words.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hwmodel.errors import ProgramFormatError
+from hwmodel.hwconfig import HwConfig
+from hwmodel.isa import QUEUES, Instr, Op, isa_for, mask_to_queues
+
+MAGIC = b"DSPF"
+VERSION = 1
+_PRE = struct.Struct("<4sHHI")
+DIGEST = 32
+
+
+@dataclass
+class Section:
+    """A block of instructions run as a unit; starts and ends with every queue idle."""
+    name: str
+    instrs: list[Instr]
+    labels: list[tuple[int, str]] = field(default_factory=list)   # (first instruction, op label)
+
+    def label_of(self) -> list[str]:
+        """The op label of every instruction."""
+        out, bounds = [], self.labels + [(len(self.instrs), "")]
+        for (start, name), (end, _) in zip(bounds, bounds[1:]):
+            out.extend([name] * (end - start))
+        return out
+
+
+@dataclass
+class Call:
+    """Run `section` with these base registers; `layer` is a label for reports."""
+    section: int
+    base: list[int]
+    layer: int = -1
+
+
+@dataclass
+class Step:
+    """One prefill or decode step; `repeat` real steps share its timing."""
+    phase: str
+    tokens: int
+    context: int
+    repeat: int
+    calls: list[Call]
+
+
+@dataclass
+class Program:
+    hw_fingerprint: str
+    hw_name: str
+    model: str
+    meta: dict
+    sections: list[Section]
+    schedule: list[Step]
+
+    @property
+    def instruction_count(self) -> int:
+        return sum(len(s.instrs) for s in self.sections)
+
+
+def _section_words(isa, sec: Section) -> list[int]:
+    words: list[int] = []
+    for i, ins in enumerate(sec.instrs):
+        words.extend(isa.encode(ins, i))
+    return words
+
+
+def to_bytes(prog: Program, hw: HwConfig) -> bytes:
+    isa = isa_for(hw)
+    words: list[int] = []
+    table = []
+    for sec in prog.sections:
+        w = _section_words(isa, sec)
+        table.append({"name": sec.name, "offset": len(words), "words": len(w), "count": len(sec.instrs),
+                      "labels": [list(x) for x in sec.labels]})
+        words.extend(w)
+    header = {
+        "hw_fingerprint": prog.hw_fingerprint, "hw_name": prog.hw_name, "model": prog.model,
+        "meta": prog.meta, "sections": table,
+        "schedule": [{"phase": s.phase, "tokens": s.tokens, "context": s.context, "repeat": s.repeat,
+                      "calls": [[c.section, c.layer, c.base] for c in s.calls]} for s in prog.schedule],
+    }
+    hbytes = json.dumps(header, separators=(",", ":")).encode()
+    body = _PRE.pack(MAGIC, VERSION, 0, len(hbytes)) + hbytes + np.asarray(words, dtype="<u4").tobytes()
+    return body + hashlib.sha256(body).digest()
+
+
+def instruction_bytes(prog: Program) -> int:
+    """Bytes of instruction words in a program (what the hardware fetches)."""
+    return 4 * sum(sum(_words_of(i) for i in s.instrs) for s in prog.sections)
+
+
+def _words_of(ins: Instr) -> int:
+    from hwmodel.isa import WORDS
+    return WORDS[ins.op]
+
+
+def write_program(prog: Program, hw: HwConfig, path: str | Path) -> int:
+    """Write atomically (temporary name, then rename); returns the file size."""
+    data = to_bytes(prog, hw)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return len(data)
+
+
+def from_bytes(data: bytes, hw: HwConfig, source: str = "<program>") -> Program:
+    """Parse and verify a program; anything wrong is a ProgramFormatError naming `source`."""
+    def bad(msg: str) -> ProgramFormatError:
+        return ProgramFormatError(f"{source}: {msg}")
+
+    if len(data) < _PRE.size + DIGEST:
+        raise bad(f"truncated: {len(data)} bytes is shorter than the smallest program")
+    magic, version, _, hlen = _PRE.unpack_from(data)
+    if magic != MAGIC:
+        raise bad(f"not a dspflight program (magic {magic!r}, expected {MAGIC!r})")
+    if version != VERSION:
+        raise bad(f"format version {version}, this dspflight reads version {VERSION}")
+    body, digest = data[:-DIGEST], data[-DIGEST:]
+    if hashlib.sha256(body).digest() != digest:
+        raise bad("checksum mismatch: the file is truncated or corrupted")
+    end = _PRE.size + hlen
+    if end > len(body) or (len(body) - end) % 4:
+        raise bad("header length does not match the file size")
+    try:
+        header = json.loads(body[_PRE.size:end])
+        fp, table, sched = header["hw_fingerprint"], header["sections"], header["schedule"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise bad(f"malformed header: {exc}") from None
+    if fp != hw.fingerprint:
+        raise bad(f"compiled for hardware {header.get('hw_name')!r} (fingerprint {fp}), "
+                  f"not for {hw.name!r} ({hw.fingerprint}); pass --hw {header.get('hw_name')}")
+    words = np.frombuffer(body, dtype="<u4", offset=end)
+    isa = isa_for(hw)
+    sections, first = [], 0
+    for i, ent in enumerate(table):
+        off, n = ent["offset"], ent["words"]
+        if off < 0 or off + n > len(words):
+            raise bad(f"section {i} ({ent['name']}) lies outside the instruction words")
+        try:
+            instrs = isa.decode_all(words, off, off + n, first)
+        except ProgramFormatError as exc:
+            raise bad(str(exc)) from None
+        sections.append(Section(ent["name"], instrs, [tuple(x) for x in ent["labels"]]))
+        first += len(instrs)
+    schedule = []
+    for si, s in enumerate(sched):
+        calls = [Call(c[0], list(c[2]), c[1]) for c in s["calls"]]
+        for c in calls:
+            if not 0 <= c.section < len(sections):
+                raise bad(f"schedule step {si} calls section {c.section}, which does not exist")
+        schedule.append(Step(s["phase"], s["tokens"], s["context"], s["repeat"], calls))
+    return Program(fp, header.get("hw_name", ""), header.get("model", ""), header.get("meta", {}),
+                   sections, schedule)
+
+
+def read_program(path: str | Path, hw: HwConfig) -> Program:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ProgramFormatError(f"{path}: cannot read: {exc.strerror}") from None
+    return from_bytes(data, hw, str(path))
+
+
+def read_header(path: str | Path) -> dict:
+    """The header alone (to find which hardware a program is for)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+        magic, version, _, hlen = _PRE.unpack_from(data)
+        if magic != MAGIC:
+            raise ValueError(f"magic {magic!r}")
+        return json.loads(data[_PRE.size:_PRE.size + hlen])
+    except OSError as exc:
+        raise ProgramFormatError(f"{path}: cannot read: {exc.strerror}") from None
+    except (ValueError, struct.error) as exc:
+        raise ProgramFormatError(f"{path}: not a dspflight program ({exc})") from None
+
+
+def format_instr(ins: Instr) -> str:
+    """One .asm line: mnemonic, dependency queues, fields."""
+    q = int(ins.op)
+    wait = ",".join(QUEUES[p] for p in mask_to_queues(q, ins.wait)) or "-"
+    rel = ",".join(QUEUES[p] for p in mask_to_queues(q, ins.release)) or "-"
+    fields = " ".join(f"{k}={v}" for k, v in ins.f.items())
+    return f"{ins.op.name:<4} wait={wait:<14} rel={rel:<14} {fields}"
+
+
+def listing(prog: Program) -> str:
+    """The human-readable .asm of a whole program."""
+    lines = [f"; dspflight program: model {prog.model} on {prog.hw_name} (hw {prog.hw_fingerprint})",
+             f"; meta {json.dumps(prog.meta, sort_keys=True)}"]
+    for si, step in enumerate(prog.schedule):
+        calls = " ".join(f"s{c.section}" + (f"@L{c.layer}" if c.layer >= 0 else "") for c in step.calls[:6])
+        more = f" ... ({len(step.calls)} calls)" if len(step.calls) > 6 else ""
+        lines.append(f"; step {si}: {step.phase} tokens={step.tokens} context={step.context} "
+                     f"x{step.repeat}: {calls}{more}")
+    for si, sec in enumerate(prog.sections):
+        lines.append(f"\n.section s{si} {sec.name}")
+        labels = dict(sec.labels)
+        for i, ins in enumerate(sec.instrs):
+            if i in labels:
+                lines.append(f"  ; {labels[i]}")
+            lines.append(f"  {i:5d}  {format_instr(ins)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Verilog export, Yosys resource reports and cocotb benches for the gateware."""

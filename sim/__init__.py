@@ -1,0 +1,1 @@
+"""Cycle engine, functional executor and reports; reads Program files only."""
