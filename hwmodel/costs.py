@@ -62,11 +62,18 @@ def channel_bytes_per_cycle(hw: HwConfig, channels_spanned: int) -> float:
     return hw.hbm_channel_bytes_per_cycle * eff / hw.slrs
 
 
-def transfer_cycles(hw: HwConfig, ins: Instr) -> int:
-    """LD/ST on idle channels: latency + bytes over the spanned channels' bandwidth."""
+def transfer_data_cycles(hw: HwConfig, ins: Instr) -> int:
+    """Cycles the spanned channels stream an LD/ST's bytes. The DMA issues the
+    next transfer's requests once these are issued, so back-to-back transfers
+    overlap their latency; only this part occupies the queue and the channels."""
     count = 1 << ins.f["ch_log2"]
     per_channel = transfer_bytes(hw, ins) / count
-    return hw.hbm.latency_cycles + math.ceil(per_channel / channel_bytes_per_cycle(hw, count))
+    return math.ceil(per_channel / channel_bytes_per_cycle(hw, count))
+
+
+def transfer_cycles(hw: HwConfig, ins: Instr) -> int:
+    """LD/ST from issue to the last byte in place: HBM latency + streaming."""
+    return hw.hbm.latency_cycles + transfer_data_cycles(hw, ins)
 
 
 def sys_cycles(hw: HwConfig, ins: Instr) -> int:
@@ -118,3 +125,20 @@ def work(hw: HwConfig, ins: Instr) -> Work:
     if ins.f["kind"] == SysKind.EXCHANGE:
         return Work(link_bytes=ins.f["lines"] * hw.line_bytes * (hw.slrs - 1) // hw.slrs)
     return Work()
+
+
+def weight_record_bytes(hw: HwConfig, rows: int, kblk: int, n: int, bits: int, scale_group: int) -> int:
+    """HBM/buffer bytes of a weight tile: packed non-zero values, 4-bit indices
+    (only when sparse) and one FP16 scale per `scale_group` non-zeros of a row,
+    each part padded to whole bursts."""
+    burst = hw.hbm.burst_bytes
+    nnz = rows * kblk * n
+
+    def padded(nbytes: float) -> int:
+        return math.ceil(nbytes / burst) * burst
+
+    index_bits = (hw.sparsity_m - 1).bit_length()
+    values = padded(nnz * bits / 8)
+    indices = padded(nnz * index_bits / 8) if n < hw.sparsity_m else 0
+    scales = padded(rows * math.ceil(kblk * n / scale_group) * 2)
+    return values + indices + scales

@@ -102,7 +102,7 @@ class Isa:
             Op.LD: [("base", 4), ("hbm", h), ("ch_first", c), ("ch_log2", 3), ("addr", a), ("x_len", 16),
                     ("y_len", 12), ("y_stride", 24), ("z_len", 10), ("z_stride", 28), ("zero", 1)],
             Op.ST: [("base", 4), ("hbm", h), ("ch_first", c), ("ch_log2", 3), ("addr", a), ("len", 20)],
-            Op.MM: [("rows", 14), ("kblk", 10), ("tokens", 12), ("n_log2", 2), ("wbits", 3), ("act", a),
+            Op.MM: [("rows", 14), ("kblk", 11), ("tokens", 12), ("n_log2", 2), ("wbits", 3), ("act", a),
                     ("wgt", a), ("out", a), ("acc", 1), ("bias", 1), ("fuse", 4)],
             Op.MISC: [("func", 4), ("len16", 12), ("rows", 12), ("src", a), ("src2", a), ("dst", a)],
             Op.SYS: [("kind", 2), ("lines", 16)],

@@ -22,7 +22,7 @@ import numpy as np
 
 from hwmodel.errors import ProgramFormatError
 from hwmodel.hwconfig import HwConfig
-from hwmodel.isa import QUEUES, Instr, Op, isa_for, mask_to_queues
+from hwmodel.isa import QUEUES, WORDS, Instr, isa_for, mask_to_queues
 
 MAGIC = b"DSPF"
 VERSION = 1
@@ -106,12 +106,7 @@ def to_bytes(prog: Program, hw: HwConfig) -> bytes:
 
 def instruction_bytes(prog: Program) -> int:
     """Bytes of instruction words in a program (what the hardware fetches)."""
-    return 4 * sum(sum(_words_of(i) for i in s.instrs) for s in prog.sections)
-
-
-def _words_of(ins: Instr) -> int:
-    from hwmodel.isa import WORDS
-    return WORDS[ins.op]
+    return 4 * sum(WORDS[i.op] for s in prog.sections for i in s.instrs)
 
 
 def write_program(prog: Program, hw: HwConfig, path: str | Path) -> int:

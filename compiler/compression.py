@@ -1,0 +1,92 @@
+"""Compression profiles: per-op N:16 sparsity and weight bits, attention mask density."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hwmodel.configio import Fields, load_mapping, resolve_config
+from hwmodel.hwconfig import HwConfig
+
+OP_KINDS = ("qkv", "o", "up", "down", "lm_head")
+
+
+@dataclass(frozen=True)
+class WeightFormat:
+    n: int        # non-zeros per 16 (16 = dense)
+    bits: int     # stored bits per non-zero weight
+
+
+@dataclass(frozen=True)
+class Compression:
+    name: str
+    source: str
+    activation_bits: int
+    kv_bits: int
+    scale_group: int
+    attn_block: int
+    attn_density: float
+    default: WeightFormat
+    ops: dict[str, WeightFormat] = field(default_factory=dict)
+    overrides: tuple[tuple[frozenset, frozenset, dict], ...] = ()   # (layers, ops, {n/bits})
+
+    def weight_format(self, op: str, layer: int) -> WeightFormat:
+        fmt = self.ops.get(op, self.default)
+        for layers, ops, values in self.overrides:
+            if layer in layers and (not ops or op in ops):
+                fmt = WeightFormat(values.get("n", fmt.n), values.get("bits", fmt.bits))
+        return fmt
+
+
+def _format(f: Fields, key: str, hw: HwConfig, base: WeightFormat | None = None) -> WeightFormat:
+    sub = f.sub(key)
+    sub.check_known({"n", "bits"})
+    n = sub.integer("n", base.n if base else ..., lo=1)
+    bits = sub.integer("bits", base.bits if base else ..., lo=1)
+    _check_supported(sub, n, bits, hw)
+    return WeightFormat(n, bits)
+
+
+def _check_supported(f: Fields, n: int, bits: int, hw: HwConfig) -> None:
+    if n not in hw.sparsity_n:
+        raise f.error("n", f"N={n} is not supported by {hw.name} (mpe.sparsity_n = {list(hw.sparsity_n)})")
+    if bits not in hw.weight_bits:
+        raise f.error("bits", f"{bits}-bit weights are not supported by {hw.name} "
+                              f"(mpe.weight_bits = {list(hw.weight_bits)})")
+
+
+def load_compression(name_or_path: str | Path, hw: HwConfig) -> Compression:
+    """Load a profile (`flightllm`, `dense-int8` or a path), checked against the hardware."""
+    path = resolve_config("compression", str(name_or_path))
+    f = Fields(load_mapping(path), path)
+    f.check_known({"name", "activation_bits", "kv_bits", "scale_group", "weights", "attention"})
+    w = f.sub("weights")
+    w.check_known({"default", "ops", "layers"})
+    default = _format(w, "default", hw)
+    ops_f = w.sub("ops", {})
+    ops_f.check_known(OP_KINDS)
+    ops = {k: _format(ops_f, k, hw, default) for k in OP_KINDS if ops_f.has(k)}
+    overrides = []
+    raw_layers = w.raw("layers", [])
+    if not isinstance(raw_layers, list):
+        raise w.error("layers", "expected a list of overrides")
+    for i, item in enumerate(raw_layers):
+        if not isinstance(item, dict):
+            raise w.error(f"layers[{i}]", "expected a mapping")
+        o = Fields(item, path, f"weights.layers[{i}].")
+        o.check_known({"layers", "ops", "n", "bits"})
+        layers = o.int_list("layers", lo=0)
+        kinds = o.raw("ops", [])
+        if not isinstance(kinds, list) or any(k not in OP_KINDS for k in kinds):
+            raise o.error("ops", f"expected a list of {', '.join(OP_KINDS)}")
+        values = {k: o.integer(k, lo=1) for k in ("n", "bits") if o.has(k)}
+        _check_supported(o, values.get("n", hw.sparsity_n[-1]), values.get("bits", hw.weight_bits[-1]), hw)
+        overrides.append((frozenset(layers), frozenset(kinds), values))
+    att = f.sub("attention")
+    att.check_known({"block", "density"})
+    act_bits = f.integer("activation_bits", lo=8, hi=8)
+    return Compression(
+        name=f.text("name"), source=str(path), activation_bits=act_bits,
+        kv_bits=f.integer("kv_bits", lo=8, hi=8), scale_group=f.integer("scale_group", lo=16),
+        attn_block=att.integer("block", lo=16), attn_density=att.number("density", lo=0.01, hi=1.0),
+        default=default, ops=ops, overrides=tuple(overrides),
+    )

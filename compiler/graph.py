@@ -1,0 +1,65 @@
+"""Frontend: a model config becomes a networkx graph of ops for one step.
+
+Nodes are ops (`kind`, `layer`, shapes); edges carry the activation tensor
+between them (`features` per token). The graph's own attributes say which
+step it is: `phase` (prefill/decode), `tokens` (new tokens), `context` (KV
+length after the step), and hold the model, compression and pass results.
+"""
+from __future__ import annotations
+
+import networkx as nx
+
+from compiler.compression import Compression
+from compiler.model_config import ModelConfig
+
+
+def build_graph(model: ModelConfig, compression: Compression, phase: str, tokens: int, context: int) -> nx.DiGraph:
+    """Embedding, `layers` decoder layers, final norm and LM head for one step."""
+    g = nx.DiGraph(model=model, compression=compression, phase=phase, tokens=tokens, context=context)
+    d, hd = model.hidden, model.head_dim
+    qkv_out = (model.heads + 2 * model.kv_heads) * hd
+    up_out = (2 if model.gated_ffn else 1) * model.ffn
+
+    def chain(nodes: list[tuple[str, dict]], prev: str | None) -> str:
+        for name, attrs in nodes:
+            g.add_node(name, **attrs)
+            if prev is not None:
+                g.add_edge(prev, name, features=g.nodes[prev]["out_features"])
+            prev = name
+        return prev
+
+    last = chain([("embed", dict(kind="embed", layer=-1, out_features=d))], None)
+    act_func = "silu_mul" if model.gated_ffn else model.activation
+    for i in range(model.layers):
+        p = f"L{i}."
+        residual = last
+        rope = [(p + "rope", dict(kind="misc", layer=i, func="rope", out_features=qkv_out))]
+        last = chain([
+            (p + "attn_norm", dict(kind="norm", layer=i, func=model.norm, out_features=d)),
+            (p + "qkv", dict(kind="linear", layer=i, op="qkv", in_features=d, out_features=qkv_out)),
+            *(rope if model.positional == "rope" else []),
+            (p + "attn", dict(kind="attention", layer=i, heads=model.heads, kv_heads=model.kv_heads,
+                              head_dim=hd, out_features=d)),
+            (p + "o", dict(kind="linear", layer=i, op="o", in_features=d, out_features=d)),
+            (p + "attn_res", dict(kind="misc", layer=i, func="add", out_features=d)),
+        ], last)
+        g.add_edge(residual, p + "attn_res", features=d)
+        residual = last
+        last = chain([
+            (p + "ffn_norm", dict(kind="norm", layer=i, func=model.norm, out_features=d)),
+            (p + "up", dict(kind="linear", layer=i, op="up", in_features=d, out_features=up_out)),
+            (p + "act", dict(kind="misc", layer=i, func=act_func, out_features=model.ffn)),
+            (p + "down", dict(kind="linear", layer=i, op="down", in_features=model.ffn, out_features=d)),
+            (p + "ffn_res", dict(kind="misc", layer=i, func="add", out_features=d)),
+        ], last)
+        g.add_edge(residual, p + "ffn_res", features=d)
+    chain([
+        ("final_norm", dict(kind="norm", layer=-1, func=model.norm, out_features=d)),
+        ("lm_head", dict(kind="linear", layer=-1, op="lm_head", in_features=d, out_features=model.vocab)),
+    ], last)
+    return g
+
+
+def layer_nodes(g: nx.DiGraph, layer: int) -> list[str]:
+    """The nodes of one layer (-1: outside the decoder layers) in execution order."""
+    return [n for n in nx.topological_sort(g) if g.nodes[n]["layer"] == layer]

@@ -1,0 +1,108 @@
+"""Model architecture: from our YAML or a Hugging Face `config.json`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hwmodel.configio import Fields, load_mapping, resolve_config
+from hwmodel.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    source: str
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    ffn: int
+    vocab: int
+    max_context: int
+    norm: str          # rmsnorm | layernorm
+    activation: str    # silu | gelu | relu
+    gated_ffn: bool
+    positional: str    # rope | learned
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    @property
+    def group(self) -> int:
+        """Query heads per KV head (grouped-query attention)."""
+        return self.heads // self.kv_heads
+
+    @property
+    def linear_params(self) -> int:
+        """Weights of all linear layers of the decoder and the LM head."""
+        d, kvd = self.hidden, self.kv_heads * self.head_dim
+        ffn = (3 if self.gated_ffn else 2) * d * self.ffn
+        return self.layers * (d * (d + 2 * kvd) + d * d + ffn) + self.vocab * d
+
+
+_KEYS = {"name", "layers", "hidden", "heads", "kv_heads", "ffn", "vocab", "max_context", "norm", "activation",
+         "gated_ffn", "positional"}
+
+# Hugging Face config.json keys per model family -> our fields.
+_HF_FAMILIES = {
+    "llama": dict(norm="rmsnorm", activation="silu", gated_ffn=True, positional="rope", ffn_key="intermediate_size"),
+    "mistral": dict(norm="rmsnorm", activation="silu", gated_ffn=True, positional="rope",
+                    ffn_key="intermediate_size"),
+    "opt": dict(norm="layernorm", activation="relu", gated_ffn=False, positional="learned", ffn_key="ffn_dim"),
+}
+
+
+def load_model(name_or_path: str | Path) -> ModelConfig:
+    """A built-in model (`llama2-7b`, `opt-6.7b`, `tiny`), a YAML file, or a HF config.json."""
+    path = resolve_config("models", str(name_or_path), (".yaml", ".json"))
+    data = load_mapping(path)
+    if path.suffix == ".json":
+        return _from_hf(Fields(data, path), path)
+    f = Fields(data, path)
+    f.check_known(_KEYS)
+    m = ModelConfig(
+        name=f.text("name"), source=str(path),
+        layers=f.integer("layers", lo=1), hidden=f.integer("hidden", lo=16), heads=f.integer("heads", lo=1),
+        kv_heads=f.integer("kv_heads", lo=1), ffn=f.integer("ffn", lo=16), vocab=f.integer("vocab", lo=2),
+        max_context=f.integer("max_context", lo=1),
+        norm=f.text("norm", choices=("rmsnorm", "layernorm")),
+        activation=f.text("activation", choices=("silu", "gelu", "relu")),
+        gated_ffn=bool(f.raw("gated_ffn")), positional=f.text("positional", choices=("rope", "learned")),
+    )
+    _check(m, f)
+    return m
+
+
+def _from_hf(f: Fields, path: Path) -> ModelConfig:
+    family = f.text("model_type", choices=_HF_FAMILIES)
+    fam = _HF_FAMILIES[family]
+    heads = f.integer("num_attention_heads", lo=1)
+    act = f.text("hidden_act", "silu" if family != "opt" else f.text("activation_function", "relu"))
+    m = ModelConfig(
+        name=str(f.raw("_name_or_path", path.parent.name or path.stem)).split("/")[-1].lower() or family,
+        source=str(path),
+        layers=f.integer("num_hidden_layers", lo=1), hidden=f.integer("hidden_size", lo=16), heads=heads,
+        kv_heads=f.integer("num_key_value_heads", heads, lo=1), ffn=f.integer(fam["ffn_key"], lo=16),
+        vocab=f.integer("vocab_size", lo=2), max_context=f.integer("max_position_embeddings", lo=1),
+        norm=fam["norm"], activation={"gelu_new": "gelu"}.get(act, act), gated_ffn=fam["gated_ffn"],
+        positional=fam["positional"],
+    )
+    if m.activation not in ("silu", "gelu", "relu"):
+        raise f.error("hidden_act", f"expected silu, gelu or relu, got {act!r}")
+    _check(m, f, hf=True)
+    return m
+
+
+def _check(m: ModelConfig, f: Fields, hf: bool = False) -> None:
+    heads_key, kv_key, hidden_key = (("num_attention_heads", "num_key_value_heads", "hidden_size") if hf
+                                     else ("heads", "kv_heads", "hidden"))
+    if m.hidden % m.heads:
+        raise f.error(hidden_key, f"{m.hidden} is not a multiple of {heads_key}={m.heads}")
+    if m.heads % m.kv_heads:
+        raise f.error(kv_key, f"{m.kv_heads} does not divide {heads_key}={m.heads}")
+    if m.head_dim % 16:
+        raise f.error(hidden_key, f"head dimension {m.head_dim} must be a multiple of 16 (N:16 blocks)")
+    for key, value in (("hidden", m.hidden), ("ffn", m.ffn)):
+        if value % 16:
+            raise ConfigError(f"{m.source}: field {key}: {value} must be a multiple of 16 (N:16 blocks)")

@@ -1,0 +1,18 @@
+"""Pass: put each linear op's N:16 pattern and weight bits, and the attention
+mask density, on the nodes, from the compression profile."""
+from __future__ import annotations
+
+import networkx as nx
+
+from hwmodel.hwconfig import HwConfig
+
+
+def annotate_compression(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
+    comp = g.graph["compression"]
+    for _, a in g.nodes(data=True):
+        if a["kind"] == "linear":
+            fmt = comp.weight_format(a["op"], a["layer"])
+            a["n"], a["bits"] = fmt.n, fmt.bits
+        elif a["kind"] == "attention":
+            a["block"], a["density"] = comp.attn_block, comp.attn_density
+    return g

@@ -1,0 +1,234 @@
+"""Pass: lower the tiled, allocated graph of one step to instruction sections.
+
+One section per distinct layer (layers with the same shapes and formats
+share one, addressed through base registers: r0 the layer's weights, r1 its
+KV cache, r2 the host I/O area, r3 the LM head), plus a `pre` section (load
+the embedded input) and a `post` section (final norm, LM head, logits to the
+host). Prefill lowers matrix ops to MM, decode to MV; attention skips the key
+blocks its mask cuts.
+"""
+from __future__ import annotations
+
+import math
+
+import networkx as nx
+
+from compiler.graph import layer_nodes
+from compiler.section_builder import SectionBuilder
+from hwmodel.hwconfig import HwConfig
+from hwmodel.isa import MiscFunc, Op, SysKind
+
+R_WEIGHTS, R_KV, R_IO, R_HEAD = range(4)
+MISC_CODES = {"rmsnorm": MiscFunc.RMSNORM, "layernorm": MiscFunc.LAYERNORM, "add": MiscFunc.ADD,
+              "rope": MiscFunc.ROPE, "silu_mul": MiscFunc.SILU_MUL, "silu": MiscFunc.SILU, "gelu": MiscFunc.GELU,
+              "relu": MiscFunc.RELU, "softmax": MiscFunc.SOFTMAX}
+EXCHANGE_MAX_LINES = (1 << 16) - 1
+
+
+class Emitter:
+    """Emits the instructions of one core for the ops of one section."""
+
+    def __init__(self, g: nx.DiGraph, hw: HwConfig, b: SectionBuilder):
+        self.g, self.hw, self.b = g, hw, b
+        self.tokens = g.graph["tokens"]
+        self.line = hw.line_bytes
+        self.wgt_base = hw.buffers["wgt"].base // self.line
+        self.wgt_half = hw.buffers["wgt"].bytes // 2 // self.line
+        self.glb_base = hw.buffers["glb"].base // self.line
+        self.glb_quarter = hw.buffers["glb"].bytes // 4 // self.line
+        self.ch_log2 = hw.hbm.channels.bit_length() - 1
+        self.model = g.graph["model"]
+        self.max_ctx = g.graph.get("max_context", g.graph["context"])
+        self.tile_count = 0   # alternates weight-buffer halves across ops
+        self.kv_count = 0     # alternates global-buffer quarter pairs
+        self.spill_bursts = 0
+
+    def lines(self, nbytes: int) -> int:
+        return math.ceil(nbytes / self.line)
+
+    # ---- helpers ---------------------------------------------------------
+    def load(self, reg: int, hbm: int, addr: int, writes: str, x_len: int, y_len: int = 1, y_stride: int = 0,
+             reads: tuple[str, ...] = ()) -> None:
+        self.b.add(Op.LD, dict(base=reg, hbm=hbm, ch_first=0, ch_log2=self.ch_log2, addr=addr, x_len=x_len,
+                               y_len=y_len, y_stride=y_stride, z_len=1, z_stride=0, zero=0),
+                   reads=reads, writes=(writes,))
+
+    def store(self, reg: int, hbm: int, addr: int, nbytes: int, reads: str, writes: str) -> None:
+        self.b.add(Op.ST, dict(base=reg, hbm=hbm, ch_first=0, ch_log2=self.ch_log2, addr=addr,
+                               len=math.ceil(nbytes / self.hw.hbm.burst_bytes)),
+                   reads=(reads,), writes=(writes,))
+
+    def matrix(self, tokens: int, rows: int, kblk: int, n: int, bits: int, act: int, wgt: int, out: int,
+               reads: tuple[str, ...], writes: str, acc: int = 0, fuse: int = 0) -> None:
+        op = Op.MM if tokens > 1 else Op.MV
+        self.b.add(op, dict(rows=rows, kblk=kblk, tokens=tokens, n_log2=n.bit_length() - 2, wbits=bits - 1,
+                            act=act, wgt=wgt, out=out, acc=acc, bias=0, fuse=fuse),
+                   reads=reads, writes=(writes,))
+
+    def misc(self, func: str, rows: int, features: int, src: int, dst: int, reads: tuple[str, ...], writes: str,
+             src2: int = 0) -> None:
+        self.b.add(Op.MISC, dict(func=MISC_CODES[func], len16=math.ceil(features / 16), rows=rows, src=src,
+                                 src2=src2, dst=dst), reads=reads, writes=(writes,))
+
+    def input_of(self, name: str) -> str:
+        preds = [p for p in self.g.predecessors(name) if not p.endswith("_res") and p != "embed"]
+        preds = preds or list(self.g.predecessors(name))
+        return preds[-1]
+
+    def slot(self, name: str) -> str:
+        """Resource name of a node's output slot (residual adds and embed share `x`)."""
+        a = self.g.nodes[name]
+        return "x" if a["out_addr"] == 0 else name
+
+    # ---- ops ---------------------------------------------------------------
+    def emit(self, name: str) -> None:
+        a = self.g.nodes[name]
+        self.b.label(name.split(".", 1)[-1])
+        kind = a["kind"]
+        getattr(self, "op_" + kind)(name, a)
+        if any(e.get("spill") for _, _, e in self.g.out_edges(name, data=True)) and kind != "embed":
+            self.spill(name, a)
+
+    def spill(self, name: str, a: dict) -> None:
+        """Fusion off: the activation round-trips through HBM before its consumer."""
+        nbytes = self.tokens * a["local"]
+        hbm = self.spill_bursts
+        self.store(R_IO, hbm, a["out_addr"], nbytes, reads=self.slot(name), writes="spill")
+        self.load(R_IO, hbm, a["out_addr"], self.slot(name), math.ceil(nbytes / self.hw.hbm.burst_bytes),
+                  reads=("spill",))
+
+    def op_embed(self, name: str, a: dict) -> None:
+        nbytes = self.tokens * self.model.hidden
+        self.load(R_IO, 0, 0, "x", math.ceil(nbytes / self.hw.hbm.burst_bytes))
+
+    def op_norm(self, name: str, a: dict) -> None:
+        src = self.input_of(name)
+        self.misc(a["func"], self.tokens, self.model.hidden, self.g.nodes[src]["out_addr"], a["out_addr"],
+                  reads=(self.slot(src),), writes=self.slot(name))
+
+    def op_misc(self, name: str, a: dict) -> None:
+        preds = list(self.g.predecessors(name))
+        if a["func"] == "add":
+            other = next(p for p in preds if self.g.nodes[p]["out_addr"] != 0)
+            self.misc("add", self.tokens, a["out_features"], 0, 0, src2=self.g.nodes[other]["out_addr"],
+                      reads=("x", self.slot(other)), writes="x")
+            return
+        (src,) = preds
+        self.misc(a["func"], self.tokens, self.g.nodes[src]["local"], self.g.nodes[src]["out_addr"],
+                  a["out_addr"], reads=(self.slot(src),), writes=self.slot(name))
+
+    def op_exchange(self, name: str, a: dict) -> None:
+        src = self.input_of(name)
+        total = self.lines(self.tokens * a["out_features"])
+        for start in range(0, total, EXCHANGE_MAX_LINES):
+            self.b.add(Op.SYS, dict(kind=SysKind.EXCHANGE, lines=min(EXCHANGE_MAX_LINES, total - start)),
+                       reads=(self.slot(src),), writes=(self.slot(name),))
+
+    def op_linear(self, name: str, a: dict) -> None:
+        src = self.input_of(name)
+        is_head = a["op"] == "lm_head"
+        tokens = 1 if is_head else self.tokens
+        act = self.g.nodes[src]["out_addr"]
+        fuse = MISC_CODES.get(a.get("fuse", ""), 0)
+        out_ratio = 2 if a.get("fuse") == "silu_mul" else 1
+        done = 0
+        for rows, (hbm, bursts) in zip(a["tiles"], a["tile_hbm"]):
+            half = self.tile_count % 2
+            self.tile_count += 1
+            buf = f"wgt{half}"
+            self.load(R_HEAD if is_head else R_WEIGHTS, hbm, self.wgt_base + half * self.wgt_half, buf, bursts)
+            out = a["out_addr"] + self.lines(done // out_ratio * tokens)
+            self.matrix(tokens, rows, a["kblk"], a["n"], a["bits"], act, self.wgt_base + half * self.wgt_half, out,
+                        reads=(self.slot(src), buf), writes=self.slot(name), fuse=int(fuse))
+            done += rows
+        if is_head:
+            self.store(R_IO, 0, a["out_addr"], a["local"] * 2, reads=name, writes="logits")
+            self.b.add(Op.SYS, dict(kind=SysKind.HOST, lines=self.lines(a["local"] * 2)), reads=("logits",))
+
+    def op_attention(self, name: str, a: dict) -> None:
+        hd, group, kvh = a["head_dim"], self.model.group, a["kv_heads_core"]
+        qkv = self.input_of(name)
+        qkv_addr = self.g.nodes[qkv]["out_addr"]
+        row_bursts = kvh * hd // self.hw.hbm.burst_bytes
+        v_region = self.max_ctx * row_bursts
+        ctx, t = self.g.graph["context"], self.tokens
+        # the new tokens' K and V go to the cache first (rows ctx-t .. ctx-1)
+        per_token = kvh * hd
+        q_width = kvh * group * hd
+        self.store(R_KV, (ctx - t) * row_bursts, qkv_addr + self.lines(t * q_width), t * per_token,
+                   reads=self.slot(qkv), writes="kv")
+        self.store(R_KV, v_region + (ctx - t) * row_bursts, qkv_addr + self.lines(t * (q_width + per_token)),
+                   t * per_token, reads=self.slot(qkv), writes="kv")
+        x_len = hd // self.hw.hbm.burst_bytes
+        for h in range(kvh):
+            pair = self.kv_count % 2
+            self.kv_count += 1
+            kq, vq = f"glbK{pair}", f"glbV{pair}"
+            k_addr = self.glb_base + (2 * pair) * self.glb_quarter
+            v_addr = k_addr + self.glb_quarter
+            q_addr = qkv_addr + self.lines(h * group * hd * t)
+            out_addr = a["out_addr"] + self.lines(h * group * hd * t)
+            if a["kv_resident"]:
+                self.load(R_KV, h * x_len, k_addr, kq, x_len, ctx, row_bursts, reads=("kv",))
+                self.load(R_KV, v_region + h * x_len, v_addr, vq, x_len, ctx, row_bursts, reads=("kv",))
+            for q0, q1, chunks in a["qblocks"]:
+                rows_q = (q1 - q0) * group
+                keys = sum(e - s for s, e in chunks)
+                done = 0
+                for s, e in chunks:
+                    if not a["kv_resident"]:
+                        self.load(R_KV, s * row_bursts + h * x_len, k_addr, kq, x_len, e - s, row_bursts,
+                                  reads=("kv",))
+                    wk = k_addr + (self.lines(s * hd) if a["kv_resident"] else 0)
+                    self.matrix(rows_q, e - s, hd // 16, 16, 8, q_addr, wk, a["scores_addr"] + self.lines(
+                        done * rows_q * 2), reads=(self.slot(qkv), kq), writes="scores")
+                    done += e - s
+                self.misc("softmax", rows_q, keys, a["scores_addr"], a["scores_addr"], reads=("scores",),
+                          writes="scores")
+                done = 0
+                for i, (s, e) in enumerate(chunks):
+                    if not a["kv_resident"]:
+                        self.load(R_KV, v_region + s * row_bursts + h * x_len, v_addr, vq, x_len, e - s,
+                                  row_bursts, reads=("kv",))
+                    wv = v_addr + (self.lines(s * hd) if a["kv_resident"] else 0)
+                    self.matrix(rows_q, hd, math.ceil((e - s) / 16), 16, 8,
+                                a["scores_addr"] + self.lines(done * rows_q * 2), wv, out_addr,
+                                reads=("scores", vq), writes=self.slot(name), acc=int(i > 0))
+                    done += e - s
+
+
+def _signature(g: nx.DiGraph, layer: int) -> tuple:
+    return tuple((n.split(".", 1)[1], g.nodes[n].get("n"), g.nodes[n].get("bits"))
+                 for n in layer_nodes(g, layer))
+
+
+def emit(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
+    """Builds g.graph['builders'] (one per section) and g.graph['layer_section']."""
+    phase, t, ctx = g.graph["phase"], g.graph["tokens"], g.graph["context"]
+    tag = f"{phase}-t{t}-c{ctx}"
+    builders: list[SectionBuilder] = []
+    section_of: dict[tuple, int] = {}
+    layer_section: dict[int, int] = {}
+
+    def build(name: str, nodes: list[str]) -> int:
+        b = SectionBuilder(name)
+        em = Emitter(g, hw, b)
+        for n in nodes:
+            em.emit(n)
+        b.finish()
+        builders.append(b)
+        return len(builders) - 1
+
+    order = list(nx.topological_sort(g))
+    pre = [n for n in order if g.nodes[n]["layer"] == -1 and n == "embed"]
+    post = [n for n in order if g.nodes[n]["layer"] == -1 and n != "embed"]
+    layer_section[-1] = build(f"{tag}-pre", pre)
+    for layer in range(g.graph["model"].layers):
+        sig = _signature(g, layer)
+        if sig not in section_of:
+            section_of[sig] = build(f"{tag}-layer{layer}", layer_nodes(g, layer))
+        layer_section[layer] = section_of[sig]
+    layer_section[-2] = build(f"{tag}-post", post)
+    g.graph["builders"] = builders
+    g.graph["layer_section"] = layer_section
+    return g

@@ -1,0 +1,166 @@
+"""The named pass pipeline and the whole-program compiler.
+
+`PIPELINE` lists the passes in order; `run_passes` can dump the graph after
+any of them. `compile_program` compiles every step an inference needs —
+one prefill and one decode step per context bucket — deduplicates identical
+sections, and writes the schedule with each call's base registers.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import networkx as nx
+
+from compiler.compression import Compression
+from compiler.graph import build_graph
+from compiler.model_config import ModelConfig
+from compiler.passes.allocate import allocate
+from compiler.passes.annotate_compression import annotate_compression
+from compiler.passes.emit import R_HEAD, R_IO, R_KV, R_WEIGHTS, emit
+from compiler.passes.onchip_fusion import onchip_fusion
+from compiler.passes.partition import partition
+from compiler.passes.schedule_tokens import schedule_tokens
+from compiler.passes.tile import tile
+from hwmodel.errors import CompileError
+from hwmodel.hwconfig import HwConfig
+from hwmodel.isa import isa_for
+from hwmodel.program import Call, Program, Section, Step
+
+Pass = Callable[[nx.DiGraph, HwConfig], nx.DiGraph]
+PIPELINE: list[tuple[str, Pass]] = [
+    ("annotate_compression", annotate_compression),
+    ("onchip_fusion", onchip_fusion),
+    ("partition", partition),
+    ("tile", tile),
+    ("allocate", allocate),
+    ("emit", emit),
+    ("schedule_tokens", schedule_tokens),
+]
+
+
+def run_passes(g: nx.DiGraph, hw: HwConfig, dump_after: str | None = None, dump_dir: Path | None = None) -> nx.DiGraph:
+    names = [n for n, _ in PIPELINE]
+    if dump_after is not None and dump_after not in names:
+        raise CompileError(f"--dump-after {dump_after!r}: no such pass (passes: {', '.join(names)})")
+    for name, fn in PIPELINE:
+        g = fn(g, hw)
+        if name == dump_after and dump_dir is not None:
+            dump_graph(g, Path(dump_dir) / f"graph-{g.graph['phase']}-c{g.graph['context']}-{name}.txt")
+    return g
+
+
+def dump_graph(g: nx.DiGraph, path: Path) -> None:
+    """A text listing of the nodes and their attributes, one per line."""
+    skip = {"tile_hbm", "qblocks"}
+    lines = [f"# {k} = {v}" for k, v in g.graph.items() if isinstance(v, (int, float, str, bool))]
+    for n in nx.topological_sort(g):
+        attrs = {k: v for k, v in g.nodes[n].items() if k not in skip}
+        lines.append(f"{n}: {attrs} -> {sorted(g.successors(n))}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """Length-adaptive compilation: lengths rounded up to a shared bucket."""
+    prefill: int = 128
+    decode: int = 16
+
+    def round(self, value: int, size: int) -> int:
+        return math.ceil(value / size) * size
+
+
+def decode_buckets(prefill: int, decode: int, size: int, max_context: int) -> list[tuple[int, int]]:
+    """(bucket context, steps in it) for decode steps at contexts prefill+1 .. prefill+decode."""
+    counts: dict[int, int] = {}
+    for ctx in range(prefill + 1, prefill + decode + 1):
+        b = min(math.ceil(ctx / size) * size, max_context)
+        counts[b] = counts.get(b, 0) + 1
+    return sorted(counts.items())
+
+
+def compile_program(model: ModelConfig, comp: Compression, hw: HwConfig, prefill: int, decode: int,
+                    buckets: Buckets = Buckets(), fusion: bool = True,
+                    progress: Callable[[int, int], None] | None = None,
+                    dump_after: str | None = None, dump_dir: Path | None = None) -> Program:
+    """Compile one inference (prefill then `decode` steps) into a Program."""
+    if prefill < 1 or decode < 0:
+        raise CompileError(f"--prefill must be >= 1 and --decode >= 0, got {prefill} and {decode}")
+    prefill_len = min(buckets.round(prefill, buckets.prefill), model.max_context)
+    steps_spec = [("prefill", prefill_len, prefill_len, 1)]
+    steps_spec += [("decode", 1, ctx, n) for ctx, n in
+                   decode_buckets(prefill, decode, buckets.decode, model.max_context)]
+    max_ctx = max(ctx for _, _, ctx, _ in steps_spec)
+    if prefill + decode > model.max_context:
+        raise CompileError(f"{model.source}: field max_context: prefill {prefill} + decode {decode} exceeds "
+                           f"the model's {model.max_context}")
+    isa = isa_for(hw)
+    sections: list[Section] = []
+    seen: dict[tuple, int] = {}
+    schedule: list[Step] = []
+    layout = None
+    for i, (phase, tokens, ctx, repeat) in enumerate(steps_spec):
+        g = build_graph(model, comp, phase, tokens, ctx)
+        g.graph["max_context"] = max_ctx
+        g.graph["fusion"] = fusion
+        g = run_passes(g, hw, dump_after, dump_dir)
+        layout = g.graph["hbm_layout"]
+        local = []
+        for b in g.graph["builders"]:
+            words = tuple(w for j, ins in enumerate(b.instrs) for w in isa.encode(ins, j))
+            if words not in seen:
+                seen[words] = len(sections)
+                sections.append(b.section())
+            local.append(seen[words])
+        ls = g.graph["layer_section"]
+        bases = _base_registers(model, hw, layout, max_ctx)
+        calls = [Call(local[ls[-1]], bases(-1), -1)]
+        calls += [Call(local[ls[layer]], bases(layer), layer) for layer in range(model.layers)]
+        calls.append(Call(local[ls[-2]], bases(-1), -1))
+        schedule.append(Step(phase, tokens, ctx, repeat, calls))
+        if progress:
+            progress(i + 1, len(steps_spec))
+    meta = {"prefill": prefill, "decode": decode, "prefill_bucket": buckets.prefill,
+            "decode_bucket": buckets.decode, "compression": comp.name, "fusion": fusion,
+            "max_context": max_ctx, "hbm_layout": {k: v for k, v in layout.items() if k != "layer_weight_bursts"},
+            "model_linear_params": model.linear_params, "slrs": hw.slrs}
+    return Program(hw.fingerprint, hw.name, model.name, meta, sections, schedule)
+
+
+def _base_registers(model: ModelConfig, hw: HwConfig, layout: dict, max_ctx: int) -> Callable[[int], list[int]]:
+    """HBM map (bursts): [layer][core] weights, [core] LM head, [layer][core] KV, [core] I/O.
+    A call's base list holds 4 registers per core: r0 weights, r1 KV, r2 I/O, r3 LM head."""
+    per_layer = layout["layer_weight_bursts"]
+    cores = hw.slrs
+    layer_start, pos = {}, 0
+    for layer in range(model.layers):
+        layer_start[layer] = pos
+        pos += per_layer[layer] * cores
+    head_start = pos
+    pos += per_layer.get(-1, 0) * cores
+    kv_start = pos
+    pos += model.layers * cores * layout["kv_bursts"]
+    io_start = pos
+    io_core = math.ceil(layout["io_bytes"] / hw.hbm.burst_bytes)
+
+    def bases(layer: int) -> list[int]:
+        regs = []
+        for c in range(cores):
+            r = [0, 0, io_start + c * io_core, head_start + c * per_layer.get(-1, 0)]
+            if layer >= 0:
+                r[R_WEIGHTS] = layer_start[layer] + c * per_layer[layer]
+                r[R_KV] = kv_start + (layer * cores + c) * layout["kv_bursts"]
+            regs.extend(r)
+        return regs
+
+    assert (R_WEIGHTS, R_KV, R_IO, R_HEAD) == (0, 1, 2, 3)
+    return bases
+
+
+def timed_compile(*args, **kwargs) -> tuple[Program, float]:
+    t0 = time.perf_counter()
+    prog = compile_program(*args, **kwargs)
+    return prog, time.perf_counter() - t0

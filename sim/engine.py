@@ -1,0 +1,150 @@
+"""Event-driven cycle engine over the six instruction queues of one core.
+
+Each queue runs its instructions in order, one at a time. An instruction
+starts when its queue is free and, for every queue in its wait mask, a token
+from that queue is available (it consumes one); when it ends it releases one
+token to every queue in its release mask. LD/ST also need their HBM channels:
+a transfer starts when all the channels it spans are free. Cycle counts come
+from hwmodel.costs. A section starts and ends with every queue idle, so its
+timing is independent of where it runs and is computed once per section.
+"""
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+from hwmodel.costs import (Work, compute_cycles, transfer_bytes, transfer_channels, transfer_cycles,
+                           transfer_data_cycles, work)
+from hwmodel.errors import SimulationError
+from hwmodel.hwconfig import HwConfig
+from hwmodel.isa import NUM_QUEUES, QUEUES, Instr, Op, mask_to_queues
+from hwmodel.program import Section, format_instr
+
+WORK_FIELDS = tuple(Work.__dataclass_fields__)
+
+
+@dataclass
+class OpTiming:
+    """One op label within a section: when it ran and what it did."""
+    start: int
+    end: int
+    busy: list[int] = field(default_factory=lambda: [0] * NUM_QUEUES)
+    work: dict[str, int] = field(default_factory=lambda: dict.fromkeys(WORK_FIELDS, 0))
+
+
+@dataclass
+class SectionTiming:
+    name: str
+    cycles: int
+    instructions: int
+    busy: list[int]
+    work: dict[str, int]
+    ops: dict[str, OpTiming]
+    trace: list[tuple[int, int, int, str]]   # (queue, start, end, label) per instruction
+
+
+def _check_buffers(hw: HwConfig, ins: Instr, index: int, section: str) -> None:
+    """An LD/ST must stay inside the on-chip buffer its address falls in."""
+    buf = hw.buffer_of(ins.f["addr"])
+    nbytes = transfer_bytes(hw, ins)
+    start = ins.f["addr"] * hw.line_bytes
+    if buf is None or start + nbytes > buf.base + buf.bytes:
+        where = f"buffer {buf.name} ends at byte {buf.base + buf.bytes}" if buf else "no buffer there"
+        raise SimulationError(f"section {section}: instruction {index} ({ins.op.name}): {nbytes} bytes at on-chip "
+                              f"byte {start} overflow the on-chip buffers ({where})")
+
+
+def time_section(hw: HwConfig, sec: Section, keep_trace: bool = False) -> SectionTiming:
+    instrs = sec.instrs
+    labels = sec.label_of()
+    n = len(instrs)
+    queues: list[list[int]] = [[] for _ in range(NUM_QUEUES)]
+    cycles, occupy, waits, releases, chans = [], [], [], [], []
+    for i, ins in enumerate(instrs):
+        q = int(ins.op)
+        queues[q].append(i)
+        waits.append(mask_to_queues(q, ins.wait))
+        releases.append(mask_to_queues(q, ins.release))
+        if ins.op in (Op.LD, Op.ST):
+            _check_buffers(hw, ins, i, sec.name)
+            cycles.append(transfer_cycles(hw, ins))
+            occupy.append(transfer_data_cycles(hw, ins))
+            chans.append(transfer_channels(hw, ins))
+        else:
+            cycles.append(compute_cycles(hw, ins))
+            occupy.append(cycles[-1])
+            chans.append(None)
+    head = [0] * NUM_QUEUES
+    busy_until = [0] * NUM_QUEUES
+    running = [False] * NUM_QUEUES
+    tokens = [[0] * NUM_QUEUES for _ in range(NUM_QUEUES)]   # tokens[p][c]: released by p for c
+    ch_free = [0] * hw.hbm.channels
+    events: list[tuple[int, int, int]] = []   # (time, queue, instr): instr done, or -1: queue may issue
+    start_of = [0] * n
+    now, done, last_end = 0, 0, 0
+    while done < n:
+        for q in range(NUM_QUEUES):
+            if running[q] or head[q] >= len(queues[q]) or busy_until[q] > now:
+                continue
+            i = queues[q][head[q]]
+            if any(tokens[p][q] == 0 for p in waits[i]):
+                continue
+            for p in waits[i]:
+                tokens[p][q] -= 1
+            start = max(now, busy_until[q])
+            if chans[i] is not None:
+                start = max(start, max(ch_free[c] for c in chans[i]))
+            free = start + occupy[i]
+            if chans[i] is not None:
+                for c in chans[i]:
+                    ch_free[c] = free
+            start_of[i] = start
+            running[q] = True
+            busy_until[q] = free
+            head[q] += 1
+            heapq.heappush(events, (start + cycles[i], q, i))
+            if free < start + cycles[i]:
+                heapq.heappush(events, (free, q, -1))
+        if not events:
+            heads = "; ".join(
+                f"{QUEUES[q]}: #{queues[q][head[q]]} {format_instr(instrs[queues[q][head[q]]])}"
+                for q in range(NUM_QUEUES) if head[q] < len(queues[q]))
+            raise SimulationError(f"section {sec.name}: dependency deadlock at cycle {now}; queue heads: {heads}")
+        now, q, i = heapq.heappop(events)
+        if i < 0 or occupy[i] == cycles[i]:
+            running[q] = False
+        if i < 0:
+            continue
+        done += 1
+        last_end = max(last_end, now)
+        for c in releases[i]:
+            tokens[q][c] += 1
+    leftover = [(QUEUES[p], QUEUES[c]) for p in range(NUM_QUEUES) for c in range(NUM_QUEUES) if tokens[p][c]]
+    if leftover:
+        raise SimulationError(f"section {sec.name}: ends with unconsumed tokens {leftover[0][0]}->{leftover[0][1]}")
+    return _summarize(hw, sec, instrs, labels, start_of, cycles, occupy, last_end, keep_trace)
+
+
+def _summarize(hw, sec, instrs, labels, start_of, cycles, occupy, last_end, keep_trace) -> SectionTiming:
+    busy = [0] * NUM_QUEUES
+    total = dict.fromkeys(WORK_FIELDS, 0)
+    ops: dict[str, OpTiming] = {}
+    trace = []
+    for i, ins in enumerate(instrs):
+        q, s, e = int(ins.op), start_of[i], start_of[i] + cycles[i]
+        busy[q] += occupy[i]
+        lab = labels[i]
+        o = ops.get(lab)
+        if o is None:
+            o = ops[lab] = OpTiming(s, e)
+        o.start, o.end = min(o.start, s), max(o.end, e)
+        o.busy[q] += occupy[i]
+        w = work(hw, ins)
+        for k in WORK_FIELDS:
+            v = getattr(w, k)
+            if v:
+                o.work[k] += v
+                total[k] += v
+        if keep_trace:
+            trace.append((q, s, e, lab))
+    return SectionTiming(sec.name, last_end, len(instrs), busy, total, ops, trace)

@@ -1,0 +1,92 @@
+"""Whole-program timing: run the schedule, time each distinct section once.
+
+Every call of a section starts with all queues idle (sections end with a
+barrier), and all cores run the same section in lockstep, so a step's time
+is the sum of its calls' section times and a step that stands for `repeat`
+real steps counts `repeat` times. Work (MACs, bytes) is per core and is
+multiplied by the core count for device totals.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from hwmodel.hwconfig import HwConfig
+from hwmodel.isa import QUEUES
+from hwmodel.program import Program
+from sim.engine import WORK_FIELDS, SectionTiming, time_section
+
+
+@dataclass
+class PhaseStats:
+    cycles: int = 0
+    steps: int = 0
+    tokens: int = 0
+    busy: list[int] = field(default_factory=lambda: [0] * len(QUEUES))
+    work: dict[str, int] = field(default_factory=lambda: dict.fromkeys(WORK_FIELDS, 0))
+    ops: dict[str, dict] = field(default_factory=dict)      # op label -> {cycles, busy, work}
+    layers: dict[int, int] = field(default_factory=dict)    # layer -> cycles
+
+
+@dataclass
+class Stats:
+    hw: str
+    model: str
+    cores: int
+    clock_hz: float
+    phases: dict[str, PhaseStats]
+    steps: list[dict]
+    sections_timed: int
+    section_calls: int
+    timings: dict[int, SectionTiming]
+
+    def seconds(self, cycles: float) -> float:
+        return cycles / self.clock_hz
+
+
+def simulate(prog: Program, hw: HwConfig, progress: Callable[[int, int], None] | None = None,
+             keep_trace: bool = False) -> Stats:
+    timings: dict[int, SectionTiming] = {}
+    phases: dict[str, PhaseStats] = {}
+    steps, calls = [], 0
+    for si, step in enumerate(prog.schedule):
+        ph = phases.setdefault(step.phase, PhaseStats())
+        cycles = 0
+        for call in step.calls:
+            t = timings.get(call.section)
+            if t is None:
+                t = timings[call.section] = time_section(hw, prog.sections[call.section], keep_trace)
+            calls += 1
+            cycles += t.cycles
+            _accumulate(ph, t, call.layer, step.repeat)
+        ph.cycles += cycles * step.repeat
+        ph.steps += step.repeat
+        ph.tokens += step.tokens * step.repeat if step.phase == "prefill" else step.repeat
+        steps.append({"phase": step.phase, "tokens": step.tokens, "context": step.context,
+                      "repeat": step.repeat, "cycles": cycles})
+        if progress:
+            progress(si + 1, len(prog.schedule))
+    return Stats(hw.name, prog.model, hw.slrs, hw.clock_hz, phases, steps, len(timings), calls, timings)
+
+
+def _accumulate(ph: PhaseStats, t: SectionTiming, layer: int, repeat: int) -> None:
+    for q, b in enumerate(t.busy):
+        ph.busy[q] += b * repeat
+    for k, v in t.work.items():
+        ph.work[k] += v * repeat
+    ph.layers[layer] = ph.layers.get(layer, 0) + t.cycles * repeat
+    for label, o in t.ops.items():
+        agg = ph.ops.setdefault(label, {"cycles": 0, "busy": [0] * len(QUEUES),
+                                        "work": dict.fromkeys(WORK_FIELDS, 0)})
+        agg["cycles"] += (o.end - o.start) * repeat
+        for q, b in enumerate(o.busy):
+            agg["busy"][q] += b * repeat
+        for k, v in o.work.items():
+            agg["work"][k] += v * repeat
+
+
+def timed_simulate(prog: Program, hw: HwConfig, **kw) -> tuple[Stats, float]:
+    t0 = time.perf_counter()
+    stats = simulate(prog, hw, **kw)
+    return stats, time.perf_counter() - t0
