@@ -1,0 +1,152 @@
+"""The matrix-vector tile unit: `chains` sparse DSP chains side by side.
+
+Each beat carries, for every chain, one row's next `chain_length` packed
+non-zero weights, their group scale and 4-bit indices, plus the activation
+blocks those non-zeros read (shared: all chains walk the same columns of
+different rows). Weights are dequantized, multiplied by two tokens at once in
+the chains, and the chains' partial sums accumulate in INT32 per row; the
+beat flagged `last` ends a row and emits one result pair per chain.
+
+Timing is the formula of `hwmodel.chain_timing`: a row takes
+ceil(kblk*N/L) beats, one beat per cycle, and a result leaves `latency`
+cycles after its row's last beat.
+"""
+from __future__ import annotations
+
+from amaranth import Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hwmodel.errors import ConfigError
+from hwmodel.gateware.dequantizer import SCALE_BITS, WBITS_CODE_BITS, Dequantizer, checked_weight_bits
+from hwmodel.gateware.dsp48 import DSP48E2, Dsp48Geometry, sum_pair_layout
+from hwmodel.gateware.sparse_chain import SparseDspChain, block_layout
+from hwmodel.hwconfig import HwConfig
+
+ACC_WIDTH = 32   # INT32 accumulation
+
+
+class MatrixVectorTile(wiring.Component):
+    """Streams weight beats in, INT32 result pairs (one per chain and row) out."""
+
+    def __init__(self, *, chains: int, chain_length: int, weight_bits: tuple[int, ...],
+                 patterns: tuple[int, ...] = (2, 4, 8, 16), block: int = 16,
+                 geometry: Dsp48Geometry = DSP48E2):
+        if chains < 1:
+            raise ValueError(f"chains must be >= 1, got {chains}")
+        self.chains = chains
+        self.chain_length = chain_length
+        self.weight_bits = checked_weight_bits(weight_bits)
+        self.block = block
+        self.geometry = geometry
+        self._chains = [SparseDspChain(length=chain_length, patterns=patterns, block=block, geometry=geometry)
+                        for _ in range(chains)]
+        self._chain = self._chains[0]
+        self.patterns = self._chain.patterns
+        super().__init__({
+            "n_log2": In(len(self._chain.n_log2)),
+            "wbits": In(WBITS_CODE_BITS),
+            "i": In(stream.Signature(self.beat_layout)),
+            "o": Out(stream.Signature(self.result_layout)),
+        })
+
+    @classmethod
+    def from_hw(cls, hw: HwConfig, *, geometry: Dsp48Geometry = DSP48E2) -> "MatrixVectorTile":
+        """The tile of one core's MPE as the hardware config describes it."""
+        if hw.dsp_group != 2:
+            raise ConfigError(f"{hw.source}: field mpe.dsp_group: the gateware chain groups two DSP48s, "
+                              f"got {hw.dsp_group}")
+        if hw.macs_per_dsp != 2:
+            raise ConfigError(f"{hw.source}: field mpe.macs_per_dsp: the gateware packs two INT8 MACs per "
+                              f"DSP48, got {hw.macs_per_dsp}")
+        try:
+            return cls(chains=hw.chains, chain_length=hw.chain_length, weight_bits=hw.weight_bits,
+                       patterns=hw.sparsity_n, block=hw.sparsity_m, geometry=geometry)
+        except ValueError as exc:
+            raise ConfigError(f"{hw.source}: field mpe: {exc}") from None
+
+    @property
+    def slots(self) -> int:
+        return self._chain.slots
+
+    @property
+    def lane_layout(self) -> data.StructLayout:
+        """One chain's share of a beat."""
+        return data.StructLayout({
+            "q": unsigned(8 * self.chain_length),
+            "scale": unsigned(SCALE_BITS),
+            "index": self._chain.beat_layout["index"].shape,
+        })
+
+    @property
+    def beat_layout(self) -> data.StructLayout:
+        return data.StructLayout({
+            "acts": data.ArrayLayout(block_layout(self.block), self.slots),
+            "lanes": data.ArrayLayout(self.lane_layout, self.chains),
+            "last": 1,
+        })
+
+    @property
+    def result_layout(self) -> data.ArrayLayout:
+        return data.ArrayLayout(sum_pair_layout(ACC_WIDTH), self.chains)
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a row's last beat (input handshake) to its result
+        (output handshake): dequantizer register, chain, accumulator register."""
+        return 1 + self._chain.latency + 1
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        beat = self.i.payload
+        chains = self._chains
+
+        # stage 0: dequantizers, with the rest of the beat registered beside them
+        s0_valid, s0_last = Signal(), Signal()
+        s0_acts = Signal(self.beat_layout["acts"].shape)
+        s0_index = [Signal(self.lane_layout["index"].shape, name=f"s0_index{c}") for c in range(self.chains)]
+        ce0 = Signal()
+        m.d.comb += [ce0.eq(~s0_valid | chains[0].i.ready), self.i.ready.eq(ce0)]
+        with m.If(ce0):
+            m.d.sync += [s0_valid.eq(self.i.valid), s0_last.eq(beat.last), s0_acts.eq(beat.acts)]
+            m.d.sync += [s0_index[c].eq(beat.lanes[c].index) for c in range(self.chains)]
+
+        # the chains, in lock step
+        res_valid = Signal()
+        take_ready = Signal()
+        m.d.comb += take_ready.eq(~res_valid | self.o.ready)
+        sums = []
+        for c, chain in enumerate(chains):
+            deq = Dequantizer(lanes=self.chain_length, weight_bits=self.weight_bits)
+            m.submodules[f"dequant{c}"] = deq
+            m.submodules[f"chain{c}"] = chain
+            lane = beat.lanes[c]
+            m.d.comb += [
+                deq.q.eq(lane.q), deq.scale.eq(lane.scale), deq.wbits.eq(self.wbits), deq.ce.eq(ce0),
+                chain.n_log2.eq(self.n_log2),
+                chain.i.valid.eq(s0_valid),
+                chain.i.payload.weights.eq(deq.w),
+                chain.i.payload.index.eq(s0_index[c]),
+                chain.i.payload.acts.eq(s0_acts),
+                chain.i.payload.last.eq(s0_last),
+                chain.o.ready.eq(take_ready),
+            ]
+            parts = chain.o.payload.partials
+            sums.append((sum(parts[g].lo for g in range(len(parts))),
+                         sum(parts[g].hi for g in range(len(parts)))))
+
+        # accumulate in INT32; a row's last beat emits its result
+        out = chains[0].o
+        take = Signal()
+        m.d.comb += [take.eq(out.valid & take_ready), self.o.valid.eq(res_valid)]
+        with m.If(self.o.ready):
+            m.d.sync += res_valid.eq(0)
+        for c, (lo, hi) in enumerate(sums):
+            acc_lo, acc_hi = Signal(signed(ACC_WIDTH), name=f"acc{c}_lo"), Signal(signed(ACC_WIDTH), name=f"acc{c}_hi")
+            with m.If(take):
+                with m.If(out.payload.last):
+                    m.d.sync += [self.o.payload[c].lo.eq(acc_lo + lo), self.o.payload[c].hi.eq(acc_hi + hi),
+                                 acc_lo.eq(0), acc_hi.eq(0), res_valid.eq(1)]
+                with m.Else():
+                    m.d.sync += [acc_lo.eq(acc_lo + lo), acc_hi.eq(acc_hi + hi)]
+        return m

@@ -1,0 +1,156 @@
+"""The configurable sparse DSP chain.
+
+A systolic cascade of `length` DSP48 slices in groups of two. Every cycle it
+takes one beat: `length` INT8 weights (the non-zeros of an N:16 row, in
+order), their 4-bit column indices inside their 16-wide block, and the
+activation pairs of the blocks the beat covers. Lane j belongs to block slot
+`j // N`; its *sparse MUX* picks the activation pair its index names.
+
+Lane j's operands are delayed j cycles (input skew) so the P cascade meets
+them. At each group end a *reduction node* either passes the cascade on or
+breaks it: it splits the packed sum into both tokens' exact sums (overflow
+adjust) and the next group restarts through its Z-mux. The chain breaks after
+every `min(N, length, max_terms)` DSPs — one partial sum per N:16 block per
+cycle in sparse mode, and never more products than packing can split. The
+partial sums are de-skewed so a beat's partials leave together; slots that do
+not end a segment are zero.
+
+The pattern (`n_log2`, N = 2 << n_log2, the ISA's encoding) is quasi-static:
+change it only while the chain is empty. The whole pipeline shares one clock
+enable, so back-pressure stalls it as a unit.
+"""
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hwmodel.gateware.dsp48 import ACT_PAIR, DSP48E2, Dsp48Geometry, Dsp48Slice, OverflowAdjust, \
+    sum_pair_layout, sum_width
+
+
+def pattern_code(n: int) -> int:
+    """The ISA's `n_log2` for pattern N:16."""
+    return n.bit_length() - 2
+
+
+def block_layout(block: int) -> data.ArrayLayout:
+    """The activation pairs of one block of `block` columns."""
+    return data.ArrayLayout(ACT_PAIR, block)
+
+
+class SparseDspChain(wiring.Component):
+    """`length` DSP48s; stream in beats, stream out per-group partial sums."""
+
+    def __init__(self, *, length: int, patterns: tuple[int, ...] = (2, 4, 8, 16), block: int = 16,
+                 geometry: Dsp48Geometry = DSP48E2):
+        if length < 2 or length & (length - 1):
+            raise ValueError(f"length must be a power of two >= 2 (groups of two DSPs), got {length}")
+        if block < 2 or block & (block - 1):
+            raise ValueError(f"block must be a power of two, got {block}")
+        for n in patterns:
+            if n < 2 or n & (n - 1) or block % n:
+                raise ValueError(f"pattern N={n} must be a power of two >= 2 dividing block={block}")
+            if n > length and n % length or n < length and length % n:
+                raise ValueError(f"pattern N={n} and length={length} must divide one another")
+        self.length = length
+        self.patterns = tuple(sorted(set(patterns)))
+        self.block = block
+        self.geometry = geometry
+        self.slots = max(max(1, length // n) for n in self.patterns)
+        self.terms = max(self.segment(n) for n in self.patterns)
+        self.partial_width = sum_width(self.terms)
+        super().__init__({
+            "n_log2": In(max(1, pattern_code(block).bit_length())),
+            "i": In(stream.Signature(self.beat_layout)),
+            "o": Out(stream.Signature(self.partials_layout)),
+        })
+
+    @property
+    def beat_layout(self) -> data.StructLayout:
+        return data.StructLayout({
+            "weights": data.ArrayLayout(signed(8), self.length),
+            "index": data.ArrayLayout((self.block - 1).bit_length(), self.length),
+            "acts": data.ArrayLayout(block_layout(self.block), self.slots),
+            "last": 1,
+        })
+
+    @property
+    def partials_layout(self) -> data.StructLayout:
+        return data.StructLayout({
+            "partials": data.ArrayLayout(sum_pair_layout(self.partial_width), self.length // 2),
+            "last": 1,
+        })
+
+    def segment(self, n: int) -> int:
+        """DSPs between two breaks of the cascade for pattern N:16."""
+        return min(n, self.length, self.geometry.max_terms)
+
+    @property
+    def latency(self) -> int:
+        """Enabled cycles from a beat's input handshake to its output handshake:
+        the longest input skew, the slice's A/B-M-P registers, the node register."""
+        return (self.length - 1) + Dsp48Slice.LATENCY + 1
+
+    def _by_pattern(self, m: Module, target: Signal, value_of) -> None:
+        """Drive `target` from the pattern code; an unsupported code acts as the densest."""
+        with m.Switch(self.n_log2):
+            for n in self.patterns:
+                with m.Case(pattern_code(n)):
+                    m.d.comb += target.eq(value_of(n))
+            with m.Default():
+                m.d.comb += target.eq(value_of(self.patterns[-1]))
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        L = self.length
+        beat = self.i.payload
+        ce = Signal()
+        m.d.comb += [ce.eq(~self.o.valid | self.o.ready), self.i.ready.eq(ce)]
+
+        slices = []
+        for j in range(L):
+            blk = Signal(block_layout(self.block), name=f"block{j}")
+            self._by_pattern(m, blk, lambda n: beat.acts[j // n])
+            act, weight = Signal(ACT_PAIR, name=f"act{j}_skew0"), Signal(signed(8), name=f"w{j}_skew0")
+            m.d.comb += [act.eq(blk[beat.index[j]]), weight.eq(beat.weights[j])]   # the sparse MUX
+            for k in range(1, j + 1):
+                act_k, weight_k = Signal(ACT_PAIR, name=f"act{j}_skew{k}"), Signal(signed(8), name=f"w{j}_skew{k}")
+                with m.If(ce):
+                    m.d.sync += [act_k.eq(act), weight_k.eq(weight)]
+                act, weight = act_k, weight_k
+            dsp = Dsp48Slice(geometry=self.geometry)
+            m.submodules[f"dsp{j}"] = dsp
+            restart = Signal(name=f"restart{j}")
+            self._by_pattern(m, restart, lambda n: j % self.segment(n) == 0)
+            m.d.comb += [dsp.acts.eq(act), dsp.weight.eq(weight), dsp.ce.eq(ce), dsp.restart.eq(restart)]
+            if slices:
+                m.d.comb += dsp.pcin.eq(slices[-1].pcout)
+            slices.append(dsp)
+
+        pair = sum_pair_layout(self.partial_width)
+        for g in range(L // 2):
+            end = 2 * g + 1
+            adjust = OverflowAdjust(geometry=self.geometry, terms=self.terms)
+            m.submodules[f"adjust{g}"] = adjust
+            breaks = Signal(name=f"break{g}")
+            self._by_pattern(m, breaks, lambda n: (end + 1) % self.segment(n) == 0)
+            node = Signal(pair, name=f"node{g}")
+            m.d.comb += adjust.p.eq(slices[end].p)
+            with m.If(ce):
+                m.d.sync += node.eq(Mux(breaks, adjust.sums.as_value(), 0))
+            for k in range(L - 1 - end):     # de-skew: every partial of a beat leaves together
+                later = Signal(pair, name=f"node{g}_deskew{k}")
+                with m.If(ce):
+                    m.d.sync += later.eq(node)
+                node = later
+            m.d.comb += self.o.payload.partials[g].eq(node)
+
+        valid, last = self.i.valid, beat.last
+        for k in range(self.latency):
+            valid_k, last_k = Signal(name=f"valid{k}"), Signal(name=f"last{k}")
+            with m.If(ce):
+                m.d.sync += [valid_k.eq(valid), last_k.eq(last)]
+            valid, last = valid_k, last_k
+        m.d.comb += [self.o.valid.eq(valid), self.o.payload.last.eq(last)]
+        return m

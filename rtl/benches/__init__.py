@@ -1,0 +1,1 @@
+"""cocotb benches: one TB class per design, run through `rtl.runner`."""
