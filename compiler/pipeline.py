@@ -2,8 +2,10 @@
 
 `PIPELINE` lists the passes in order; `run_passes` can dump the graph after
 any of them. `compile_program` compiles every step an inference needs —
-one prefill and one decode step per context bucket — deduplicates identical
-sections, and writes the schedule with each call's base registers.
+the prompt in chunks of the prefill bucket (each chunk attends to all keys
+before it, so activations of any prompt length fit on chip) and one decode
+step per context bucket — deduplicates identical sections, and writes the
+schedule with each call's base registers.
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ def run_passes(g: nx.DiGraph, hw: HwConfig, dump_after: str | None = None, dump_
     for name, fn in PIPELINE:
         g = fn(g, hw)
         if name == dump_after and dump_dir is not None:
+            Path(dump_dir).mkdir(parents=True, exist_ok=True)
             dump_graph(g, Path(dump_dir) / f"graph-{g.graph['phase']}-c{g.graph['context']}-{name}.txt")
     return g
 
@@ -89,8 +92,9 @@ def compile_program(model: ModelConfig, comp: Compression, hw: HwConfig, prefill
     """Compile one inference (prefill then `decode` steps) into a Program."""
     if prefill < 1 or decode < 0:
         raise CompileError(f"--prefill must be >= 1 and --decode >= 0, got {prefill} and {decode}")
-    prefill_len = min(buckets.round(prefill, buckets.prefill), model.max_context)
-    steps_spec = [("prefill", prefill_len, prefill_len, 1)]
+    chunk = min(buckets.prefill, model.max_context)
+    prefill_len = min(buckets.round(prefill, chunk), model.max_context)
+    steps_spec = [("prefill", chunk, end, 1) for end in range(chunk, prefill_len + 1, chunk)]
     steps_spec += [("decode", 1, ctx, n) for ctx, n in
                    decode_buckets(prefill, decode, buckets.decode, model.max_context)]
     max_ctx = max(ctx for _, _, ctx, _ in steps_spec)
@@ -119,7 +123,8 @@ def compile_program(model: ModelConfig, comp: Compression, hw: HwConfig, prefill
         bases = _base_registers(model, hw, layout, max_ctx)
         calls = [Call(local[ls[-1]], bases(-1), -1)]
         calls += [Call(local[ls[layer]], bases(layer), layer) for layer in range(model.layers)]
-        calls.append(Call(local[ls[-2]], bases(-1), -1))
+        if phase == "decode" or ctx == prefill_len:     # logits only after the last prefill chunk
+            calls.append(Call(local[ls[-2]], bases(-1), -1))
         schedule.append(Step(phase, tokens, ctx, repeat, calls))
         if progress:
             progress(i + 1, len(steps_spec))

@@ -1,14 +1,25 @@
 """Collects the instructions of one section with their data dependencies.
 
-Every instruction names the resources it reads and writes (activation slots,
-weight-buffer halves, global-buffer quarters, the KV cache); the builder
-derives read-after-write, write-after-read and write-after-write
-dependencies from that, so the emitter never wires a dependency by hand.
+Every instruction names what it reads and writes — named resources (weight
+buffer halves, global buffer quarters, the KV cache) or line ranges of the
+activation buffer — and the builder derives read-after-write,
+write-after-read and write-after-write dependencies from that, so the
+emitter never wires a dependency by hand and reused buffer lines stay safe.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from hwmodel.isa import Instr, Op
 from hwmodel.program import Section
+
+Resource = str | tuple[int, int]     # a name, or a [start, end) range of on-chip lines
+
+
+@dataclass
+class _Use:
+    writer: int | None
+    readers: list[int] = field(default_factory=list)
 
 
 class SectionBuilder:
@@ -17,8 +28,8 @@ class SectionBuilder:
         self.instrs: list[Instr] = []
         self.deps: list[set[int]] = []
         self.labels: list[tuple[int, str]] = []
-        self._writer: dict[str, int] = {}
-        self._readers: dict[str, list[int]] = {}
+        self._named: dict[str, _Use] = {}
+        self._ranges: list[tuple[int, int, _Use]] = []
 
     def label(self, name: str) -> None:
         if self.labels and self.labels[-1][0] == len(self.instrs):
@@ -26,21 +37,33 @@ class SectionBuilder:
         elif not self.labels or self.labels[-1][1] != name:
             self.labels.append((len(self.instrs), name))
 
-    def add(self, op: Op, fields: dict[str, int], reads: tuple[str, ...] = (), writes: tuple[str, ...] = ()) -> int:
+    def _uses(self, res: Resource) -> list[_Use]:
+        if isinstance(res, str):
+            return [self._named[res]] if res in self._named else []
+        s, e = res
+        return [u for rs, re, u in self._ranges if rs < e and s < re]
+
+    def add(self, op: Op, fields: dict[str, int], reads: tuple[Resource, ...] = (),
+            writes: tuple[Resource, ...] = ()) -> int:
         idx = len(self.instrs)
         deps: set[int] = set()
         for r in reads:
-            if r in self._writer:
-                deps.add(self._writer[r])
+            for u in self._uses(r):
+                if u.writer is not None:
+                    deps.add(u.writer)
+                u.readers.append(idx)
         for w in writes:
-            if w in self._writer:
-                deps.add(self._writer[w])
-            deps.update(self._readers.get(w, ()))
-        for r in reads:
-            self._readers.setdefault(r, []).append(idx)
-        for w in writes:
-            self._writer[w] = idx
-            self._readers[w] = []
+            for u in self._uses(w):
+                if u.writer is not None:
+                    deps.add(u.writer)
+                deps.update(u.readers)
+            if isinstance(w, str):
+                self._named[w] = _Use(idx)
+            else:
+                s, e = w
+                self._ranges = [(rs, re, u) for rs, re, u in self._ranges if not (s <= rs and re <= e)]
+                self._ranges.append((s, e, _Use(idx)))
+        deps.discard(idx)
         self.instrs.append(Instr(op, 0, 0, fields))
         self.deps.append(deps)
         return idx

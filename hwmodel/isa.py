@@ -112,8 +112,9 @@ class Isa:
         for op, fields in spec.items():
             layout = Layout(op, WORDS[op], tuple(fields))
             if layout.used_bits > 32 * layout.words:
+                cause = "buffers" if op not in (Op.LD, Op.ST) else "buffers or hbm.capacity_gb"
                 raise ConfigError(
-                    f"{hw.source}: field buffers/hbm.capacity_gb: the {op.name} instruction needs "
+                    f"{hw.source}: field {cause}: the {op.name} instruction needs "
                     f"{layout.used_bits} bits with on-chip addresses of {a} bits and HBM offsets of {h} bits, "
                     f"but has {32 * layout.words} ({layout.words} words)")
             self.layouts[op] = layout

@@ -39,7 +39,7 @@ class Section:
 
     def label_of(self) -> list[str]:
         """The op label of every instruction."""
-        out, bounds = [], self.labels + [(len(self.instrs), "")]
+        out, bounds = [], [(0, "")] + self.labels + [(len(self.instrs), "")]
         for (start, name), (end, _) in zip(bounds, bounds[1:]):
             out.extend([name] * (end - start))
         return out

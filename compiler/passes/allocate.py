@@ -2,8 +2,9 @@
 tile and KV cache in HBM; refuse a model that does not fit.
 
 On chip: the residual stream `x` sits at line 0 and is updated in place; each
-op's output gets the next free lines of its layer (all layers share one
-layout, so they can share one instruction section). In HBM (addresses in
+op's output gets the first free lines that fit and gives them back once its
+last consumer has been placed (all layers share one layout, so they can share
+one instruction section). In HBM (addresses in
 bursts): per layer and core a weight region, then a KV-cache region sized for
 the longest context the program serves; the LM head; the host I/O area.
 """
@@ -35,35 +36,74 @@ def _local_features(g: nx.DiGraph, name: str) -> int:
     return a["out_features"]
 
 
+class _FirstFit:
+    """First-fit allocator over the activation buffer's lines, with coalescing."""
+
+    def __init__(self, start: int, end: int):
+        self.free = [(start, end)]
+        self.high = start
+
+    def take(self, n: int) -> int | None:
+        for i, (s, e) in enumerate(self.free):
+            if e - s >= n:
+                self.free[i] = (s + n, e)
+                self.high = max(self.high, s + n)
+                return s
+        return None
+
+    def give(self, s: int, n: int) -> None:
+        self.free.append((s, s + n))
+        self.free.sort()
+        merged = [self.free[0]]
+        for a, b in self.free[1:]:
+            if a <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+            else:
+                merged.append((a, b))
+        self.free = merged
+
+
 def allocate(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
-    model, comp = g.graph["model"], g.graph["compression"]
+    model = g.graph["model"]
     tokens, line = g.graph["tokens"], hw.line_bytes
-    act = hw.buffers["act"]
+    total = hw.buffers["act"].bytes // line
 
     def lines(nbytes: int) -> int:
         return math.ceil(nbytes / line)
 
     x_lines = lines(tokens * model.hidden)
-    top = {}
+    pools: dict[int, _FirstFit] = {}
+    done: set[str] = set()
+
+    def need(name: str, n: int) -> int:
+        addr = pool.take(n)
+        if addr is None:
+            raise CompileError(f"{hw.source}: field buffers.act.bytes: {g.graph['phase']} of {tokens} tokens needs "
+                               f"more than the {total * line} bytes of the activation buffer at op {name} "
+                               f"({(total - x_lines) * line} bytes beside the residual stream, {n * line} asked)")
+        return addr
+
     for name in nx.topological_sort(g):
         a = g.nodes[name]
-        layer = a["layer"]
-        cursor = top.get(layer, x_lines)
+        pool = pools.setdefault(a["layer"], _FirstFit(x_lines, total))
         a["local"] = _local_features(g, name)
         if name.endswith("_res") or a["kind"] == "embed":
-            a["out_addr"] = 0
+            a["out_addr"], a["out_lines"] = 0, x_lines
         else:
-            a["out_addr"] = cursor
-            cursor += lines(tokens * a["local"])
+            a["out_lines"] = lines(tokens * a["local"])
+            a["out_addr"] = need(name, a["out_lines"])
         if a["kind"] == "attention":
             q_rows = max(q1 - q0 for q0, q1, _ in a["qblocks"]) * model.group
             keys = max(sum(e - s for s, e in ch) for _, _, ch in a["qblocks"])
-            a["scores_addr"] = cursor
-            cursor += lines(q_rows * keys * 2)
-        top[layer] = cursor
-        if cursor * line > act.bytes:
-            raise CompileError(f"{hw.source}: field buffers.act.bytes: {g.graph['phase']} of {tokens} tokens needs "
-                               f"{cursor * line} bytes of activations at op {name}, the buffer has {act.bytes}")
+            a["scores_lines"] = lines(q_rows * keys * 2)
+            a["scores_addr"] = need(name, a["scores_lines"])
+            pool.give(a["scores_addr"], a["scores_lines"])
+        done.add(name)
+        for p in g.predecessors(name):
+            pa = g.nodes[p]
+            if pa["out_addr"] and pa["layer"] == a["layer"] and all(s in done for s in g.successors(p)):
+                pool.give(pa["out_addr"], pa["out_lines"])
+    g.graph["act_lines_used"] = max(p.high for p in pools.values())
     _place_hbm(g, hw)
     return g
 
@@ -78,8 +118,8 @@ def _place_hbm(g: nx.DiGraph, hw: HwConfig) -> None:
             continue
         offset = per_layer.get(a["layer"], 0)
         a["tile_hbm"] = []
-        for rows in a["tiles"]:
-            nbytes = weight_record_bytes(hw, rows, a["kblk"], a["n"], a["bits"], comp.scale_group)
+        for rows, _, kblk in a["tiles"]:
+            nbytes = weight_record_bytes(hw, rows, kblk, a["n"], a["bits"], comp.scale_group)
             a["tile_hbm"].append((offset, nbytes // burst))
             offset += nbytes // burst
         per_layer[a["layer"]] = offset

@@ -14,7 +14,7 @@ import math
 import networkx as nx
 
 from compiler.graph import layer_nodes
-from compiler.section_builder import SectionBuilder
+from compiler.section_builder import Resource, SectionBuilder
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import MiscFunc, Op, SysKind
 
@@ -47,26 +47,26 @@ class Emitter:
         return math.ceil(nbytes / self.line)
 
     # ---- helpers ---------------------------------------------------------
-    def load(self, reg: int, hbm: int, addr: int, writes: str, x_len: int, y_len: int = 1, y_stride: int = 0,
-             reads: tuple[str, ...] = ()) -> None:
+    def load(self, reg: int, hbm: int, addr: int, writes: Resource, x_len: int, y_len: int = 1, y_stride: int = 0,
+             reads: tuple[Resource, ...] = ()) -> None:
         self.b.add(Op.LD, dict(base=reg, hbm=hbm, ch_first=0, ch_log2=self.ch_log2, addr=addr, x_len=x_len,
                                y_len=y_len, y_stride=y_stride, z_len=1, z_stride=0, zero=0),
                    reads=reads, writes=(writes,))
 
-    def store(self, reg: int, hbm: int, addr: int, nbytes: int, reads: str, writes: str) -> None:
+    def store(self, reg: int, hbm: int, addr: int, nbytes: int, reads: Resource, writes: Resource) -> None:
         self.b.add(Op.ST, dict(base=reg, hbm=hbm, ch_first=0, ch_log2=self.ch_log2, addr=addr,
                                len=math.ceil(nbytes / self.hw.hbm.burst_bytes)),
                    reads=(reads,), writes=(writes,))
 
     def matrix(self, tokens: int, rows: int, kblk: int, n: int, bits: int, act: int, wgt: int, out: int,
-               reads: tuple[str, ...], writes: str, acc: int = 0, fuse: int = 0) -> None:
+               reads: tuple[Resource, ...], writes: Resource, acc: int = 0, fuse: int = 0) -> None:
         op = Op.MM if tokens > 1 else Op.MV
         self.b.add(op, dict(rows=rows, kblk=kblk, tokens=tokens, n_log2=n.bit_length() - 2, wbits=bits - 1,
                             act=act, wgt=wgt, out=out, acc=acc, bias=0, fuse=fuse),
                    reads=reads, writes=(writes,))
 
-    def misc(self, func: str, rows: int, features: int, src: int, dst: int, reads: tuple[str, ...], writes: str,
-             src2: int = 0) -> None:
+    def misc(self, func: str, rows: int, features: int, src: int, dst: int, reads: tuple[Resource, ...],
+             writes: Resource, src2: int = 0) -> None:
         self.b.add(Op.MISC, dict(func=MISC_CODES[func], len16=math.ceil(features / 16), rows=rows, src=src,
                                  src2=src2, dst=dst), reads=reads, writes=(writes,))
 
@@ -75,10 +75,10 @@ class Emitter:
         preds = preds or list(self.g.predecessors(name))
         return preds[-1]
 
-    def slot(self, name: str) -> str:
-        """Resource name of a node's output slot (residual adds and embed share `x`)."""
+    def slot(self, name: str) -> tuple[int, int]:
+        """The activation-buffer lines of a node's output (residual adds and embed: `x`)."""
         a = self.g.nodes[name]
-        return "x" if a["out_addr"] == 0 else name
+        return (a["out_addr"], a["out_addr"] + a["out_lines"])
 
     # ---- ops ---------------------------------------------------------------
     def emit(self, name: str) -> None:
@@ -99,7 +99,7 @@ class Emitter:
 
     def op_embed(self, name: str, a: dict) -> None:
         nbytes = self.tokens * self.model.hidden
-        self.load(R_IO, 0, 0, "x", math.ceil(nbytes / self.hw.hbm.burst_bytes))
+        self.load(R_IO, 0, 0, self.slot(name), math.ceil(nbytes / self.hw.hbm.burst_bytes))
 
     def op_norm(self, name: str, a: dict) -> None:
         src = self.input_of(name)
@@ -111,7 +111,7 @@ class Emitter:
         if a["func"] == "add":
             other = next(p for p in preds if self.g.nodes[p]["out_addr"] != 0)
             self.misc("add", self.tokens, a["out_features"], 0, 0, src2=self.g.nodes[other]["out_addr"],
-                      reads=("x", self.slot(other)), writes="x")
+                      reads=(self.slot(name), self.slot(other)), writes=self.slot(name))
             return
         (src,) = preds
         self.misc(a["func"], self.tokens, self.g.nodes[src]["local"], self.g.nodes[src]["out_addr"],
@@ -132,17 +132,20 @@ class Emitter:
         fuse = MISC_CODES.get(a.get("fuse", ""), 0)
         out_ratio = 2 if a.get("fuse") == "silu_mul" else 1
         done = 0
-        for rows, (hbm, bursts) in zip(a["tiles"], a["tile_hbm"]):
+        for (rows, k0, kblk), (hbm, bursts) in zip(a["tiles"], a["tile_hbm"]):
             half = self.tile_count % 2
             self.tile_count += 1
             buf = f"wgt{half}"
             self.load(R_HEAD if is_head else R_WEIGHTS, hbm, self.wgt_base + half * self.wgt_half, buf, bursts)
             out = a["out_addr"] + self.lines(done // out_ratio * tokens)
-            self.matrix(tokens, rows, a["kblk"], a["n"], a["bits"], act, self.wgt_base + half * self.wgt_half, out,
-                        reads=(self.slot(src), buf), writes=self.slot(name), fuse=int(fuse))
-            done += rows
+            last_part = k0 + kblk == a["kblk"]
+            self.matrix(tokens, rows, kblk, a["n"], a["bits"], act + self.lines(k0 * 16 * tokens),
+                        self.wgt_base + half * self.wgt_half, out, reads=(self.slot(src), buf),
+                        writes=self.slot(name), acc=int(k0 > 0), fuse=int(fuse) if last_part else 0)
+            if last_part:
+                done += rows
         if is_head:
-            self.store(R_IO, 0, a["out_addr"], a["local"] * 2, reads=name, writes="logits")
+            self.store(R_IO, 0, a["out_addr"], a["local"] * 2, reads=self.slot(name), writes="logits")
             self.b.add(Op.SYS, dict(kind=SysKind.HOST, lines=self.lines(a["local"] * 2)), reads=("logits",))
 
     def op_attention(self, name: str, a: dict) -> None:
@@ -160,6 +163,7 @@ class Emitter:
         self.store(R_KV, v_region + (ctx - t) * row_bursts, qkv_addr + self.lines(t * (q_width + per_token)),
                    t * per_token, reads=self.slot(qkv), writes="kv")
         x_len = hd // self.hw.hbm.burst_bytes
+        scores = (a["scores_addr"], a["scores_addr"] + a["scores_lines"])
         for h in range(kvh):
             pair = self.kv_count % 2
             self.kv_count += 1
@@ -181,10 +185,10 @@ class Emitter:
                                   reads=("kv",))
                     wk = k_addr + (self.lines(s * hd) if a["kv_resident"] else 0)
                     self.matrix(rows_q, e - s, hd // 16, 16, 8, q_addr, wk, a["scores_addr"] + self.lines(
-                        done * rows_q * 2), reads=(self.slot(qkv), kq), writes="scores")
+                        done * rows_q * 2), reads=(self.slot(qkv), kq), writes=scores)
                     done += e - s
-                self.misc("softmax", rows_q, keys, a["scores_addr"], a["scores_addr"], reads=("scores",),
-                          writes="scores")
+                self.misc("softmax", rows_q, keys, a["scores_addr"], a["scores_addr"], reads=(scores,),
+                          writes=scores)
                 done = 0
                 for i, (s, e) in enumerate(chunks):
                     if not a["kv_resident"]:
@@ -193,7 +197,7 @@ class Emitter:
                     wv = v_addr + (self.lines(s * hd) if a["kv_resident"] else 0)
                     self.matrix(rows_q, hd, math.ceil((e - s) / 16), 16, 8,
                                 a["scores_addr"] + self.lines(done * rows_q * 2), wv, out_addr,
-                                reads=("scores", vq), writes=self.slot(name), acc=int(i > 0))
+                                reads=(scores, vq), writes=self.slot(name), acc=int(i > 0))
                     done += e - s
 
 

@@ -1,8 +1,9 @@
 """Pass: cut every op into tiles that fit their on-chip buffers.
 
-A linear op streams its weights in row tiles that fit half the weight buffer
-(the other half is being loaded: double buffering), a multiple of the MPE's
-chain count where possible so every chain is busy. Attention streams its KV
+A linear op streams its weights in tiles that fit half the weight buffer
+(the other half is being loaded: double buffering): row blocks that are a
+multiple of the MPE's chain count so every chain is busy, split along K
+(partial sums accumulate) when a whole row does not fit. Attention streams its KV
 cache in key chunks that fit a quarter of the global buffer (K and V, double
 buffered), keeping only the key blocks the block-sparse mask does not cut.
 """
@@ -18,26 +19,31 @@ from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
 
 
-def _tile_rows(hw: HwConfig, name: str, rows: int, kblk: int, n: int, bits: int, group: int) -> list[int]:
+def _tiles(hw: HwConfig, name: str, rows: int, kblk: int, n: int, bits: int, group: int) -> list[tuple[int, int, int]]:
+    """(rows, first K block, K blocks) per tile: row blocks that fill the chains and,
+    when even one chain-row block of the whole K does not fit, K split into parts
+    whose partial sums accumulate."""
     half = hw.buffers["wgt"].bytes // 2
 
-    def fits(r: int) -> bool:
-        return weight_record_bytes(hw, r, kblk, n, bits, group) <= half
+    def size(r: int, k: int) -> int:
+        return weight_record_bytes(hw, r, k, n, bits, group)
 
-    if fits(rows):
-        per = rows
-    else:
-        step = hw.chains if fits(hw.chains) else 32
-        if not fits(step):
-            need = weight_record_bytes(hw, step, kblk, n, bits, group)
-            raise CompileError(f"{hw.source}: field buffers.wgt.bytes: op {name}: a tile of {step} rows needs "
-                               f"{need} bytes, more than half the weight buffer ({half} bytes)")
-        per = step * (half // weight_record_bytes(hw, step, kblk, n, bits, group))
-        while per > step and not fits(per):
-            per -= step
-    tiles = [per] * (rows // per)
-    if rows % per:
-        tiles.append(rows % per)
+    step = min(rows, hw.chains)
+    parts = 1
+    while size(step, math.ceil(kblk / parts)) > half:
+        parts *= 2
+        if parts > kblk:
+            raise CompileError(f"{hw.source}: field buffers.wgt.bytes: op {name}: a tile of {step} rows and one "
+                               f"16-column block needs {size(step, 1)} bytes, more than half the weight buffer "
+                               f"({half} bytes)")
+    kpart = math.ceil(kblk / parts)
+    per = rows if parts == 1 and size(rows, kblk) <= half else step * max(1, half // size(step, kpart))
+    while per > step and size(per, kpart) > half:
+        per -= step
+    tiles = []
+    for r0 in range(0, rows, per):
+        for k0 in range(0, kblk, kpart):
+            tiles.append((min(per, rows - r0), k0, min(kpart, kblk - k0)))
     return tiles
 
 
@@ -56,7 +62,7 @@ def tile(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
     for name, a in g.nodes(data=True):
         if a["kind"] == "linear":
             a["kblk"] = math.ceil(a["in_features"] / hw.sparsity_m)
-            a["tiles"] = _tile_rows(hw, name, a["rows_core"], a["kblk"], a["n"], a["bits"], group)
+            a["tiles"] = _tiles(hw, name, a["rows_core"], a["kblk"], a["n"], a["bits"], group)
         elif a["kind"] == "attention":
             hd, block = a["head_dim"], a["block"]
             limit = quarter // hd // 16 * 16

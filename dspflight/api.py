@@ -1,0 +1,154 @@
+"""The small Python API behind the CLI: compile, simulate, report, run.
+
+Each stage works in memory and returns what it made; `dspflight.cli` decides
+which files to write (always through OutputSet, so a failure writes nothing).
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from compiler.compression import load_compression
+from compiler.model_config import load_model
+from compiler.pipeline import Buckets, compile_program
+from hwmodel.energy_table import load_energy_table
+from hwmodel.gpu import all_gpus
+from hwmodel.hwconfig import HwConfig, load_hw
+from hwmodel.isa import QUEUES
+from hwmodel.program import Program, instruction_bytes, listing, read_header, read_program, to_bytes
+from sim.cost import cost_report
+from sim.energy import energy_report
+from sim.report_html import format_table, write_report
+from sim.roofline import plot_roofline, roofline
+from sim.stats import Stats, simulate
+from sim.trace import write_trace
+
+DEFAULT_ENERGY = "fpga-16nm"
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Compiled:
+    program: Program
+    hw: HwConfig
+    dfp: bytes
+    asm: str
+    compile_s: float
+
+
+def compile_model(model: str, hw: str, compression: str, prefill: int, decode: int,
+                  buckets: Buckets = Buckets(), fusion: bool = True, progress: Progress | None = None,
+                  dump_after: str | None = None, dump_dir: Path | None = None) -> Compiled:
+    hwc = load_hw(hw)
+    m = load_model(model)
+    comp = load_compression(compression, hwc)
+    t0 = time.perf_counter()
+    prog = compile_program(m, comp, hwc, prefill, decode, buckets, fusion, progress, dump_after, dump_dir)
+    dfp = to_bytes(prog, hwc)
+    compile_s = time.perf_counter() - t0
+    prog.meta["compile_s"] = compile_s
+    return Compiled(prog, hwc, dfp, listing(prog), compile_s)
+
+
+def load_program(path: str | Path, hw: str | None = None) -> tuple[Program, HwConfig]:
+    """Read a .dfp; the hardware defaults to the one named in its header."""
+    header = read_header(path)
+    hwc = load_hw(hw or header.get("hw_name", ""))
+    return read_program(path, hwc), hwc
+
+
+@dataclass
+class Simulated:
+    stats: Stats
+    simulate_s: float
+    summary: dict
+    roofline: dict
+    energy: dict
+    cost: dict
+
+
+def simulate_program(prog: Program, hw: HwConfig, program_bytes: int, progress: Progress | None = None,
+                     energy_table: str = DEFAULT_ENERGY, keep_trace: bool = False) -> Simulated:
+    t0 = time.perf_counter()
+    stats = simulate(prog, hw, progress, keep_trace=keep_trace)
+    simulate_s = time.perf_counter() - t0
+    gpus = all_gpus()
+    roof = roofline(stats, hw, gpus)
+    energy = energy_report(stats, hw, load_energy_table(energy_table), gpus)
+    cost = cost_report(stats, hw, gpus)
+    summary = make_summary(prog, hw, stats, program_bytes, simulate_s, roof, energy, cost)
+    return Simulated(stats, simulate_s, summary, roof, energy, cost)
+
+
+def make_summary(prog: Program, hw: HwConfig, stats: Stats, program_bytes: int, simulate_s: float,
+                 roof: dict, energy: dict, cost: dict) -> dict:
+    """The stable `summary.json` contract (DESIGN.md) plus the figures behind it."""
+    pre = stats.phases.get("prefill")
+    dec = stats.phases.get("decode")
+    prefill_ms = stats.seconds(pre.cycles) * 1e3 if pre else 0.0
+    decode_ms = stats.seconds(dec.cycles) * 1e3 if dec else 0.0
+    decode_tokens = dec.tokens if dec else 0
+    per_token = decode_ms / decode_tokens if decode_tokens else 0.0
+    dec_bytes = dec.work["hbm_bytes"] * hw.slrs if dec else 0
+    util = dec_bytes / (decode_ms / 1e3) / (hw.hbm.peak_gbps * 1e9) if decode_ms else 0.0
+    return {
+        "model": prog.model,
+        "hardware": hw.name,
+        "compression": prog.meta.get("compression"),
+        "prefill_tokens": prog.meta.get("prefill"),
+        "decode_tokens": decode_tokens,
+        "prefill_ms": prefill_ms,
+        "decode_ms_per_token": per_token,
+        "decode_tokens_per_s": 1e3 / per_token if per_token else 0.0,
+        "total_ms": prefill_ms + decode_ms,
+        "hbm_bandwidth_utilization": util,
+        "instructions": prog.instruction_count,
+        "instruction_bytes": instruction_bytes(prog),
+        "program_bytes": program_bytes,
+        "power_w": energy["power_w"],
+        "tokens_per_joule": energy["tokens_per_joule"],
+        "tokens_per_s_per_dollar": cost["fpga"]["tokens_per_s_per_dollar"],
+        "compile_s": prog.meta.get("compile_s"),
+        "simulate_s": simulate_s,
+        "decode_breakdown": roof.get("phases", {}).get("decode", {}),
+        "sections_timed": stats.sections_timed,
+        "section_calls": stats.section_calls,
+    }
+
+
+def stats_json(stats: Stats, hw: HwConfig) -> dict:
+    """Everything the engine measured, device-wide where it is work."""
+    def phase(ph) -> dict:
+        return {
+            "cycles": ph.cycles, "ms": stats.seconds(ph.cycles) * 1e3, "steps": ph.steps, "tokens": ph.tokens,
+            "queue_busy": {q: b / ph.cycles if ph.cycles else 0 for q, b in zip(QUEUES, ph.busy)},
+            "work_device": {k: v * hw.slrs for k, v in ph.work.items()},
+            "ops": {k: {"cycles": o["cycles"], "ms": stats.seconds(o["cycles"]) * 1e3,
+                        "queue_busy_cycles": dict(zip(QUEUES, o["busy"])),
+                        "work_device": {w: v * hw.slrs for w, v in o["work"].items()}} for k, o in ph.ops.items()},
+            "layers_ms": {str(k): stats.seconds(c) * 1e3 for k, c in sorted(ph.layers.items())},
+        }
+    return {"hardware": stats.hw, "model": stats.model, "cores": stats.cores, "clock_hz": stats.clock_hz,
+            "sections_timed": stats.sections_timed, "section_calls": stats.section_calls,
+            "phases": {k: phase(v) for k, v in stats.phases.items()}, "steps": stats.steps}
+
+
+def render_reports(sim: Simulated, hw: HwConfig) -> dict[str, bytes]:
+    """roofline.json/png, energy.json, trace.json and report.html, as file contents."""
+    import json
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        plot_roofline(sim.roofline, tmp / "roofline.png")
+        write_trace(sim.stats, tmp / "trace.json")
+        write_report(sim.summary, sim.roofline, sim.energy, sim.cost, tmp / "report.html")
+        files = {name: (tmp / name).read_bytes() for name in ("roofline.png", "trace.json", "report.html")}
+    files["roofline.json"] = (json.dumps(sim.roofline, indent=2) + "\n").encode()
+    files["energy.json"] = (json.dumps({"energy": sim.energy, "cost": sim.cost}, indent=2) + "\n").encode()
+    return files
+
+
+def headline(sim: Simulated) -> str:
+    return format_table(sim.summary, sim.roofline, sim.energy, sim.cost)

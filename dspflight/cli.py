@@ -1,0 +1,168 @@
+"""`dspflight`: compile, simulate, report, run, disasm (and the RTL tools).
+
+Bad input of any kind prints one line naming the file and field and exits 2;
+`--debug` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from compiler.pipeline import PIPELINE, Buckets
+from dspflight import api
+from dspflight.output import OutputSet
+from dspflight.progress import progress_bar
+from hwmodel.errors import DspflightError
+from hwmodel.program import listing
+
+
+def _compile_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="llama2-7b", help="built-in model, model YAML or HF config.json")
+    p.add_argument("--hw", default="u280", help="hardware design: u280, vhk158 or a YAML path")
+    p.add_argument("--compression", default="flightllm", help="compression profile: flightllm, dense-int8 or a path")
+    p.add_argument("--prefill", type=int, default=128, help="prompt tokens")
+    p.add_argument("--decode", type=int, default=512, help="generated tokens")
+    p.add_argument("--prefill-bucket", type=int, default=128, help="prefill lengths share a section per bucket")
+    p.add_argument("--decode-bucket", type=int, default=16, help="decode contexts share a section per bucket")
+    p.add_argument("--no-fusion", action="store_true", help="disable always-on-chip decode (spill activations)")
+    p.add_argument("--dump-after", choices=[n for n, _ in PIPELINE], help="dump the graph after this pass")
+
+
+def _do_compile(args) -> api.Compiled:
+    if args.prefill_bucket < 1 or args.decode_bucket < 1:
+        raise DspflightError("--prefill-bucket and --decode-bucket must be >= 1")
+    return api.compile_model(args.model, args.hw, args.compression, args.prefill, args.decode,
+                             Buckets(args.prefill_bucket, args.decode_bucket), not args.no_fusion,
+                             progress_bar("compile"), args.dump_after, Path(args.out))
+
+
+def cmd_compile(args) -> int:
+    c = _do_compile(args)
+    out = OutputSet(args.out)
+    out.add_bytes("program.dfp", c.dfp)
+    out.add_text("program.asm", c.asm)
+    out.commit()
+    print(f"compiled {c.program.model} for {c.hw.name}: {c.program.instruction_count} instructions in "
+          f"{len(c.program.sections)} sections, {len(c.dfp)} bytes, {c.compile_s:.2f} s -> {args.out}/program.dfp")
+    return 0
+
+
+def _simulate(prog, hw, program_bytes: int, args, keep_trace: bool) -> api.Simulated:
+    return api.simulate_program(prog, hw, program_bytes, progress_bar("simulate"), args.energy, keep_trace)
+
+
+def _sim_files(out: OutputSet, sim: api.Simulated, hw) -> None:
+    out.add_json("stats.json", api.stats_json(sim.stats, hw))
+    out.add_json("summary.json", sim.summary)
+
+
+def cmd_simulate(args) -> int:
+    prog, hw = api.load_program(args.program, args.hw)
+    sim = _simulate(prog, hw, Path(args.program).stat().st_size, args, keep_trace=False)
+    out = OutputSet(args.out)
+    _sim_files(out, sim, hw)
+    out.commit()
+    print(api.headline(sim))
+    return 0
+
+
+def cmd_report(args) -> int:
+    path = Path(args.dir) / "program.dfp"
+    prog, hw = api.load_program(path, args.hw)
+    sim = _simulate(prog, hw, path.stat().st_size, args, keep_trace=True)
+    out = OutputSet(args.dir)
+    for name, data in api.render_reports(sim, hw).items():
+        out.add_bytes(name, data)
+    out.commit()
+    print(api.headline(sim))
+    print(f"reports in {args.dir}/: roofline.json roofline.png energy.json trace.json report.html")
+    return 0
+
+
+def cmd_run(args) -> int:
+    c = _do_compile(args)
+    sim = _simulate(c.program, c.hw, len(c.dfp), args, keep_trace=True)
+    out = OutputSet(args.out)
+    out.add_bytes("program.dfp", c.dfp)
+    out.add_text("program.asm", c.asm)
+    _sim_files(out, sim, c.hw)
+    for name, data in api.render_reports(sim, c.hw).items():
+        out.add_bytes(name, data)
+    out.commit()
+    print(api.headline(sim))
+    print(f"outputs in {args.out}/: {' '.join(sorted(out.files))}")
+    return 0
+
+
+def cmd_disasm(args) -> int:
+    prog, _ = api.load_program(args.program, args.hw)
+    sys.stdout.write(listing(prog))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="dspflight", description=__doc__.splitlines()[0])
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compile", help="compile a model to program.dfp + program.asm")
+    _compile_args(p)
+    p.add_argument("-o", "--out", default="out")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("simulate", help="cycle-simulate a program; writes stats.json and summary.json")
+    p.add_argument("program")
+    p.add_argument("--hw", help="hardware design (default: the one the program names)")
+    p.add_argument("--energy", default=api.DEFAULT_ENERGY, help="energy-per-action table")
+    p.add_argument("-o", "--out", default="out")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("report", help="roofline, energy, trace and HTML report for a compiled directory")
+    p.add_argument("dir", nargs="?", default="out")
+    p.add_argument("--hw")
+    p.add_argument("--energy", default=api.DEFAULT_ENERGY)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("run", help="compile + simulate + report (default: LLaMA2-7B on the U280 design)")
+    _compile_args(p)
+    p.add_argument("--energy", default=api.DEFAULT_ENERGY)
+    p.add_argument("-o", "--out", default="out")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("disasm", help="print the .asm listing of a .dfp program")
+    p.add_argument("program")
+    p.add_argument("--hw")
+    p.set_defaults(func=cmd_disasm)
+
+    try:
+        from rtl.cli import register
+    except ImportError:
+        pass
+    else:
+        register(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DspflightError as exc:
+        if args.debug:
+            raise
+        print(f"dspflight: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:
+        if args.debug:
+            raise
+        print(f"dspflight: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

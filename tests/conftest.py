@@ -1,0 +1,25 @@
+"""Shared fixtures: designs and small compiled programs."""
+from __future__ import annotations
+
+import pytest
+
+from compiler.compression import load_compression
+from compiler.model_config import load_model
+from compiler.pipeline import compile_program
+from hwmodel.hwconfig import load_hw
+
+
+@pytest.fixture(scope="session")
+def u280():
+    return load_hw("u280")
+
+
+@pytest.fixture(scope="session")
+def vhk158():
+    return load_hw("vhk158")
+
+
+@pytest.fixture(scope="session")
+def tiny_program(u280):
+    """The tiny model, prefill 32 + decode 8, compiled for the U280 design."""
+    return compile_program(load_model("tiny"), load_compression("flightllm", u280), u280, 32, 8)

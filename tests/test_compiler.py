@@ -1,0 +1,182 @@
+"""Compiler: graph, passes, lowering, and the errors for what cannot be compiled."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from compiler.attention_mask import kept_blocks, kept_ranges
+from compiler.compression import load_compression
+from compiler.graph import build_graph
+from compiler.model_config import load_model
+from compiler.passes.emit import R_KV
+from compiler.pipeline import PIPELINE, Buckets, compile_program, run_passes
+from hwmodel.costs import transfer_bytes, weight_record_bytes
+from hwmodel.errors import CompileError, ConfigError
+from hwmodel.hwconfig import load_hw
+from hwmodel.isa import Op
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return load_model("llama2-7b")
+
+
+@pytest.fixture(scope="module")
+def flight(u280):
+    return load_compression("flightllm", u280)
+
+
+def lowered(model, comp, hw, phase, tokens, context, fusion=True):
+    g = build_graph(model, comp, phase, tokens, context)
+    g.graph["fusion"] = fusion
+    return run_passes(g, hw)
+
+
+def test_frontend_has_every_layer_op(llama, flight):
+    g = build_graph(llama, flight, "decode", 1, 200)
+    kinds = [a["kind"] for _, a in g.nodes(data=True)]
+    assert kinds.count("attention") == 32 and kinds.count("linear") == 4 * 32 + 1
+    assert g.nodes["L0.up"]["out_features"] == 2 * 11008      # gate and up
+    assert g.nodes["lm_head"]["out_features"] == 32000
+
+
+def test_hf_config_json_is_a_model(tmp_path):
+    cfg = {"model_type": "llama", "num_hidden_layers": 32, "hidden_size": 4096, "num_attention_heads": 32,
+           "num_key_value_heads": 32, "intermediate_size": 11008, "vocab_size": 32000,
+           "max_position_embeddings": 4096, "hidden_act": "silu", "_name_or_path": "meta-llama/Llama-2-7b-hf"}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    m = load_model(path)
+    ours = load_model("llama2-7b")
+    assert (m.layers, m.hidden, m.heads, m.ffn, m.vocab, m.norm, m.positional) == \
+           (ours.layers, ours.hidden, ours.heads, ours.ffn, ours.vocab, ours.norm, ours.positional)
+    assert m.linear_params == ours.linear_params
+
+
+def test_fusion_keeps_activations_on_chip(llama, flight, u280):
+    fused = lowered(llama, flight, u280, "decode", 1, 256)
+    assert "L0.rope" not in fused and "L0.act" not in fused
+    assert fused.nodes["L0.qkv"]["fuse"] == "rope" and fused.nodes["L0.up"]["fuse"] == "silu_mul"
+    spilled = lowered(llama, flight, u280, "decode", 1, 256, fusion=False)
+    assert "L0.rope" in spilled and "L0.act" in spilled
+
+    def st_count(g):
+        return sum(1 for b in g.graph["builders"] for i in b.instrs if i.op == Op.ST)
+    assert st_count(spilled) > st_count(fused) + 10
+
+
+def test_partition_shards_heads_and_rows_and_gathers(llama, flight, u280):
+    g = lowered(llama, flight, u280, "decode", 1, 256)
+    assert g.nodes["L0.attn"]["kv_heads_core"] == 11                 # ceil(32 / 3)
+    assert g.nodes["L0.qkv"]["rows_core"] == 11 * 3 * 128
+    assert g.nodes["L0.o"]["rows_core"] * 3 >= 4096
+    gathers = [n for n in g if n.startswith("L0.") and n.endswith(".gather")]
+    assert sorted(gathers) == ["L0.attn.gather", "L0.down.gather", "L0.o.gather", "L0.up.gather"]
+
+
+def test_weight_tiles_fit_half_the_weight_buffer_and_fill_the_chains(llama, flight, u280):
+    g = lowered(llama, flight, u280, "decode", 1, 256)
+    half = u280.buffers["wgt"].bytes // 2
+    for name, a in g.nodes(data=True):
+        if a["kind"] != "linear":
+            continue
+        for rows, k0, kblk in a["tiles"]:
+            assert rows % u280.chains == 0 or rows == a["tiles"][-1][0]
+            assert weight_record_bytes(u280, rows, kblk, a["n"], a["bits"], 128) <= half
+        assert sum(r for r, k0, _ in a["tiles"] if k0 == 0) == a["rows_core"]
+        assert sum(k for _, _, k in a["tiles"]) * a["tiles"][0][0] >= a["kblk"] * a["tiles"][0][0]
+    down = g.nodes["L5.down"]["tiles"]
+    assert down[0][2] < g.nodes["L5.down"]["kblk"]         # 128 rows of 8:16 down need a K split
+
+
+def test_prefill_lowers_to_mm_and_decode_to_mv(llama, flight, u280):
+    pre = lowered(llama, flight, u280, "prefill", 128, 128)
+    dec = lowered(llama, flight, u280, "decode", 1, 256)
+    ops = lambda g: {i.op for b in g.graph["builders"] for i in b.instrs}
+    assert Op.MM in ops(pre)
+    assert Op.MV in ops(dec) and Op.MM not in ops(dec)   # MHA: one query per KV head
+
+
+def kv_load_bytes(g, hw):
+    return sum(transfer_bytes(hw, i) for b in g.graph["builders"][1:2] for i in b.instrs
+               if i.op == Op.LD and i.f["base"] == R_KV)
+
+
+def test_kv_reads_grow_with_context(llama, flight, u280):
+    sizes = [kv_load_bytes(lowered(llama, flight, u280, "decode", 1, c), u280) for c in (128, 512, 1024, 2048)]
+    assert sizes == sorted(sizes) and sizes[-1] > 4 * sizes[0]
+
+
+def test_fully_masked_blocks_are_not_loaded(llama, flight, u280):
+    dense = load_compression("dense-int8", u280)
+    ctx = 2048
+    sparse_bytes = kv_load_bytes(lowered(llama, flight, u280, "decode", 1, ctx), u280)
+    full_bytes = kv_load_bytes(lowered(llama, dense, u280, "decode", 1, ctx), u280)
+    kept = len(kept_blocks((ctx - 1) // 64, 0.5))
+    assert kept == 16
+    assert sparse_bytes / full_bytes == pytest.approx(kept / 32, rel=1e-9)
+
+
+def test_mask_keeps_sink_and_recent_blocks():
+    assert kept_blocks(0, 0.5) == [0]
+    assert kept_blocks(7, 0.5) == [0, 5, 6, 7]
+    assert kept_ranges(7, 0.5, 64, 500) == [(0, 64), (320, 500)]
+    assert kept_blocks(9, 1.0) == list(range(10))
+
+
+def test_identical_layers_share_a_section(u280, llama, flight):
+    prog = compile_program(llama, flight, u280, 128, 16)
+    decode = prog.schedule[1]
+    layer_sections = [c.section for c in decode.calls if c.layer >= 0]
+    # layers 0, 1, 30, 31 keep a dense 5-bit down projection: two distinct layer sections
+    assert len(set(layer_sections)) == 2
+    assert layer_sections[2:30] == [layer_sections[2]] * 28
+    bases = [c.base[0] for c in decode.calls if c.layer >= 0]
+    assert len(set(bases)) == 32                         # each layer's own weights through r0
+
+
+def test_decode_steps_are_bucketed(u280, flight):
+    prog = compile_program(load_model("tiny"), flight, u280, 100, 40, Buckets(128, 16))
+    decode = [s for s in prog.schedule if s.phase == "decode"]
+    assert [(s.context, s.repeat) for s in decode] == [(112, 12), (128, 16), (144, 12)]
+    assert [(s.tokens, s.context) for s in prog.schedule if s.phase == "prefill"] == [(128, 128)]
+    long = compile_program(load_model("tiny"), flight, u280, 300, 1, Buckets(128, 16))
+    assert [(s.tokens, s.context) for s in long.schedule if s.phase == "prefill"] == [(128, 128), (128, 256),
+                                                                                      (128, 384)]
+    assert [c.layer for c in long.schedule[0].calls][-1] == 1    # no LM head before the last chunk
+    assert [c.layer for c in long.schedule[2].calls][-1] == -1
+
+
+def test_model_that_does_not_fit_in_hbm(tmp_path, u280):
+    big = tmp_path / "big.yaml"
+    big.write_text("name: big\nlayers: 80\nhidden: 8192\nheads: 64\nkv_heads: 8\nffn: 28672\nvocab: 32000\n"
+                   "max_context: 4096\nnorm: rmsnorm\nactivation: silu\ngated_ffn: true\npositional: rope\n")
+    with pytest.raises(CompileError, match=r"u280.yaml: field hbm.capacity_gb: big with dense-int8 needs .* GiB"):
+        compile_program(load_model(big), load_compression("dense-int8", u280), u280, 128, 16)
+
+
+def test_tile_that_does_not_fit_its_buffer(tmp_path, llama):
+    src = open(load_hw("u280").source).read()
+    small = tmp_path / "small.yaml"
+    small.write_text(src.replace("wgt: {kind: bram36, bytes: 1048576}", "wgt: {kind: bram36, bytes: 1024}"))
+    hw = load_hw(small)
+    with pytest.raises(CompileError, match=r"small.yaml: field buffers.wgt.bytes: op L0.qkv: a tile of 128 rows and one 16-column block"):
+        compile_program(llama, load_compression("flightllm", hw), hw, 128, 16)
+
+
+def test_unsupported_sparsity_is_a_config_error(tmp_path, u280):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nactivation_bits: 8\nkv_bits: 8\nscale_group: 128\n"
+                   "weights:\n  default: {n: 3, bits: 4}\nattention: {block: 64, density: 1.0}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: field weights.default.n: N=3 is not supported"):
+        load_compression(bad, u280)
+
+
+def test_pipeline_names_and_dump(tmp_path, u280, flight):
+    assert [n for n, _ in PIPELINE][:3] == ["annotate_compression", "onchip_fusion", "partition"]
+    compile_program(load_model("tiny"), flight, u280, 16, 1, dump_after="tile", dump_dir=tmp_path)
+    dumps = sorted(p.name for p in tmp_path.iterdir())
+    assert dumps and all("-tile" in d for d in dumps)
+    assert "tiles" in (tmp_path / dumps[0]).read_text()
