@@ -5,19 +5,25 @@ cycle it consumes L non-zero weight positions, so one output row over `kblk`
 blocks of 16 columns takes ceil(kblk*N/L) cycles. Each DSP multiplies one weight
 by two packed INT8 activations (two tokens), so a pass serves two tokens.
 The cycle simulator and the roofline use these functions; the cocotb benches
-measure the gateware and assert equality.
+measure the gateware (`hwmodel.gateware.mv_tile`) and assert equality.
 """
 from __future__ import annotations
 
 import math
 
-INPUT_STAGES = 2       # A/B input register, M (multiplier) register of the DSP48E2
-REDUCE_STAGES = 2      # reduction node + INT32 accumulator at the end of the chain
+# Pipeline registers between a row's last beat entering the tile and its result
+# leaving it, as built in hwmodel/gateware (sparse_chain.py, mv_tile.py):
+DEQUANT_STAGES = 1     # dequantizer output register
+DSP_STAGES = 3         # DSP48 A/B, M and P registers of the chain's last slice
+REDUCE_STAGES = 1      # reduction-node register (overflow-adjusted partial sums)
+ACCUMULATE_STAGES = 1  # INT32 accumulator / result register
 
 
 def chain_latency(chain_length: int) -> int:
-    """Cycles from the first weight entering the chain to its partial sum leaving it."""
-    return INPUT_STAGES + chain_length + REDUCE_STAGES
+    """Cycles from a row's last weight beat entering the tile to its result
+    leaving it: the last lane waits chain_length - 1 cycles of input skew for
+    the systolic P cascade, then the DSP, reduction and accumulator registers."""
+    return DEQUANT_STAGES + (chain_length - 1) + DSP_STAGES + REDUCE_STAGES + ACCUMULATE_STAGES
 
 
 def row_cycles(kblk: int, n: int, chain_length: int) -> int:
