@@ -178,7 +178,7 @@ def explain_decode(data: dict) -> list[str]:
         f"{d['efficiency_cross_channel']:.2f} cross-channel efficiency = {d['bandwidth_effective_bytes_per_s'] * gb:.1f} GB/s",
         f"memory floor per token: {d['bytes_per_token'] * gb:.3f} GB / {d['bandwidth_effective_bytes_per_s'] * gb:.1f} GB/s"
         f" = {d['memory_floor_s'] / d['tokens'] * ms:.2f} ms",
-        f"per token, queues busy: memory {d['memory_time_s'] / d['tokens'] * ms:.2f} ms, compute (MV+MISC) "
+        f"per token, queues busy: memory {d['memory_time_s'] / d['tokens'] * ms:.2f} ms, compute (MM+MV+MISC) "
         f"{d['compute_time_s'] / d['tokens'] * ms:.2f} ms, sync {d['sync_time_s'] / d['tokens'] * ms:.2f} ms; "
         f"overlap {_pct(d['overlap'])} of the shorter hidden under the longer",
         f"simulated: {d['time_per_token_s'] * ms:.2f} ms per token = {d['tokens_per_s']:.1f} tokens/s; "
@@ -229,7 +229,7 @@ def roofline_png(data: dict) -> bytes:
         ax.plot(grid, [min(g["peak_fp16_ops_per_s"], g["memory_bytes_per_s"] * x) for x in grid], color=c, lw=1.2,
                 ls="--", label=f"{name} FP16 roof ({g['peak_fp16_ops_per_s'] / 1e12:.0f} TFLOPS, "
                                f"{g['memory_bytes_per_s'] / 1e9:.0f} GB/s)")
-    for i, ((phase, x, y), labels) in enumerate(_merge_close(points).items()):
+    for i, ((phase, x, y), labels) in enumerate(sorted(_merge_close(points).items(), key=lambda kv: kv[0][1])):  # x-neighbours alternate
         ax.scatter([x], [y], color=colors.get(phase, "tab:purple"), marker="o" if phase == "decode" else "s", zorder=3)
         ax.annotate(f"{phase}: {', '.join(labels)}", (x, y), textcoords="offset points",
                     xytext=(6, 6 if i % 2 else -10), fontsize=7)
