@@ -10,7 +10,6 @@ schedule with each call's base registers.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,7 +21,7 @@ from compiler.graph import build_graph
 from compiler.model_config import ModelConfig
 from compiler.passes.allocate import allocate
 from compiler.passes.annotate_compression import annotate_compression
-from compiler.passes.emit import R_HEAD, R_IO, R_KV, R_WEIGHTS, emit
+from compiler.passes.emit import POST, PRE, R_HEAD, R_IO, R_KV, R_WEIGHTS, emit
 from compiler.passes.onchip_fusion import onchip_fusion
 from compiler.passes.partition import partition
 from compiler.passes.schedule_tokens import schedule_tokens
@@ -30,7 +29,7 @@ from compiler.passes.tile import tile
 from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import isa_for
-from hwmodel.program import Call, Program, Section, Step
+from hwmodel.program import Call, Program, Section, Step, schedule_for
 
 Pass = Callable[[nx.DiGraph, HwConfig], nx.DiGraph]
 PIPELINE: list[tuple[str, Pass]] = [
@@ -68,45 +67,50 @@ def dump_graph(g: nx.DiGraph, path: Path) -> None:
 
 @dataclass(frozen=True)
 class Buckets:
-    """Length-adaptive compilation: lengths rounded up to a shared bucket."""
+    """Length-adaptive compilation: prefill runs in chunks of `prefill` tokens
+    and decode contexts share one step per `decode`-token bucket."""
     prefill: int = 128
     decode: int = 16
 
-    def round(self, value: int, size: int) -> int:
-        return math.ceil(value / size) * size
 
-
-def decode_buckets(prefill: int, decode: int, size: int, max_context: int) -> list[tuple[int, int]]:
-    """(bucket context, steps in it) for decode steps at contexts prefill+1 .. prefill+decode."""
-    counts: dict[int, int] = {}
-    for ctx in range(prefill + 1, prefill + decode + 1):
-        b = min(math.ceil(ctx / size) * size, max_context)
-        counts[b] = counts.get(b, 0) + 1
-    return sorted(counts.items())
+def _round_up(value: int, size: int) -> int:
+    return math.ceil(value / size) * size
 
 
 def compile_program(model: ModelConfig, comp: Compression, hw: HwConfig, prefill: int, decode: int,
                     buckets: Buckets = Buckets(), fusion: bool = True,
                     progress: Callable[[int, int], None] | None = None,
-                    dump_after: str | None = None, dump_dir: Path | None = None) -> Program:
-    """Compile one inference (prefill then `decode` steps) into a Program."""
+                    dump_after: str | None = None, dump_dir: Path | None = None,
+                    cover: tuple[int, int] | None = None) -> Program:
+    """Compile the steps an inference of `prefill` + `decode` tokens needs into a
+    Program whose schedule is that case. With `cover=(max_prompt, max_context)`
+    the step library covers every prompt and context up to those bounds, so one
+    program serves all lengths (`schedule_for` picks the steps of any case)."""
     if prefill < 1 or decode < 0:
         raise CompileError(f"--prefill must be >= 1 and --decode >= 0, got {prefill} and {decode}")
-    chunk = min(buckets.prefill, model.max_context)
-    prefill_len = min(buckets.round(prefill, chunk), model.max_context)
-    steps_spec = [("prefill", chunk, end, 1) for end in range(chunk, prefill_len + 1, chunk)]
-    steps_spec += [("decode", 1, ctx, n) for ctx, n in
-                   decode_buckets(prefill, decode, buckets.decode, model.max_context)]
-    max_ctx = max(ctx for _, _, ctx, _ in steps_spec)
-    if prefill + decode > model.max_context:
-        raise CompileError(f"{model.source}: field max_context: prefill {prefill} + decode {decode} exceeds "
-                           f"the model's {model.max_context}")
+    if buckets.prefill < 1 or buckets.decode < 1:
+        raise CompileError(f"bucket sizes must be >= 1, got {buckets.prefill} and {buckets.decode}")
+    max_prompt, max_context = cover or (prefill, prefill + decode)
+    max_prompt, max_context = max(max_prompt, prefill), max(max_context, prefill + decode)
+    chunk = buckets.prefill
+    prompt_end = _round_up(max_prompt, chunk)
+    if cover:
+        decode_ctx = range(buckets.decode, _round_up(max_context, buckets.decode) + 1, buckets.decode)
+    else:
+        decode_ctx = sorted({_round_up(c, buckets.decode) for c in range(prefill + 1, prefill + decode + 1)})
+    max_ctx = max([prompt_end, *decode_ctx])
+    if max_ctx > model.max_context:
+        raise CompileError(f"{model.source}: field max_context: the program needs contexts up to {max_ctx} "
+                           f"(prompt {max_prompt}, context {max_context}, buckets {chunk}/{buckets.decode}), "
+                           f"the model supports {model.max_context}")
+    spec = [("prefill", chunk, end) for end in range(chunk, prompt_end + 1, chunk)]
+    spec += [("decode", 1, ctx) for ctx in decode_ctx]
     isa = isa_for(hw)
     sections: list[Section] = []
     seen: dict[tuple, int] = {}
-    schedule: list[Step] = []
+    steps: list[Step] = []
     layout = None
-    for i, (phase, tokens, ctx, repeat) in enumerate(steps_spec):
+    for i, (phase, tokens, ctx) in enumerate(spec):
         g = build_graph(model, comp, phase, tokens, ctx)
         g.graph["max_context"] = max_ctx
         g.graph["fusion"] = fusion
@@ -120,22 +124,28 @@ def compile_program(model: ModelConfig, comp: Compression, hw: HwConfig, prefill
                 sections.append(b.section())
             local.append(seen[words])
         ls = g.graph["layer_section"]
-        bases = _base_registers(model, hw, layout, max_ctx)
-        calls = [Call(local[ls[-1]], bases(-1), -1)]
+        bases = _base_registers(model, hw, layout)
+        calls = [Call(local[ls[PRE]], bases(PRE), PRE)]
         calls += [Call(local[ls[layer]], bases(layer), layer) for layer in range(model.layers)]
-        if phase == "decode" or ctx == prefill_len:     # logits only after the last prefill chunk
-            calls.append(Call(local[ls[-2]], bases(-1), -1))
-        schedule.append(Step(phase, tokens, ctx, repeat, calls))
+        post = Call(local[ls[POST]], bases(POST), POST)
+        if phase == "decode":
+            steps.append(Step(phase, tokens, ctx, calls + [post]))
+        else:
+            steps.append(Step(phase, tokens, ctx, calls))
+            if ctx == chunk:       # the prompt's logits: final norm and LM head after its last chunk
+                steps.append(Step("logits", tokens, chunk, [post]))
         if progress:
-            progress(i + 1, len(steps_spec))
-    meta = {"prefill": prefill, "decode": decode, "prefill_bucket": buckets.prefill,
-            "decode_bucket": buckets.decode, "compression": comp.name, "fusion": fusion,
+            progress(i + 1, len(spec))
+    meta = {"prefill": prefill, "decode": decode, "prefill_bucket": chunk, "decode_bucket": buckets.decode,
+            "cover": [max_prompt, max_context], "compression": comp.name, "fusion": fusion,
             "max_context": max_ctx, "hbm_layout": {k: v for k, v in layout.items() if k != "layer_weight_bursts"},
             "model_linear_params": model.linear_params, "slrs": hw.slrs}
-    return Program(hw.fingerprint, hw.name, model.name, meta, sections, schedule)
+    prog = Program(hw.fingerprint, hw.name, model.name, meta, sections, steps, [])
+    prog.schedule = schedule_for(prog, prefill, decode)
+    return prog
 
 
-def _base_registers(model: ModelConfig, hw: HwConfig, layout: dict, max_ctx: int) -> Callable[[int], list[int]]:
+def _base_registers(model: ModelConfig, hw: HwConfig, layout: dict) -> Callable[[int], list[int]]:
     """HBM map (bursts): [layer][core] weights, [core] LM head, [layer][core] KV, [core] I/O.
     A call's base list holds 4 registers per core: r0 weights, r1 KV, r2 I/O, r3 LM head."""
     per_layer = layout["layer_weight_bursts"]
@@ -163,9 +173,3 @@ def _base_registers(model: ModelConfig, hw: HwConfig, layout: dict, max_ctx: int
 
     assert (R_WEIGHTS, R_KV, R_IO, R_HEAD) == (0, 1, 2, 3)
     return bases
-
-
-def timed_compile(*args, **kwargs) -> tuple[Program, float]:
-    t0 = time.perf_counter()
-    prog = compile_program(*args, **kwargs)
-    return prog, time.perf_counter() - t0

@@ -6,14 +6,18 @@ Layout (little-endian):
 
 The header names the HwConfig fingerprint and model, the length buckets, the
 section table (word offset and length of each section, op labels for
-reports) and the schedule: which section each step of an inference runs, how
-often, and with which base registers. Sections are shared across layers and
-cores through base registers; the timing needs nothing but the words.
+reports), the step library (each prefill chunk and decode bucket as a list of
+section calls with their base registers) and the schedule of the compiled
+case (which steps run, how often). Sections are shared across layers, cores
+and steps through base registers; the timing needs nothing but the words.
+`schedule_for` derives the schedule of any other prompt/generation length
+the library covers, as the host runtime does.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,11 +59,10 @@ class Call:
 
 @dataclass
 class Step:
-    """One prefill or decode step; `repeat` real steps share its timing."""
-    phase: str
+    """One prefill chunk, the prefill's logits, or one decode step (per context bucket)."""
+    phase: str          # "prefill" | "logits" | "decode"
     tokens: int
-    context: int
-    repeat: int
+    context: int        # KV length after the step (its bucket's upper end)
     calls: list[Call]
 
 
@@ -70,11 +73,39 @@ class Program:
     model: str
     meta: dict
     sections: list[Section]
-    schedule: list[Step]
+    steps: list[Step]
+    schedule: list[tuple[int, int]]     # (step index, how many real steps it stands for)
 
     @property
     def instruction_count(self) -> int:
         return sum(len(s.instrs) for s in self.sections)
+
+
+def schedule_for(prog: Program, prefill: int, decode: int) -> list[tuple[int, int]]:
+    """The steps a prompt of `prefill` tokens generating `decode` tokens runs:
+    prefill chunks up to the prompt's bucket, its logits, then one decode step
+    per token, each at the bucket of its context."""
+    chunk, dbucket = prog.meta["prefill_bucket"], prog.meta["decode_bucket"]
+    index = {(s.phase, s.context): i for i, s in enumerate(prog.steps)}
+    prefill_end = math.ceil(prefill / chunk) * chunk
+    out: list[tuple[int, int]] = []
+
+    def need(phase: str, ctx: int) -> int:
+        if (phase, ctx) not in index:
+            have = max((c for p, c in index if p == phase), default=0)
+            raise ProgramFormatError(f"program for {prog.model}: no {phase} step for context {ctx} "
+                                     f"(it covers {phase} contexts up to {have}); compile with a larger cover")
+        return index[(phase, ctx)]
+
+    for end in range(chunk, prefill_end + 1, chunk):
+        out.append((need("prefill", end), 1))
+    out.append((need("logits", chunk), 1))
+    counts: dict[int, int] = {}
+    for ctx in range(prefill + 1, prefill + decode + 1):
+        b = math.ceil(ctx / dbucket) * dbucket
+        counts[b] = counts.get(b, 0) + 1
+    out.extend((need("decode", b), n) for b, n in sorted(counts.items()))
+    return out
 
 
 def _section_words(isa, sec: Section) -> list[int]:
@@ -96,8 +127,9 @@ def to_bytes(prog: Program, hw: HwConfig) -> bytes:
     header = {
         "hw_fingerprint": prog.hw_fingerprint, "hw_name": prog.hw_name, "model": prog.model,
         "meta": prog.meta, "sections": table,
-        "schedule": [{"phase": s.phase, "tokens": s.tokens, "context": s.context, "repeat": s.repeat,
-                      "calls": [[c.section, c.layer, c.base] for c in s.calls]} for s in prog.schedule],
+        "steps": [{"phase": s.phase, "tokens": s.tokens, "context": s.context,
+                   "calls": [[c.section, c.layer, c.base] for c in s.calls]} for s in prog.steps],
+        "schedule": [list(e) for e in prog.schedule],
     }
     hbytes = json.dumps(header, separators=(",", ":")).encode()
     body = _PRE.pack(MAGIC, VERSION, 0, len(hbytes)) + hbytes + np.asarray(words, dtype="<u4").tobytes()
@@ -139,7 +171,7 @@ def from_bytes(data: bytes, hw: HwConfig, source: str = "<program>") -> Program:
         raise bad("header length does not match the file size")
     try:
         header = json.loads(body[_PRE.size:end])
-        fp, table, sched = header["hw_fingerprint"], header["sections"], header["schedule"]
+        fp, table, lib, sched = header["hw_fingerprint"], header["sections"], header["steps"], header["schedule"]
     except (ValueError, KeyError, TypeError) as exc:
         raise bad(f"malformed header: {exc}") from None
     if fp != hw.fingerprint:
@@ -158,15 +190,22 @@ def from_bytes(data: bytes, hw: HwConfig, source: str = "<program>") -> Program:
             raise bad(str(exc)) from None
         sections.append(Section(ent["name"], instrs, [tuple(x) for x in ent["labels"]]))
         first += len(instrs)
-    schedule = []
-    for si, s in enumerate(sched):
-        calls = [Call(c[0], list(c[2]), c[1]) for c in s["calls"]]
-        for c in calls:
-            if not 0 <= c.section < len(sections):
-                raise bad(f"schedule step {si} calls section {c.section}, which does not exist")
-        schedule.append(Step(s["phase"], s["tokens"], s["context"], s["repeat"], calls))
+    steps = []
+    try:
+        for si, s in enumerate(lib):
+            calls = [Call(c[0], list(c[2]), c[1]) for c in s["calls"]]
+            for c in calls:
+                if not 0 <= c.section < len(sections):
+                    raise bad(f"step {si} calls section {c.section}, which does not exist")
+            steps.append(Step(s["phase"], s["tokens"], s["context"], calls))
+        schedule = [(int(i), int(n)) for i, n in sched]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise bad(f"malformed step table: {exc}") from None
+    for i, _ in schedule:
+        if not 0 <= i < len(steps):
+            raise bad(f"schedule runs step {i}, which does not exist")
     return Program(fp, header.get("hw_name", ""), header.get("model", ""), header.get("meta", {}),
-                   sections, schedule)
+                   sections, steps, schedule)
 
 
 def read_program(path: str | Path, hw: HwConfig) -> Program:
@@ -206,11 +245,11 @@ def listing(prog: Program) -> str:
     """The human-readable .asm of a whole program."""
     lines = [f"; dspflight program: model {prog.model} on {prog.hw_name} (hw {prog.hw_fingerprint})",
              f"; meta {json.dumps(prog.meta, sort_keys=True)}"]
-    for si, step in enumerate(prog.schedule):
+    for si, step in enumerate(prog.steps):
         calls = " ".join(f"s{c.section}" + (f"@L{c.layer}" if c.layer >= 0 else "") for c in step.calls[:6])
         more = f" ... ({len(step.calls)} calls)" if len(step.calls) > 6 else ""
-        lines.append(f"; step {si}: {step.phase} tokens={step.tokens} context={step.context} "
-                     f"x{step.repeat}: {calls}{more}")
+        lines.append(f"; step {si}: {step.phase} tokens={step.tokens} context={step.context}: {calls}{more}")
+    lines.append("; schedule: " + " ".join(f"step{i}x{n}" for i, n in prog.schedule))
     for si, sec in enumerate(prog.sections):
         lines.append(f"\n.section s{si} {sec.name}")
         labels = dict(sec.labels)

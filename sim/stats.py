@@ -2,13 +2,12 @@
 
 Every call of a section starts with all queues idle (sections end with a
 barrier), and all cores run the same section in lockstep, so a step's time
-is the sum of its calls' section times and a step that stands for `repeat`
-real steps counts `repeat` times. Work (MACs, bytes) is per core and is
+is the sum of its calls' section times, whatever ran before it, and a step
+that stands for `repeat` real steps counts `repeat` times. Work (MACs, bytes) is per core and is
 multiplied by the core count for device totals.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -46,12 +45,18 @@ class Stats:
 
 
 def simulate(prog: Program, hw: HwConfig, progress: Callable[[int, int], None] | None = None,
-             keep_trace: bool = False) -> Stats:
-    timings: dict[int, SectionTiming] = {}
+             keep_trace: bool = False, schedule: list[tuple[int, int]] | None = None,
+             timings: dict[int, SectionTiming] | None = None) -> Stats:
+    """Time `schedule` (default: the program's own). Pass the same `timings`
+    dict to several calls on one program to time each section only once."""
+    schedule = prog.schedule if schedule is None else schedule
+    timings = {} if timings is None else timings
     phases: dict[str, PhaseStats] = {}
     steps, calls = [], 0
-    for si, step in enumerate(prog.schedule):
-        ph = phases.setdefault(step.phase, PhaseStats())
+    for si, (index, repeat) in enumerate(schedule):
+        step = prog.steps[index]
+        phase = "prefill" if step.phase == "logits" else step.phase    # the prompt's logits end its prefill
+        ph = phases.setdefault(phase, PhaseStats())
         cycles = 0
         for call in step.calls:
             t = timings.get(call.section)
@@ -59,14 +64,14 @@ def simulate(prog: Program, hw: HwConfig, progress: Callable[[int, int], None] |
                 t = timings[call.section] = time_section(hw, prog.sections[call.section], keep_trace)
             calls += 1
             cycles += t.cycles
-            _accumulate(ph, t, call.layer, step.repeat)
-        ph.cycles += cycles * step.repeat
-        ph.steps += step.repeat
-        ph.tokens += step.tokens * step.repeat if step.phase == "prefill" else step.repeat
+            _accumulate(ph, t, call.layer, repeat)
+        ph.cycles += cycles * repeat
+        ph.steps += repeat if step.phase != "logits" else 0
+        ph.tokens += {"prefill": step.tokens, "decode": 1}.get(step.phase, 0) * repeat
         steps.append({"phase": step.phase, "tokens": step.tokens, "context": step.context,
-                      "repeat": step.repeat, "cycles": cycles})
+                      "repeat": repeat, "cycles": cycles})
         if progress:
-            progress(si + 1, len(prog.schedule))
+            progress(si + 1, len(schedule))
     return Stats(hw.name, prog.model, hw.slrs, hw.clock_hz, phases, steps, len(timings), calls, timings)
 
 
@@ -84,9 +89,3 @@ def _accumulate(ph: PhaseStats, t: SectionTiming, layer: int, repeat: int) -> No
             agg["busy"][q] += b * repeat
         for k, v in o.work.items():
             agg["work"][k] += v * repeat
-
-
-def timed_simulate(prog: Program, hw: HwConfig, **kw) -> tuple[Stats, float]:
-    t0 = time.perf_counter()
-    stats = simulate(prog, hw, **kw)
-    return stats, time.perf_counter() - t0

@@ -128,7 +128,7 @@ def test_mask_keeps_sink_and_recent_blocks():
 
 def test_identical_layers_share_a_section(u280, llama, flight):
     prog = compile_program(llama, flight, u280, 128, 16)
-    decode = prog.schedule[1]
+    decode = next(s for s in prog.steps if s.phase == "decode")
     layer_sections = [c.section for c in decode.calls if c.layer >= 0]
     # layers 0, 1, 30, 31 keep a dense 5-bit down projection: two distinct layer sections
     assert len(set(layer_sections)) == 2
@@ -139,14 +139,14 @@ def test_identical_layers_share_a_section(u280, llama, flight):
 
 def test_decode_steps_are_bucketed(u280, flight):
     prog = compile_program(load_model("tiny"), flight, u280, 100, 40, Buckets(128, 16))
-    decode = [s for s in prog.schedule if s.phase == "decode"]
-    assert [(s.context, s.repeat) for s in decode] == [(112, 12), (128, 16), (144, 12)]
-    assert [(s.tokens, s.context) for s in prog.schedule if s.phase == "prefill"] == [(128, 128)]
+    decode = [(prog.steps[i].context, n) for i, n in prog.schedule if prog.steps[i].phase == "decode"]
+    assert decode == [(112, 12), (128, 16), (144, 12)]
+    assert [(s.tokens, s.context) for s in prog.steps if s.phase == "prefill"] == [(128, 128)]
     long = compile_program(load_model("tiny"), flight, u280, 300, 1, Buckets(128, 16))
-    assert [(s.tokens, s.context) for s in long.schedule if s.phase == "prefill"] == [(128, 128), (128, 256),
-                                                                                      (128, 384)]
-    assert [c.layer for c in long.schedule[0].calls][-1] == 1    # no LM head before the last chunk
-    assert [c.layer for c in long.schedule[2].calls][-1] == -1
+    run = [long.steps[i] for i, _ in long.schedule]
+    assert [(s.phase, s.context) for s in run] == [("prefill", 128), ("prefill", 256), ("prefill", 384),
+                                                   ("logits", 128), ("decode", 304)]
+    assert [s.phase for s in long.steps].count("logits") == 1
 
 
 def test_model_that_does_not_fit_in_hbm(tmp_path, u280):

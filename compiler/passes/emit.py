@@ -19,6 +19,7 @@ from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import MiscFunc, Op, SysKind
 
 R_WEIGHTS, R_KV, R_IO, R_HEAD = range(4)
+PRE, POST = -1, -2          # layer labels of the pre (input) and post (logits) sections
 MISC_CODES = {"rmsnorm": MiscFunc.RMSNORM, "layernorm": MiscFunc.LAYERNORM, "add": MiscFunc.ADD,
               "rope": MiscFunc.ROPE, "silu_mul": MiscFunc.SILU_MUL, "silu": MiscFunc.SILU, "gelu": MiscFunc.GELU,
               "relu": MiscFunc.RELU, "softmax": MiscFunc.SOFTMAX}
@@ -226,13 +227,13 @@ def emit(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
     order = list(nx.topological_sort(g))
     pre = [n for n in order if g.nodes[n]["layer"] == -1 and n == "embed"]
     post = [n for n in order if g.nodes[n]["layer"] == -1 and n != "embed"]
-    layer_section[-1] = build(f"{tag}-pre", pre)
+    layer_section[PRE] = build(f"{tag}-pre", pre)
     for layer in range(g.graph["model"].layers):
         sig = _signature(g, layer)
         if sig not in section_of:
             section_of[sig] = build(f"{tag}-layer{layer}", layer_nodes(g, layer))
         layer_section[layer] = section_of[sig]
-    layer_section[-2] = build(f"{tag}-post", post)
+    layer_section[POST] = build(f"{tag}-post", post)
     g.graph["builders"] = builders
     g.graph["layer_section"] = layer_section
     return g
