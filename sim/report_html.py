@@ -129,7 +129,7 @@ def render_report(summary: dict, roofline: dict, energy: dict, cost: dict) -> st
                   _table(["op", "time ms", "Gops", "HBM MB", "ops/byte", "attained TOPS", "roof TOPS", "of roof",
                           "bound", "GPU bound (FP16)"], _op_rows(ops))]
     for phase, layers in roofline["layers"].items():
-        parts += [f"<h3>{html.escape(phase)}: per layer (-1 = embedding and LM head)</h3>",
+        parts += [f"<h3>{html.escape(phase)}: per layer (negative = embedding, LM head)</h3>",
                   _table(["layer", "time ms", "share"],
                          [[k, f"{v['time_s'] * 1e3:.3f}", f"{v['share']:.1%}"] for k, v in layers.items()])]
     parts.append(f"<h2>Energy (table {html.escape(energy['table'])}, static {energy['static_power_w']:.1f} W)</h2>")

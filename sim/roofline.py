@@ -139,7 +139,8 @@ def gpu_decode(stats: Stats, hw: HwConfig, gpu: GpuPreset) -> dict:
 
 def roofline(stats: Stats, hw: HwConfig, gpus: list[GpuPreset]) -> dict:
     """Per phase: a breakdown (`phases`), per-op points (`ops`), per-layer time
-    (`layers`, layer -1 = embedding and LM head), and the GPU presets' roofs and
+    (`layers`; negative layers are the sections outside the decoder layers:
+    embedding, LM head), and the GPU presets' roofs and
     estimates (`gpus`)."""
     bw_peak, bw_eff = hbm_bandwidth(hw)
     out = {"hardware": hw.name, "model": stats.model, "cores": hw.slrs, "clock_hz": hw.clock_hz,
