@@ -5,6 +5,7 @@ which files to write (always through OutputSet, so a failure writes nothing).
 """
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from sim.stats import Stats, simulate
 from sim.trace import write_trace
 
 DEFAULT_ENERGY = "fpga-16nm"
+COMPILE_INFO = "compile.json"
 Progress = Callable[[int, int], None]
 
 
@@ -48,9 +50,7 @@ def compile_model(model: str, hw: str, compression: str, prefill: int, decode: i
     t0 = time.perf_counter()
     prog = compile_program(m, comp, hwc, prefill, decode, buckets, fusion, progress, dump_after, dump_dir)
     dfp = to_bytes(prog, hwc)
-    compile_s = time.perf_counter() - t0
-    prog.meta["compile_s"] = compile_s
-    return Compiled(prog, hwc, dfp, listing(prog), compile_s)
+    return Compiled(prog, hwc, dfp, listing(prog), time.perf_counter() - t0)
 
 
 def load_program(path: str | Path, hw: str | None = None) -> tuple[Program, HwConfig]:
@@ -58,6 +58,16 @@ def load_program(path: str | Path, hw: str | None = None) -> tuple[Program, HwCo
     header = read_header(path)
     hwc = load_hw(hw or header.get("hw_name", ""))
     return read_program(path, hwc), hwc
+
+
+def compile_info(program_path: str | Path) -> dict:
+    """What `compile` recorded beside a program (compile time); empty if absent.
+    It is kept out of the .dfp so that a program file is reproducible byte for byte."""
+    path = Path(program_path).with_name(COMPILE_INFO)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 @dataclass
@@ -70,8 +80,9 @@ class Simulated:
     cost: dict
 
 
-def simulate_program(prog: Program, hw: HwConfig, program_bytes: int, progress: Progress | None = None,
-                     energy_table: str = DEFAULT_ENERGY, keep_trace: bool = False) -> Simulated:
+def simulate_program(prog: Program, hw: HwConfig, program_bytes: int, compile_s: float | None,
+                     progress: Progress | None = None, energy_table: str = DEFAULT_ENERGY,
+                     keep_trace: bool = False) -> Simulated:
     t0 = time.perf_counter()
     stats = simulate(prog, hw, progress, keep_trace=keep_trace)
     simulate_s = time.perf_counter() - t0
@@ -79,12 +90,12 @@ def simulate_program(prog: Program, hw: HwConfig, program_bytes: int, progress: 
     roof = roofline(stats, hw, gpus)
     energy = energy_report(stats, hw, load_energy_table(energy_table), gpus)
     cost = cost_report(stats, hw, gpus)
-    summary = make_summary(prog, hw, stats, program_bytes, simulate_s, roof, energy, cost)
+    summary = make_summary(prog, hw, stats, program_bytes, compile_s, simulate_s, roof, energy, cost)
     return Simulated(stats, simulate_s, summary, roof, energy, cost)
 
 
-def make_summary(prog: Program, hw: HwConfig, stats: Stats, program_bytes: int, simulate_s: float,
-                 roof: dict, energy: dict, cost: dict) -> dict:
+def make_summary(prog: Program, hw: HwConfig, stats: Stats, program_bytes: int, compile_s: float | None,
+                 simulate_s: float, roof: dict, energy: dict, cost: dict) -> dict:
     """The stable `summary.json` contract (DESIGN.md) plus the figures behind it."""
     pre = stats.phases.get("prefill")
     dec = stats.phases.get("decode")
@@ -111,7 +122,7 @@ def make_summary(prog: Program, hw: HwConfig, stats: Stats, program_bytes: int, 
         "power_w": energy["power_w"],
         "tokens_per_joule": energy["tokens_per_joule"],
         "tokens_per_s_per_dollar": cost["fpga"]["tokens_per_s_per_dollar"],
-        "compile_s": prog.meta.get("compile_s"),
+        "compile_s": compile_s,
         "simulate_s": simulate_s,
         "decode_breakdown": roof.get("phases", {}).get("decode", {}),
         "sections_timed": stats.sections_timed,
@@ -138,7 +149,6 @@ def stats_json(stats: Stats, hw: HwConfig) -> dict:
 
 def render_reports(sim: Simulated, hw: HwConfig) -> dict[str, bytes]:
     """roofline.json/png, energy.json, trace.json and report.html, as file contents."""
-    import json
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         plot_roofline(sim.roofline, tmp / "roofline.png")

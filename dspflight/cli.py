@@ -43,14 +43,16 @@ def cmd_compile(args) -> int:
     out = OutputSet(args.out)
     out.add_bytes("program.dfp", c.dfp)
     out.add_text("program.asm", c.asm)
+    out.add_json(api.COMPILE_INFO, {"compile_s": c.compile_s})
     out.commit()
     print(f"compiled {c.program.model} for {c.hw.name}: {c.program.instruction_count} instructions in "
           f"{len(c.program.sections)} sections, {len(c.dfp)} bytes, {c.compile_s:.2f} s -> {args.out}/program.dfp")
     return 0
 
 
-def _simulate(prog, hw, program_bytes: int, args, keep_trace: bool) -> api.Simulated:
-    return api.simulate_program(prog, hw, program_bytes, progress_bar("simulate"), args.energy, keep_trace)
+def _simulate(prog, hw, program_bytes: int, compile_s: float | None, args, keep_trace: bool) -> api.Simulated:
+    return api.simulate_program(prog, hw, program_bytes, compile_s, progress_bar("simulate"), args.energy,
+                                keep_trace)
 
 
 def _sim_files(out: OutputSet, sim: api.Simulated, hw) -> None:
@@ -60,7 +62,8 @@ def _sim_files(out: OutputSet, sim: api.Simulated, hw) -> None:
 
 def cmd_simulate(args) -> int:
     prog, hw = api.load_program(args.program, args.hw)
-    sim = _simulate(prog, hw, Path(args.program).stat().st_size, args, keep_trace=False)
+    sim = _simulate(prog, hw, Path(args.program).stat().st_size, api.compile_info(args.program).get("compile_s"),
+                    args, keep_trace=False)
     out = OutputSet(args.out)
     _sim_files(out, sim, hw)
     out.commit()
@@ -71,7 +74,7 @@ def cmd_simulate(args) -> int:
 def cmd_report(args) -> int:
     path = Path(args.dir) / "program.dfp"
     prog, hw = api.load_program(path, args.hw)
-    sim = _simulate(prog, hw, path.stat().st_size, args, keep_trace=True)
+    sim = _simulate(prog, hw, path.stat().st_size, api.compile_info(path).get("compile_s"), args, keep_trace=True)
     out = OutputSet(args.dir)
     for name, data in api.render_reports(sim, hw).items():
         out.add_bytes(name, data)
@@ -83,7 +86,7 @@ def cmd_report(args) -> int:
 
 def cmd_run(args) -> int:
     c = _do_compile(args)
-    sim = _simulate(c.program, c.hw, len(c.dfp), args, keep_trace=True)
+    sim = _simulate(c.program, c.hw, len(c.dfp), c.compile_s, args, keep_trace=True)
     out = OutputSet(args.out)
     out.add_bytes("program.dfp", c.dfp)
     out.add_text("program.asm", c.asm)
