@@ -50,14 +50,15 @@ def energy_report(stats: Stats, hw: HwConfig, table: EnergyTable, gpus: list[Gpu
     """Joules per phase and action; `power_w` and `tokens_per_joule` are those of decode
     (of prefill when there is no decode); GPU estimates and the ratio vs V100S."""
     phases = {p: _phase_energy(stats, hw, table, p) for p in stats.phases}
-    main = phases.get("decode") if phases.get("decode", {}).get("tokens") else next(iter(phases.values()))
+    main_phase = "decode" if phases.get("decode", {}).get("tokens") else "prefill"
+    main = phases[main_phase]
     total_j = sum(p["total_j"] for p in phases.values())
     total_s = sum(p["seconds"] for p in phases.values())
     out = {"table": table.name, "table_source": table.source, "technology_scale": table.technology_scale,
            "sources": {k: e.source for k, e in table.actions.items()},
            "static_power_w": hw.static_power_w, "phases": phases,
            "run": {"total_j": total_j, "seconds": total_s, "power_w": total_j / total_s if total_s else 0.0},
-           "power_w": main["power_w"], "tokens_per_joule": main["tokens_per_joule"],
+           "phase": main_phase, "power_w": main["power_w"], "tokens_per_joule": main["tokens_per_joule"],
            "gpus": {}, "vs_v100s": None, "published": PUBLISHED}
     if "decode" in phases and phases["decode"]["tokens"]:
         out["gpus"] = {g.name: _gpu_energy(stats, hw, g) for g in gpus}

@@ -25,14 +25,21 @@ class Row:
     published: str = ""
 
 
+def _format(x: float, fmt: str) -> str:
+    """`fmt` as for format(), or "g": four significant digits, whole numbers from 10,000 up."""
+    if fmt != "g":
+        return format(x, fmt)
+    return f"{x:,.0f}" if abs(x) >= 1e4 else f"{x:.4g}"
+
+
 def _num(x: float | None, fmt: str = ".1f") -> str:
-    return "—" if x is None else format(x, fmt)
+    return "—" if x is None else _format(x, fmt)
 
 
 def _per_util(values: dict[str, float], fmt: str, scale: float = 1.0) -> str:
     """'35.8 naive, 55.1 vllm' — published utilizations first, the roofline bound last."""
     order = sorted(values, key=lambda k: k == "roofline")
-    return ", ".join(f"{format(values[k] * scale, fmt)} {k}" for k in order)
+    return ", ".join(f"{_format(values[k] * scale, fmt)} {k}" for k in order)
 
 
 def headline(summary: dict, roofline: dict, energy: dict, cost: dict) -> list[Row]:
@@ -40,15 +47,16 @@ def headline(summary: dict, roofline: dict, energy: dict, cost: dict) -> list[Ro
     gpus = roofline["gpus"]
     pub_roof, pub_energy, pub_cost = roofline["published"], energy["published"], cost["published"]
     dec = {name: g.get("decode") for name, g in gpus.items()}
+    per_dollar = cost["fpga"]["tokens_per_s_per_dollar"]
     rows = [
-        Row("prefill (ms)", _num(summary["prefill_ms"], ".2f"),
-            {n: f"{g['phases']['prefill']['time_s_at_roof'] * 1e3:.2f} roofline" for n, g in gpus.items()
+        Row("prefill (ms)", _num(summary["prefill_ms"], "g"),
+            {n: f"{g['phases']['prefill']['time_s_at_roof'] * 1e3:.4g} roofline" for n, g in gpus.items()
              if "prefill" in g["phases"]}),
-        Row("decode (ms/token)", _num(summary["decode_ms_per_token"], ".2f"),
-            {n: _per_util({k: 1e3 / v for k, v in d["tokens_per_s"].items()}, ".2f") for n, d in dec.items() if d},
+        Row("decode (ms/token)", _num(summary["decode_ms_per_token"], "g"),
+            {n: _per_util({k: 1e3 / v for k, v in d["tokens_per_s"].items()}, "g") for n, d in dec.items() if d},
             f"{1e3 / pub_roof['decode_tokens_per_s']:.2f}"),
-        Row("decode (tokens/s)", _num(summary["decode_tokens_per_s"]),
-            {n: _per_util(d["tokens_per_s"], ".1f") for n, d in dec.items() if d},
+        Row("decode (tokens/s)", _num(summary["decode_tokens_per_s"], "g"),
+            {n: _per_util(d["tokens_per_s"], "g") for n, d in dec.items() if d},
             f"{pub_roof['decode_tokens_per_s']:.0f}"),
         Row("HBM bandwidth utilization", f"{summary['hbm_bandwidth_utilization']:.1%}",
             {n: _per_util({k: v for k, v in d["utilization"].items() if k != "roofline"}, ".1%")
@@ -56,12 +64,12 @@ def headline(summary: dict, roofline: dict, energy: dict, cost: dict) -> list[Ro
             f"{pub_roof['hbm_bandwidth_utilization']:.1%}"),
         Row("power (W)", _num(summary["power_w"]), {n: f"{g['tdp_w']:.0f} TDP" for n, g in gpus.items()},
             f"~{pub_energy['board_power_w']:.0f} (implied)"),
-        Row("tokens per joule (decode)", _num(summary["tokens_per_joule"], ".3f"),
-            {n: _per_util(g["tokens_per_joule"], ".3f") for n, g in energy["gpus"].items()}),
+        Row(f"tokens per joule ({energy['phase']})", _num(summary["tokens_per_joule"], "g"),
+            {n: _per_util(g["tokens_per_joule"], "g") for n, g in energy["gpus"].items()}),
         Row("energy efficiency vs V100S", _per_util(energy["vs_v100s"], ".2f") if energy["vs_v100s"] else "—", {},
             ", ".join(f"{v:.1f}x {k}" for k, v in pub_energy["tokens_per_joule_vs_v100s"].items())),
-        Row("tokens/s per $1000", _num((cost["fpga"]["tokens_per_s_per_dollar"] or 0) * 1e3, ".2f"),
-            {n: _per_util(g["tokens_per_s_per_dollar"], ".2f", 1e3) for n, g in cost["gpus"].items()}),
+        Row("tokens/s per $1000", _num(per_dollar and per_dollar * 1e3, "g"),
+            {n: _per_util(g["tokens_per_s_per_dollar"], "g", 1e3) for n, g in cost["gpus"].items()}),
         Row("cost efficiency vs V100S",
             (_per_util(cost["vs_v100s"], ".2f") + f"; mean {cost['vs_v100s_mean']:.2f}") if cost["vs_v100s"] else "—",
             {}, f"{pub_cost['tokens_per_s_per_dollar_vs_v100s']:.1f}x average"),
@@ -73,7 +81,7 @@ def format_table(summary: dict, roofline: dict, energy: dict, cost: dict) -> str
     """The headline table as plain text for the terminal."""
     rows = headline(summary, roofline, energy, cost)
     gpu_names = list(roofline["gpus"])
-    header = ["metric", f"{summary['hardware']} (ours)", *gpu_names, "FlightLLM paper"]
+    header = ["metric", f"{summary['hardware']} (ours)", *gpu_names, "FlightLLM paper (U280, LLaMA2-7B)"]
     body = [[r.metric, r.ours, *(r.gpus.get(n, "") for n in gpu_names), r.published] for r in rows]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in [header, *body]]
@@ -113,7 +121,7 @@ def render_report(summary: dict, roofline: dict, energy: dict, cost: dict) -> st
              f"<p>prefill {summary.get('prefill_tokens')} tokens, decode {summary.get('decode_tokens')} tokens, "
              f"batch 1.</p>",
              "<h2>Headline</h2>",
-             _table(["metric", "ours", *gpu_names, "FlightLLM paper"],
+             _table(["metric", "ours", *gpu_names, "FlightLLM paper (U280, LLaMA2-7B)"],
                     [[r.metric, r.ours, *(r.gpus.get(n, "") for n in gpu_names), r.published] for r in rows]),
              "<p class=note>GPU cells: at FlightLLM's measured decode HBM utilization (naive, vllm) and at the "
              "roofline bound (FP16, dense weights, 2 bytes each). Published: "

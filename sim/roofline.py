@@ -172,20 +172,32 @@ def explain_decode(data: dict) -> list[str]:
     d = data["phases"].get("decode")
     if not d or not d["tokens"]:
         return []
-    gb, ms = 1e-9, 1e3
+    n = d["tokens"]
+    bw_eff = _gbps(d["bandwidth_effective_bytes_per_s"])
     return [
-        f"HBM bytes per token: {d['bytes_per_token'] * gb:.3f} GB (weights, indices, scales, KV cache)",
-        f"effective HBM bandwidth: {d['bandwidth_peak_bytes_per_s'] * gb:.0f} GB/s peak x "
-        f"{d['efficiency_cross_channel']:.2f} cross-channel efficiency = {d['bandwidth_effective_bytes_per_s'] * gb:.1f} GB/s",
-        f"memory floor per token: {d['bytes_per_token'] * gb:.3f} GB / {d['bandwidth_effective_bytes_per_s'] * gb:.1f} GB/s"
-        f" = {d['memory_floor_s'] / d['tokens'] * ms:.2f} ms",
-        f"per token, queues busy: memory {d['memory_time_s'] / d['tokens'] * ms:.2f} ms, compute (MM+MV+MISC) "
-        f"{d['compute_time_s'] / d['tokens'] * ms:.2f} ms, sync {d['sync_time_s'] / d['tokens'] * ms:.2f} ms; "
+        f"HBM bytes per token: {_size(d['bytes_per_token'])} (weights, indices, scales, KV cache)",
+        f"effective HBM bandwidth: {_gbps(d['bandwidth_peak_bytes_per_s'])} peak x "
+        f"{d['efficiency_cross_channel']:.2f} cross-channel efficiency = {bw_eff}",
+        f"memory floor per token: {_size(d['bytes_per_token'])} / {bw_eff} = {_ms(d['memory_floor_s'] / n)}",
+        f"per token, queues busy: memory {_ms(d['memory_time_s'] / n)}, compute (MM+MV+MISC) "
+        f"{_ms(d['compute_time_s'] / n)}, sync {_ms(d['sync_time_s'] / n)}; "
         f"overlap {_pct(d['overlap'])} of the shorter hidden under the longer",
-        f"simulated: {d['time_per_token_s'] * ms:.2f} ms per token = {d['tokens_per_s']:.1f} tokens/s; "
-        f"attained {d['bandwidth_attained_bytes_per_s'] * gb:.1f} GB/s = {d['hbm_utilization']:.1%} of peak, "
+        f"simulated: {_ms(d['time_per_token_s'])} per token = {d['tokens_per_s']:.4g} tokens/s; "
+        f"attained {_gbps(d['bandwidth_attained_bytes_per_s'])} = {d['hbm_utilization']:.1%} of peak, "
         f"{d['fraction_of_effective_bandwidth']:.1%} of effective",
     ]
+
+
+def _size(nbytes: float) -> str:
+    return f"{nbytes / 1e9:.4g} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.4g} MB"
+
+
+def _gbps(bytes_per_s: float) -> str:
+    return f"{bytes_per_s / 1e9:.4g} GB/s"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.4g} ms"
 
 
 def _pct(x: float | None) -> str:
