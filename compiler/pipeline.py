@@ -105,11 +105,26 @@ def compile_program(model: ModelConfig, comp: Compression, hw: HwConfig, prefill
                            f"the model supports {model.max_context}")
     spec = [("prefill", chunk, end) for end in range(chunk, prompt_end + 1, chunk)]
     spec += [("decode", 1, ctx) for ctx in decode_ctx]
+    sections, steps, layout = compile_steps(model, comp, hw, spec, max_ctx, fusion, progress, dump_after, dump_dir)
+    meta = {"prefill": prefill, "decode": decode, "prefill_bucket": chunk, "decode_bucket": buckets.decode,
+            "cover": [max_prompt, max_context], "compression": comp.name, "fusion": fusion,
+            "max_context": max_ctx, "hbm_layout": {k: v for k, v in layout.items() if k != "layer_weight_bursts"},
+            "model_linear_params": model.linear_params, "slrs": hw.slrs}
+    prog = Program(hw.fingerprint, hw.name, model.name, meta, sections, steps, [])
+    prog.schedule = schedule_for(prog, prefill, decode)
+    return prog
+
+
+def compile_steps(model: ModelConfig, comp: Compression, hw: HwConfig, spec: list[tuple[str, int, int]],
+                  max_ctx: int, fusion: bool = True, progress: Callable[[int, int], None] | None = None,
+                  dump_after: str | None = None, dump_dir: Path | None = None
+                  ) -> tuple[list[Section], list[Step], dict]:
+    """Compile (phase, tokens, context) steps; identical sections are stored once."""
     isa = isa_for(hw)
     sections: list[Section] = []
     seen: dict[tuple, int] = {}
     steps: list[Step] = []
-    layout = None
+    layout: dict = {}
     for i, (phase, tokens, ctx) in enumerate(spec):
         g = build_graph(model, comp, phase, tokens, ctx)
         g.graph["max_context"] = max_ctx
@@ -132,17 +147,19 @@ def compile_program(model: ModelConfig, comp: Compression, hw: HwConfig, prefill
             steps.append(Step(phase, tokens, ctx, calls + [post]))
         else:
             steps.append(Step(phase, tokens, ctx, calls))
-            if ctx == chunk:       # the prompt's logits: final norm and LM head after its last chunk
-                steps.append(Step("logits", tokens, chunk, [post]))
+            if ctx == tokens:      # the prompt's logits: final norm and LM head after its last chunk
+                steps.append(Step("logits", tokens, tokens, [post]))
         if progress:
             progress(i + 1, len(spec))
-    meta = {"prefill": prefill, "decode": decode, "prefill_bucket": chunk, "decode_bucket": buckets.decode,
-            "cover": [max_prompt, max_context], "compression": comp.name, "fusion": fusion,
-            "max_context": max_ctx, "hbm_layout": {k: v for k, v in layout.items() if k != "layer_weight_bursts"},
-            "model_linear_params": model.linear_params, "slrs": hw.slrs}
-    prog = Program(hw.fingerprint, hw.name, model.name, meta, sections, steps, [])
-    prog.schedule = schedule_for(prog, prefill, decode)
-    return prog
+    return sections, steps, layout
+
+
+def compile_decode_step(model: ModelConfig, comp: Compression, hw: HwConfig, context: int) -> Program:
+    """A program of one decode step at `context` (for benchmarks and exact-length checks)."""
+    sections, steps, layout = compile_steps(model, comp, hw, [("decode", 1, context)], context)
+    meta = {"prefill": context - 1, "decode": 1, "prefill_bucket": context, "decode_bucket": 1,
+            "compression": comp.name, "max_context": context, "slrs": hw.slrs}
+    return Program(hw.fingerprint, hw.name, model.name, meta, sections, steps, [(0, 1)])
 
 
 def _base_registers(model: ModelConfig, hw: HwConfig, layout: dict) -> Callable[[int], list[int]]:

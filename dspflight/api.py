@@ -140,7 +140,7 @@ def stats_json(stats: Stats, hw: HwConfig) -> dict:
             "ops": {k: {"cycles": o["cycles"], "ms": stats.seconds(o["cycles"]) * 1e3,
                         "queue_busy_cycles": dict(zip(QUEUES, o["busy"])),
                         "work_device": {w: v * hw.slrs for w, v in o["work"].items()}} for k, o in ph.ops.items()},
-            "layers_ms": {str(k): stats.seconds(c) * 1e3 for k, c in sorted(ph.layers.items())},
+            "layers_ms": {str(k): stats.seconds(lay["cycles"]) * 1e3 for k, lay in sorted(ph.layers.items())},
         }
     return {"hardware": stats.hw, "model": stats.model, "cores": stats.cores, "clock_hz": stats.clock_hz,
             "sections_timed": stats.sections_timed, "section_calls": stats.section_calls,

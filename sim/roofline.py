@@ -138,10 +138,9 @@ def gpu_decode(stats: Stats, hw: HwConfig, gpu: GpuPreset) -> dict:
 
 
 def roofline(stats: Stats, hw: HwConfig, gpus: list[GpuPreset]) -> dict:
-    """Per phase: a breakdown (`phases`), per-op points (`ops`), per-layer time
+    """Per phase: a breakdown (`phases`), per-op points (`ops`), per-layer points
     (`layers`; negative layers are the sections outside the decoder layers:
-    embedding, LM head), and the GPU presets' roofs and
-    estimates (`gpus`)."""
+    embedding, LM head), and the GPU presets' roofs and estimates (`gpus`)."""
     bw_peak, bw_eff = hbm_bandwidth(hw)
     out = {"hardware": hw.name, "model": stats.model, "cores": hw.slrs, "clock_hz": hw.clock_hz,
            "fpga": {"bandwidth_peak_bytes_per_s": bw_peak, "bandwidth_effective_bytes_per_s": bw_eff,
@@ -152,9 +151,9 @@ def roofline(stats: Stats, hw: HwConfig, gpus: list[GpuPreset]) -> dict:
     for phase, ph in stats.phases.items():
         out["phases"][phase] = _phase_summary(stats, hw, phase)
         out["ops"][phase] = {label: _fpga_op(stats, hw, phase, o, gpus) for label, o in ph.ops.items()}
-        out["layers"][phase] = {str(layer): {"cycles": c, "time_s": stats.seconds(c),
-                                             "share": c / ph.cycles if ph.cycles else 0.0}
-                                for layer, c in sorted(ph.layers.items())}
+        out["layers"][phase] = {str(layer): _fpga_op(stats, hw, phase, lay, gpus) | {
+                                    "share": lay["cycles"] / ph.cycles if ph.cycles else 0.0}
+                                for layer, lay in sorted(ph.layers.items())}
     for g in gpus:
         entry = {"peak_fp16_ops_per_s": g.peak_fp16_ops, "memory_bytes_per_s": g.memory_bytes_per_s,
                  "ridge_ops_per_byte": g.peak_fp16_ops / g.memory_bytes_per_s, "tdp_w": g.tdp_w,

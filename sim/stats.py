@@ -25,7 +25,7 @@ class PhaseStats:
     busy: list[int] = field(default_factory=lambda: [0] * len(QUEUES))
     work: dict[str, int] = field(default_factory=lambda: dict.fromkeys(WORK_FIELDS, 0))
     ops: dict[str, dict] = field(default_factory=dict)      # op label -> {cycles, busy, work}
-    layers: dict[int, int] = field(default_factory=dict)    # layer -> cycles
+    layers: dict[int, dict] = field(default_factory=dict)   # layer -> {cycles, busy, work} like ops
 
 
 @dataclass
@@ -80,12 +80,15 @@ def _accumulate(ph: PhaseStats, t: SectionTiming, layer: int, repeat: int) -> No
         ph.busy[q] += b * repeat
     for k, v in t.work.items():
         ph.work[k] += v * repeat
-    ph.layers[layer] = ph.layers.get(layer, 0) + t.cycles * repeat
+    _add(ph.layers, layer, t.cycles, t.busy, t.work, repeat)
     for label, o in t.ops.items():
-        agg = ph.ops.setdefault(label, {"cycles": 0, "busy": [0] * len(QUEUES),
-                                        "work": dict.fromkeys(WORK_FIELDS, 0)})
-        agg["cycles"] += (o.end - o.start) * repeat
-        for q, b in enumerate(o.busy):
-            agg["busy"][q] += b * repeat
-        for k, v in o.work.items():
-            agg["work"][k] += v * repeat
+        _add(ph.ops, label, o.end - o.start, o.busy, o.work, repeat)
+
+
+def _add(table: dict, key, cycles: int, busy: list[int], work: dict[str, int], repeat: int) -> None:
+    agg = table.setdefault(key, {"cycles": 0, "busy": [0] * len(QUEUES), "work": dict.fromkeys(WORK_FIELDS, 0)})
+    agg["cycles"] += cycles * repeat
+    for q, b in enumerate(busy):
+        agg["busy"][q] += b * repeat
+    for k, v in work.items():
+        agg["work"][k] += v * repeat

@@ -54,6 +54,17 @@ def test_prefill_gemms_are_compute_bound(u280, llama):
         assert 0.75 * peak <= o["attained_ops_per_s"] <= peak * 1.001, label
 
 
+def test_every_decoder_layer_is_a_roofline_point(llama):
+    stats, data = llama
+    for phase, bound in (("decode", "memory"), ("prefill", "compute")):
+        layers = data["layers"][phase]
+        decoder = [layers[str(i)] for i in range(32)]
+        assert all(lay["bound"] == bound for lay in decoder), phase
+        assert sum(lay["share"] for lay in layers.values()) == pytest.approx(1.0)
+        ops = sum(lay["ops"] for lay in layers.values())
+        assert ops == pytest.approx(2 * stats.phases[phase].work["macs"] * 3)
+
+
 def test_gpu_ops_are_dense_fp16(u280, llama):
     stats, data = llama
     prefill_tokens = stats.phases["prefill"].tokens
