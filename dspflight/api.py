@@ -15,11 +15,13 @@ from typing import Callable
 from compiler.compression import load_compression
 from compiler.model_config import load_model
 from compiler.pipeline import Buckets, compile_program
+from compiler.storage import compile_all_lengths, storage_report
 from hwmodel.energy_table import load_energy_table
 from hwmodel.gpu import all_gpus
 from hwmodel.hwconfig import HwConfig, load_hw
 from hwmodel.isa import QUEUES
-from hwmodel.program import Program, instruction_bytes, listing, read_header, read_program, to_bytes
+from hwmodel.program import (Program, instruction_bytes, listing, read_header, read_program, schedule_for,
+                             to_bytes)
 from sim.cost import cost_report
 from sim.energy import energy_report
 from sim.report_html import format_table, write_report
@@ -82,20 +84,70 @@ class Simulated:
 
 def simulate_program(prog: Program, hw: HwConfig, program_bytes: int, compile_s: float | None,
                      progress: Progress | None = None, energy_table: str = DEFAULT_ENERGY,
-                     keep_trace: bool = False) -> Simulated:
+                     keep_trace: bool = False, case: tuple[int, int] | None = None,
+                     timings: dict | None = None) -> Simulated:
+    """Time the program's own schedule, or that of `case` (prompt, generated tokens),
+    then its roofline, energy, cost and summary. Sharing `timings` across calls
+    times each section once."""
     t0 = time.perf_counter()
-    stats = simulate(prog, hw, progress, keep_trace=keep_trace)
+    schedule = schedule_for(prog, *case) if case else None
+    stats = simulate(prog, hw, progress, keep_trace=keep_trace, schedule=schedule, timings=timings)
     simulate_s = time.perf_counter() - t0
     gpus = all_gpus()
     roof = roofline(stats, hw, gpus)
     energy = energy_report(stats, hw, load_energy_table(energy_table), gpus)
     cost = cost_report(stats, hw, gpus)
-    summary = make_summary(prog, hw, stats, program_bytes, compile_s, simulate_s, roof, energy, cost)
+    prefill = case[0] if case else prog.meta["prefill"]
+    summary = make_summary(prog, hw, stats, prefill, program_bytes, compile_s, simulate_s, roof, energy, cost)
     return Simulated(stats, simulate_s, summary, roof, energy, cost)
 
 
-def make_summary(prog: Program, hw: HwConfig, stats: Stats, program_bytes: int, compile_s: float | None,
-                 simulate_s: float, roof: dict, energy: dict, cost: dict) -> dict:
+FLIGHTLLM_CASES = [(p, d) for p in (128, 512) for d in (512, 1024, 1536)]   # FACTS: batch-1 workloads
+
+
+@dataclass
+class Cases:
+    compiled: Compiled
+    results: list[tuple[int, int, Simulated]]
+    simulate_s: float
+
+
+def run_cases(model: str, hw: str, compression: str, cases: list[tuple[int, int]] = FLIGHTLLM_CASES,
+              buckets: Buckets = Buckets(), energy_table: str = DEFAULT_ENERGY,
+              progress: Progress | None = None) -> Cases:
+    """Compile one program covering every case, then time each case's schedule;
+    sections shared between cases are timed once."""
+    max_prompt = max(p for p, _ in cases)
+    max_context = max(p + d for p, d in cases)
+    hwc = load_hw(hw)
+    m = load_model(model)
+    comp = load_compression(compression, hwc)
+    t0 = time.perf_counter()
+    prog = compile_program(m, comp, hwc, *cases[0], buckets, progress=progress, cover=(max_prompt, max_context))
+    dfp = to_bytes(prog, hwc)
+    compiled = Compiled(prog, hwc, dfp, listing(prog), time.perf_counter() - t0)
+    timings: dict = {}
+    t1 = time.perf_counter()
+    results = []
+    for p, d in cases:
+        sim = simulate_program(prog, hwc, len(dfp), compiled.compile_s, None, energy_table, case=(p, d),
+                               timings=timings)
+        results.append((p, d, sim))
+    return Cases(compiled, results, time.perf_counter() - t1)
+
+
+def cases_table(cases: Cases) -> str:
+    rows = [f"{'prefill':>7} {'decode':>6} {'prefill ms':>11} {'decode ms':>10} {'decode tok/s':>12} "
+            f"{'total ms':>10}"]
+    for p, d, sim in cases.results:
+        s = sim.summary
+        rows.append(f"{p:>7} {d:>6} {s['prefill_ms']:>11.1f} {s['total_ms'] - s['prefill_ms']:>10.1f} "
+                    f"{s['decode_tokens_per_s']:>12.1f} {s['total_ms']:>10.1f}")
+    return "\n".join(rows)
+
+
+def make_summary(prog: Program, hw: HwConfig, stats: Stats, prefill: int, program_bytes: int,
+                 compile_s: float | None, simulate_s: float, roof: dict, energy: dict, cost: dict) -> dict:
     """The stable `summary.json` contract (DESIGN.md) plus the figures behind it."""
     pre = stats.phases.get("prefill")
     dec = stats.phases.get("decode")
@@ -109,7 +161,7 @@ def make_summary(prog: Program, hw: HwConfig, stats: Stats, program_bytes: int, 
         "model": prog.model,
         "hardware": hw.name,
         "compression": prog.meta.get("compression"),
-        "prefill_tokens": prog.meta.get("prefill"),
+        "prefill_tokens": prefill,
         "decode_tokens": decode_tokens,
         "prefill_ms": prefill_ms,
         "decode_ms_per_token": per_token,
@@ -145,6 +197,15 @@ def stats_json(stats: Stats, hw: HwConfig) -> dict:
     return {"hardware": stats.hw, "model": stats.model, "cores": stats.cores, "clock_hz": stats.clock_hz,
             "sections_timed": stats.sections_timed, "section_calls": stats.section_calls,
             "phases": {k: phase(v) for k, v in stats.phases.items()}, "steps": stats.steps}
+
+
+def instruction_storage(model: str, hw: str, compression: str, max_prompt: int, max_context: int,
+                        buckets: Buckets = Buckets(), progress: Progress | None = None) -> dict:
+    """Compile one program for every length and report its instruction storage."""
+    hwc = load_hw(hw)
+    prog = compile_all_lengths(load_model(model), load_compression(compression, hwc), hwc, max_prompt,
+                               max_context, buckets, progress)
+    return storage_report(prog, hwc, max_prompt, max_context)
 
 
 def render_reports(sim: Simulated, hw: HwConfig) -> dict[str, bytes]:

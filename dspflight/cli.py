@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from compiler.pipeline import PIPELINE, Buckets
+from compiler.storage import format_storage
 from dspflight import api
 from dspflight.output import OutputSet
 from dspflight.progress import progress_bar
@@ -84,7 +85,30 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_cases(args) -> int:
+    cases = api.run_cases(args.model, args.hw, args.compression,
+                          buckets=Buckets(args.prefill_bucket, args.decode_bucket), energy_table=args.energy,
+                          progress=progress_bar("compile"))
+    out = OutputSet(args.out)
+    out.add_bytes("program.dfp", cases.compiled.dfp)
+    out.add_text("program.asm", cases.compiled.asm)
+    table = []
+    for p, d, sim in cases.results:
+        out.add_json(f"case-p{p}-d{d}/summary.json", sim.summary)
+        table.append(sim.summary)
+    out.add_json("cases.json", table)
+    out.commit()
+    print(f"{cases.compiled.program.model} on {cases.compiled.hw.name}: one program for all six cases "
+          f"({cases.compiled.program.instruction_count} instructions, {len(cases.compiled.dfp)} bytes)")
+    print(api.cases_table(cases))
+    print(f"compile {cases.compiled.compile_s:.2f} s, simulate {cases.simulate_s:.2f} s; summaries in "
+          f"{args.out}/case-*/summary.json")
+    return 0
+
+
 def cmd_run(args) -> int:
+    if args.cases:
+        return cmd_cases(args)
     c = _do_compile(args)
     sim = _simulate(c.program, c.hw, len(c.dfp), c.compile_s, args, keep_trace=True)
     out = OutputSet(args.out)
@@ -96,6 +120,16 @@ def cmd_run(args) -> int:
     out.commit()
     print(api.headline(sim))
     print(f"outputs in {args.out}/: {' '.join(sorted(out.files))}")
+    return 0
+
+
+def cmd_storage(args) -> int:
+    report = api.instruction_storage(args.model, args.hw, args.compression, args.max_prompt, args.max_context,
+                                     Buckets(args.prefill_bucket, args.decode_bucket), progress_bar("compile"))
+    out = OutputSet(args.out)
+    out.add_json("storage.json", report)
+    out.commit()
+    print(format_storage(report))
     return 0
 
 
@@ -130,9 +164,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="compile + simulate + report (default: LLaMA2-7B on the U280 design)")
     _compile_args(p)
+    p.add_argument("--cases", action="store_true",
+                   help="FlightLLM's six workloads (prefill 128/512 x decode 512/1024/1536) from one program")
     p.add_argument("--energy", default=api.DEFAULT_ENERGY)
     p.add_argument("-o", "--out", default="out")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("storage", help="instruction storage for all lengths: separate, bucketed, shared")
+    p.add_argument("--model", default="llama2-7b")
+    p.add_argument("--hw", default="u280")
+    p.add_argument("--compression", default="flightllm")
+    p.add_argument("--max-prompt", type=int, default=2048)
+    p.add_argument("--max-context", type=int, default=2048)
+    p.add_argument("--prefill-bucket", type=int, default=128)
+    p.add_argument("--decode-bucket", type=int, default=16)
+    p.add_argument("-o", "--out", default="out")
+    p.set_defaults(func=cmd_storage)
 
     p = sub.add_parser("disasm", help="print the .asm listing of a .dfp program")
     p.add_argument("program")

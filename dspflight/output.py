@@ -31,9 +31,11 @@ class OutputSet:
         temps = []
         try:
             for name, data in self.files.items():
-                tmp = self.directory / f".{name}.tmp{os.getpid()}"
+                final = self.directory / name
+                final.parent.mkdir(parents=True, exist_ok=True)
+                tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
                 tmp.write_bytes(data)
-                temps.append((tmp, self.directory / name))
+                temps.append((tmp, final))
         except OSError:
             for tmp, _ in temps:
                 tmp.unlink(missing_ok=True)
