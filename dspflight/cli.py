@@ -61,6 +61,11 @@ def _sim_files(out: OutputSet, sim: api.Simulated, hw) -> None:
     out.add_json("summary.json", sim.summary)
 
 
+def _report_files(out: OutputSet, sim: api.Simulated, hw) -> None:
+    for name, data in api.render_reports(sim, hw).items():
+        out.add_bytes(name, data)
+
+
 def cmd_simulate(args) -> int:
     prog, hw = api.load_program(args.program, args.hw)
     sim = _simulate(prog, hw, Path(args.program).stat().st_size, api.compile_info(args.program).get("compile_s"),
@@ -77,8 +82,7 @@ def cmd_report(args) -> int:
     prog, hw = api.load_program(path, args.hw)
     sim = _simulate(prog, hw, path.stat().st_size, api.compile_info(path).get("compile_s"), args, keep_trace=True)
     out = OutputSet(args.dir)
-    for name, data in api.render_reports(sim, hw).items():
-        out.add_bytes(name, data)
+    _report_files(out, sim, hw)
     out.commit()
     print(api.headline(sim))
     print(f"reports in {args.dir}/: roofline.json roofline.png energy.json trace.json report.html")
@@ -115,8 +119,7 @@ def cmd_run(args) -> int:
     out.add_bytes("program.dfp", c.dfp)
     out.add_text("program.asm", c.asm)
     _sim_files(out, sim, c.hw)
-    for name, data in api.render_reports(sim, c.hw).items():
-        out.add_bytes(name, data)
+    _report_files(out, sim, c.hw)
     out.commit()
     print(api.headline(sim))
     print(f"outputs in {args.out}/: {' '.join(sorted(out.files))}")

@@ -1,6 +1,8 @@
 """Shared fixtures: designs and small compiled programs."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from compiler.compression import load_compression
@@ -23,3 +25,12 @@ def vhk158():
 def tiny_program(u280):
     """The tiny model, prefill 32 + decode 8, compiled for the U280 design."""
     return compile_program(load_model("tiny"), load_compression("flightllm", u280), u280, 32, 8)
+
+
+def edited_config(tmp_path: Path, source: str | Path, name: str, old: str, new: str) -> Path:
+    """A copy of a config file with one piece of text replaced (which must be there)."""
+    text = Path(source).read_text()
+    assert old in text, old
+    path = tmp_path / name
+    path.write_text(text.replace(old, new))
+    return path

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import edited_config
 from dspflight.cli import main
 
 SUMMARY_KEYS = {"model", "hardware", "prefill_tokens", "decode_tokens", "prefill_ms", "decode_ms_per_token",
                 "decode_tokens_per_s", "total_ms", "hbm_bandwidth_utilization", "instructions", "program_bytes",
                 "power_w", "tokens_per_joule", "compile_s", "simulate_s"}
+U280 = Path("configs/hardware/u280.yaml")
 TINY = ["--model", "tiny", "--prefill", "32", "--decode", "8"]
 
 
@@ -84,8 +86,7 @@ def test_malformed_yaml(tmp_path, capsys):
 
 
 def test_wrong_field_type(tmp_path, capsys):
-    bad = tmp_path / "m.yaml"
-    bad.write_text(Path("configs/models/tiny.yaml").read_text().replace("layers: 2", "layers: two"))
+    bad = edited_config(tmp_path, "configs/models/tiny.yaml", "m.yaml", "layers: 2", "layers: two")
     _bad(tmp_path, capsys, ["compile", "--model", str(bad)], r"m.yaml: field layers: expected an integer")
 
 
@@ -94,9 +95,7 @@ def test_unknown_model(tmp_path, capsys):
 
 
 def test_impossible_hardware(tmp_path, capsys):
-    src = Path("configs/hardware/u280.yaml").read_text()
-    bad = tmp_path / "hw.yaml"
-    bad.write_text(src.replace("chains: 128", "chains: 512"))
+    bad = edited_config(tmp_path, U280, "hw.yaml", "chains: 128", "chains: 512")
     _bad(tmp_path, capsys, ["compile", *TINY, "--hw", str(bad)], r"hw.yaml: field mpe.chains: .* more than fabric.dsp")
 
 
@@ -109,9 +108,8 @@ def test_model_that_does_not_fit(tmp_path, capsys):
 
 
 def test_tile_that_does_not_fit(tmp_path, capsys):
-    src = Path("configs/hardware/u280.yaml").read_text()
-    bad = tmp_path / "hw.yaml"
-    bad.write_text(src.replace("wgt: {kind: bram36, bytes: 1048576}", "wgt: {kind: bram36, bytes: 1024}"))
+    bad = edited_config(tmp_path, U280, "hw.yaml", "wgt: {kind: bram36, bytes: 1048576}",
+                        "wgt: {kind: bram36, bytes: 1024}")
     _bad(tmp_path, capsys, ["run", *TINY, "--hw", str(bad)], r"hw.yaml: field buffers.wgt.bytes: op L0.qkv")
 
 

@@ -5,6 +5,7 @@ import json
 import math
 
 import pytest
+from conftest import edited_config
 
 from compiler.attention_mask import kept_blocks, kept_ranges
 from compiler.compression import load_compression
@@ -157,11 +158,9 @@ def test_model_that_does_not_fit_in_hbm(tmp_path, u280):
         compile_program(load_model(big), load_compression("dense-int8", u280), u280, 128, 16)
 
 
-def test_tile_that_does_not_fit_its_buffer(tmp_path, llama):
-    src = open(load_hw("u280").source).read()
-    small = tmp_path / "small.yaml"
-    small.write_text(src.replace("wgt: {kind: bram36, bytes: 1048576}", "wgt: {kind: bram36, bytes: 1024}"))
-    hw = load_hw(small)
+def test_tile_that_does_not_fit_its_buffer(tmp_path, llama, u280):
+    hw = load_hw(edited_config(tmp_path, u280.source, "small.yaml", "wgt: {kind: bram36, bytes: 1048576}",
+                               "wgt: {kind: bram36, bytes: 1024}"))
     with pytest.raises(CompileError, match=r"small.yaml: field buffers.wgt.bytes: op L0.qkv: a tile of 128 rows and one 16-column block"):
         compile_program(llama, load_compression("flightllm", hw), hw, 128, 16)
 

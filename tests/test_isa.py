@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import edited_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -72,11 +73,9 @@ def test_unknown_opcode_and_stray_bits_are_format_errors():
         isa.decode([int(Op.LD), 0, 0], 0, 0)
 
 
-def test_design_whose_addresses_do_not_fit_is_rejected(tmp_path):
-    src = (load_hw("u280").source)
-    text = open(src).read().replace("act: {kind: uram, bytes: 8388608}", "act: {kind: uram, bytes: 268435456}")
-    text = text.replace("uram: 960", "uram: 100000")
-    bad = tmp_path / "huge.yaml"
-    bad.write_text(text)
+def test_design_whose_addresses_do_not_fit_is_rejected(tmp_path, u280):
+    big_act = edited_config(tmp_path, u280.source, "big.yaml", "act: {kind: uram, bytes: 8388608}",
+                            "act: {kind: uram, bytes: 268435456}")
+    bad = edited_config(tmp_path, big_act, "huge.yaml", "uram: 960", "uram: 100000")
     with pytest.raises(ConfigError, match=r"huge.yaml: field buffers: the MM instruction needs 131 bits"):
         Isa(load_hw(bad))
