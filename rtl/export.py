@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
+from typing import Callable
 from pathlib import Path
 
 import amaranth
@@ -23,9 +24,10 @@ DEFAULT_OUT = Path("build/rtl")
 
 @dataclass(frozen=True)
 class Design:
-    """A gateware top level to export: its module name and a builder."""
+    """A gateware top level to export: its module name and how to build it
+    (built on demand: Amaranth warns about components never elaborated)."""
     name: str
-    component: wiring.Component
+    build: Callable[[], wiring.Component]
 
 
 def write_verilog(component: wiring.Component, name: str, out_dir: Path) -> Path:
@@ -68,16 +70,16 @@ def designs(hw: HwConfig, *, family: str = "xcup", chain_length: int | None = No
     tile = tile_for(hw, chains=chains, chain_length=chain_length, geometry=geometry)
     length = tile.chain_length
     return [
-        Design("dsp48_slice", Dsp48Slice(geometry=geometry)),
-        Design(f"dequantizer_{length}", Dequantizer(lanes=length, weight_bits=tile.weight_bits)),
-        Design(f"sparse_dsp_chain_{length}", SparseDspChain(length=length, patterns=tile.patterns,
-                                                             block=tile.block, geometry=geometry)),
-        Design(f"mv_tile_{chains}x{length}", tile),
+        Design("dsp48_slice", lambda: Dsp48Slice(geometry=geometry)),
+        Design(f"dequantizer_{length}", lambda: Dequantizer(lanes=length, weight_bits=tile.weight_bits)),
+        Design(f"sparse_dsp_chain_{length}", lambda: SparseDspChain(length=length, patterns=tile.patterns,
+                                                                     block=tile.block, geometry=geometry)),
+        Design(f"mv_tile_{chains}x{length}", lambda: tile),
     ]
 
 
 def export(hw: HwConfig, out_dir: Path = DEFAULT_OUT, *, family: str = "xcup",
            chain_length: int | None = None, chains: int = 1) -> list[Path]:
     """Write every design of `hw` as Verilog into `out_dir`."""
-    return [write_verilog(d.component, d.name, out_dir)
+    return [write_verilog(d.build(), d.name, out_dir)
             for d in designs(hw, family=family, chain_length=chain_length, chains=chains)]

@@ -36,6 +36,7 @@ def run_yosys(script: str, cwd: Path) -> str:
         raise ToolError(missing_yosys())
     proc = subprocess.run([exe, "-q", "-p", script], cwd=cwd, capture_output=True, text=True)
     if proc.returncode:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise ToolError(f"yosys failed in {cwd}: {tail[0]}")
+        lines = (proc.stderr + proc.stdout).splitlines()
+        why = next((line for line in lines if line.startswith("ERROR")), f"exit status {proc.returncode}")
+        raise ToolError(f"yosys failed in {cwd}: {why}")
     return proc.stdout
