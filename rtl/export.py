@@ -15,7 +15,7 @@ from hwmodel.errors import ConfigError
 from hwmodel.gateware.dequantizer import Dequantizer
 from hwmodel.gateware.dsp48 import Dsp48Geometry, Dsp48Slice, geometry_for
 from hwmodel.gateware.mv_tile import MatrixVectorTile
-from hwmodel.gateware.sparse_chain import SparseDspChain
+from hwmodel.gateware.sparse_chain import SparseDspChain, check_chain
 from hwmodel.hwconfig import HwConfig
 from rtl.yosys import run_yosys
 
@@ -51,30 +51,37 @@ def write_verilog(component: wiring.Component, name: str, out_dir: Path) -> Path
     return path
 
 
-def tile_for(hw: HwConfig, *, chains: int = 1, chain_length: int | None = None,
-             geometry: Dsp48Geometry) -> MatrixVectorTile:
-    """The MV tile of `hw` with `chains` chains (a core has `hw.chains`) and,
-    if given, another chain length than the design's."""
+def tile_hw(hw: HwConfig, *, chains: int = 1, chain_length: int | None = None) -> HwConfig:
+    """`hw` with `chains` chains (a core has `hw.chains`) and, if given, another
+    chain length; ConfigError naming the field if the gateware cannot be built."""
     if chains < 1:
         raise ConfigError(f"field chains: expected >= 1, got {chains}")
     length = hw.chain_length if chain_length is None else chain_length
-    if length < 2 or length & (length - 1):
-        raise ConfigError(f"field chain_length: expected a power of two >= 2, got {length}")
-    return MatrixVectorTile.from_hw(replace(hw, chains=chains, chain_length=length), geometry=geometry)
+    try:
+        check_chain(length, hw.sparsity_n, hw.sparsity_m)
+    except ValueError as exc:
+        raise ConfigError(f"field chain_length: {exc}") from None
+    return replace(hw, chains=chains, chain_length=length)
+
+
+def tile_for(hw: HwConfig, *, chains: int = 1, chain_length: int | None = None,
+             geometry: Dsp48Geometry) -> MatrixVectorTile:
+    """The MV tile of `hw` with `chains` chains and, if given, another chain length."""
+    return MatrixVectorTile.from_hw(tile_hw(hw, chains=chains, chain_length=chain_length), geometry=geometry)
 
 
 def designs(hw: HwConfig, *, family: str = "xcup", chain_length: int | None = None,
             chains: int = 1) -> list[Design]:
     """The exported top levels of `hw` for one FPGA family."""
     geometry = geometry_for(family)
-    tile = tile_for(hw, chains=chains, chain_length=chain_length, geometry=geometry)
-    length = tile.chain_length
+    small = tile_hw(hw, chains=chains, chain_length=chain_length)
+    length = small.chain_length
     return [
         Design("dsp48_slice", lambda: Dsp48Slice(geometry=geometry)),
-        Design(f"dequantizer_{length}", lambda: Dequantizer(lanes=length, weight_bits=tile.weight_bits)),
-        Design(f"sparse_dsp_chain_{length}", lambda: SparseDspChain(length=length, patterns=tile.patterns,
-                                                                     block=tile.block, geometry=geometry)),
-        Design(f"mv_tile_{chains}x{length}", lambda: tile),
+        Design(f"dequantizer_{length}", lambda: Dequantizer(lanes=length, weight_bits=small.weight_bits)),
+        Design(f"sparse_dsp_chain_{length}", lambda: SparseDspChain(length=length, patterns=small.sparsity_n,
+                                                                     block=small.sparsity_m, geometry=geometry)),
+        Design(f"mv_tile_{chains}x{length}", lambda: MatrixVectorTile.from_hw(small, geometry=geometry)),
     ]
 
 

@@ -105,9 +105,9 @@ class Dsp48Slice(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         g = self.geometry
-        a = Signal(signed(g.a_width))
-        b = Signal(signed(8))
-        prod = Signal(signed(g.a_width + 8))
+        a = Signal(signed(g.a_width), reset_less=True)       # data registers need no reset,
+        b = Signal(signed(8), reset_less=True)               # which lets them pack into the DSP
+        prod = Signal(signed(g.a_width + 8), reset_less=True)
         with m.If(self.ce):
             m.d.sync += [
                 a.eq((self.acts.hi << g.pack_shift) + self.acts.lo),   # pre-adder: the packing

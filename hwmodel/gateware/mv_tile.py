@@ -20,7 +20,8 @@ from amaranth.lib.wiring import In, Out
 from hwmodel.errors import ConfigError
 from hwmodel.gateware.dequantizer import SCALE_BITS, WBITS_CODE_BITS, Dequantizer, checked_weight_bits
 from hwmodel.gateware.dsp48 import DSP48E2, Dsp48Geometry, sum_pair_layout
-from hwmodel.gateware.sparse_chain import SparseDspChain, block_layout
+from hwmodel.gateware.sparse_chain import SparseDspChain, block_layout, chain_latency_cycles, chain_slots, \
+    check_chain, pattern_code_width
 from hwmodel.hwconfig import HwConfig
 
 ACC_WIDTH = 32   # INT32 accumulation
@@ -39,12 +40,9 @@ class MatrixVectorTile(wiring.Component):
         self.weight_bits = checked_weight_bits(weight_bits)
         self.block = block
         self.geometry = geometry
-        self._chains = [SparseDspChain(length=chain_length, patterns=patterns, block=block, geometry=geometry)
-                        for _ in range(chains)]
-        self._chain = self._chains[0]
-        self.patterns = self._chain.patterns
+        self.patterns = check_chain(chain_length, patterns, block)
         super().__init__({
-            "n_log2": In(len(self._chain.n_log2)),
+            "n_log2": In(pattern_code_width(block)),
             "wbits": In(WBITS_CODE_BITS),
             "i": In(stream.Signature(self.beat_layout)),
             "o": Out(stream.Signature(self.result_layout)),
@@ -67,7 +65,7 @@ class MatrixVectorTile(wiring.Component):
 
     @property
     def slots(self) -> int:
-        return self._chain.slots
+        return chain_slots(self.chain_length, self.patterns)
 
     @property
     def lane_layout(self) -> data.StructLayout:
@@ -75,7 +73,7 @@ class MatrixVectorTile(wiring.Component):
         return data.StructLayout({
             "q": unsigned(8 * self.chain_length),
             "scale": unsigned(SCALE_BITS),
-            "index": self._chain.beat_layout["index"].shape,
+            "index": data.ArrayLayout((self.block - 1).bit_length(), self.chain_length),
         })
 
     @property
@@ -94,17 +92,19 @@ class MatrixVectorTile(wiring.Component):
     def latency(self) -> int:
         """Cycles from a row's last beat (input handshake) to its result
         (output handshake): dequantizer register, chain, accumulator register."""
-        return 1 + self._chain.latency + 1
+        return 1 + chain_latency_cycles(self.chain_length) + 1
 
     def elaborate(self, platform) -> Module:
         m = Module()
         beat = self.i.payload
-        chains = self._chains
+        chains = [SparseDspChain(length=self.chain_length, patterns=self.patterns, block=self.block,
+                                 geometry=self.geometry) for _ in range(self.chains)]
 
         # stage 0: dequantizers, with the rest of the beat registered beside them
         s0_valid, s0_last = Signal(), Signal()
-        s0_acts = Signal(self.beat_layout["acts"].shape)
-        s0_index = [Signal(self.lane_layout["index"].shape, name=f"s0_index{c}") for c in range(self.chains)]
+        s0_acts = Signal(self.beat_layout["acts"].shape, reset_less=True)
+        s0_index = [Signal(self.lane_layout["index"].shape, name=f"s0_index{c}", reset_less=True)
+                    for c in range(self.chains)]
         ce0 = Signal()
         m.d.comb += [ce0.eq(~s0_valid | chains[0].i.ready), self.i.ready.eq(ce0)]
         with m.If(ce0):

@@ -34,9 +34,40 @@ def pattern_code(n: int) -> int:
     return n.bit_length() - 2
 
 
+def pattern_code_width(block: int) -> int:
+    return max(1, pattern_code(block).bit_length())
+
+
 def block_layout(block: int) -> data.ArrayLayout:
     """The activation pairs of one block of `block` columns."""
     return data.ArrayLayout(ACT_PAIR, block)
+
+
+def check_chain(length: int, patterns: tuple[int, ...], block: int) -> tuple[int, ...]:
+    """The supported patterns, sorted; ValueError for a chain that cannot be built."""
+    if length < 2 or length & (length - 1):
+        raise ValueError(f"length must be a power of two >= 2 (groups of two DSPs), got {length}")
+    if block < 2 or block & (block - 1):
+        raise ValueError(f"block must be a power of two, got {block}")
+    if not patterns:
+        raise ValueError("patterns must name at least one N")
+    for n in patterns:
+        if n < 2 or n & (n - 1) or block % n:
+            raise ValueError(f"pattern N={n} must be a power of two >= 2 dividing block={block}")
+        if n > length and n % length or n < length and length % n:
+            raise ValueError(f"pattern N={n} and length={length} must divide one another")
+    return tuple(sorted(set(patterns)))
+
+
+def chain_slots(length: int, patterns: tuple[int, ...]) -> int:
+    """Activation blocks one beat can touch: L/N for the sparsest pattern."""
+    return max(max(1, length // n) for n in patterns)
+
+
+def chain_latency_cycles(length: int) -> int:
+    """Enabled cycles from a beat's input handshake to its output handshake:
+    the longest input skew, the slice's A/B-M-P registers, the node register."""
+    return (length - 1) + Dsp48Slice.LATENCY + 1
 
 
 class SparseDspChain(wiring.Component):
@@ -44,24 +75,15 @@ class SparseDspChain(wiring.Component):
 
     def __init__(self, *, length: int, patterns: tuple[int, ...] = (2, 4, 8, 16), block: int = 16,
                  geometry: Dsp48Geometry = DSP48E2):
-        if length < 2 or length & (length - 1):
-            raise ValueError(f"length must be a power of two >= 2 (groups of two DSPs), got {length}")
-        if block < 2 or block & (block - 1):
-            raise ValueError(f"block must be a power of two, got {block}")
-        for n in patterns:
-            if n < 2 or n & (n - 1) or block % n:
-                raise ValueError(f"pattern N={n} must be a power of two >= 2 dividing block={block}")
-            if n > length and n % length or n < length and length % n:
-                raise ValueError(f"pattern N={n} and length={length} must divide one another")
+        self.patterns = check_chain(length, patterns, block)
         self.length = length
-        self.patterns = tuple(sorted(set(patterns)))
         self.block = block
         self.geometry = geometry
-        self.slots = max(max(1, length // n) for n in self.patterns)
+        self.slots = chain_slots(length, self.patterns)
         self.terms = max(self.segment(n) for n in self.patterns)
         self.partial_width = sum_width(self.terms)
         super().__init__({
-            "n_log2": In(max(1, pattern_code(block).bit_length())),
+            "n_log2": In(pattern_code_width(block)),
             "i": In(stream.Signature(self.beat_layout)),
             "o": Out(stream.Signature(self.partials_layout)),
         })
@@ -88,9 +110,7 @@ class SparseDspChain(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Enabled cycles from a beat's input handshake to its output handshake:
-        the longest input skew, the slice's A/B-M-P registers, the node register."""
-        return (self.length - 1) + Dsp48Slice.LATENCY + 1
+        return chain_latency_cycles(self.length)
 
     def _by_pattern(self, m: Module, target: Signal, value_of) -> None:
         """Drive `target` from the pattern code; an unsupported code acts as the densest."""
@@ -115,7 +135,8 @@ class SparseDspChain(wiring.Component):
             act, weight = Signal(ACT_PAIR, name=f"act{j}_skew0"), Signal(signed(8), name=f"w{j}_skew0")
             m.d.comb += [act.eq(blk[beat.index[j]]), weight.eq(beat.weights[j])]   # the sparse MUX
             for k in range(1, j + 1):
-                act_k, weight_k = Signal(ACT_PAIR, name=f"act{j}_skew{k}"), Signal(signed(8), name=f"w{j}_skew{k}")
+                act_k = Signal(ACT_PAIR, name=f"act{j}_skew{k}", reset_less=True)   # skew: shift registers
+                weight_k = Signal(signed(8), name=f"w{j}_skew{k}", reset_less=True)
                 with m.If(ce):
                     m.d.sync += [act_k.eq(act), weight_k.eq(weight)]
                 act, weight = act_k, weight_k
@@ -135,12 +156,12 @@ class SparseDspChain(wiring.Component):
             m.submodules[f"adjust{g}"] = adjust
             breaks = Signal(name=f"break{g}")
             self._by_pattern(m, breaks, lambda n: (end + 1) % self.segment(n) == 0)
-            node = Signal(pair, name=f"node{g}")
+            node = Signal(pair, name=f"node{g}", reset_less=True)
             m.d.comb += adjust.p.eq(slices[end].p)
             with m.If(ce):
                 m.d.sync += node.eq(Mux(breaks, adjust.sums.as_value(), 0))
             for k in range(L - 1 - end):     # de-skew: every partial of a beat leaves together
-                later = Signal(pair, name=f"node{g}_deskew{k}")
+                later = Signal(pair, name=f"node{g}_deskew{k}", reset_less=True)
                 with m.If(ce):
                     m.d.sync += later.eq(node)
                 node = later
