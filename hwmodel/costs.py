@@ -127,18 +127,28 @@ def work(hw: HwConfig, ins: Instr) -> Work:
     return Work()
 
 
-def weight_record_bytes(hw: HwConfig, rows: int, kblk: int, n: int, bits: int, scale_group: int) -> int:
-    """HBM/buffer bytes of a weight tile: packed non-zero values, 4-bit indices
-    (only when sparse) and one FP16 scale per `scale_group` non-zeros of a row,
-    each part padded to whole bursts."""
+def weight_record_parts(hw: HwConfig, rows: int, kblk: int, n: int, bits: int, scale_group: int) -> dict[str, int]:
+    """Bytes of each part of a weight tile record, in order, each padded to whole
+    bursts: packed non-zero values, 4-bit indices (only when sparse), one FP16
+    scale and one 8-bit zero point per `scale_group` non-zeros of a row, and one
+    FP32 requantization multiplier per row (docs/numerics.md)."""
     burst = hw.hbm.burst_bytes
     nnz = rows * kblk * n
+    groups = rows * math.ceil(kblk * n / scale_group)
 
     def padded(nbytes: float) -> int:
         return math.ceil(nbytes / burst) * burst
 
     index_bits = (hw.sparsity_m - 1).bit_length()
-    values = padded(nnz * bits / 8)
-    indices = padded(nnz * index_bits / 8) if n < hw.sparsity_m else 0
-    scales = padded(rows * math.ceil(kblk * n / scale_group) * 2)
-    return values + indices + scales
+    return {
+        "values": padded(nnz * bits / 8),
+        "indices": padded(nnz * index_bits / 8) if n < hw.sparsity_m else 0,
+        "scales": padded(groups * 2),
+        "zeros": padded(groups),
+        "requant": padded(rows * 4),
+    }
+
+
+def weight_record_bytes(hw: HwConfig, rows: int, kblk: int, n: int, bits: int, scale_group: int) -> int:
+    """HBM/buffer bytes of a weight tile record (the sum of weight_record_parts)."""
+    return sum(weight_record_parts(hw, rows, kblk, n, bits, scale_group).values())

@@ -43,12 +43,32 @@ class MiscFunc(IntEnum):
     SILU_MUL = 8     # SiLU(a) * b, the gated FFN's activation
     GELU = 9
     RELU = 10
+    TOKEN_MAJOR = 11  # reorder a feature-panel-major tensor token-major (for the KV cache)
+    LAST_TOKEN = 12   # the last token of a feature-panel-major tensor, as one vector (for the LM head)
+
+
+class MatMode(IntEnum):
+    """What the weight operand of an MM/MV is and what its output holds (docs/numerics.md)."""
+    LINEAR = 0       # weight record (N:16 values, indices, scales); INT8 output, requantized per row
+    SCORES = 1       # raw INT8 rows (K cache); FP16 scores out, masked entries -inf
+    CONTEXT = 2      # raw INT8 rows read transposed (V cache); INT8 out = round(acc / 127)
+    LOGITS = 3       # weight record; FP16 output (logits)
 
 
 class SysKind(IntEnum):
     BARRIER = 0      # all cores reach this point
-    EXCHANGE = 1     # all-gather `lines` lines of activations across the cores
+    EXCHANGE = 1     # all-gather `lines` lines in place in the exchange window (see exchange_window)
     HOST = 2         # hand results to the host (end of a step)
+
+
+def exchange_window(hw: HwConfig, lines: int) -> int:
+    """First line of the window an EXCHANGE of `lines` lines gathers in: the top
+    `lines` lines of the activation buffer. Every core has put its shard
+    (lines / cores lines) at the window's start; afterwards every core holds
+    the shards of cores 0, 1, ... one after another. SYS has no room for an
+    address, so the window is fixed by the buffer and the size."""
+    act = hw.buffers["act"]
+    return (act.base + act.bytes) // hw.line_bytes - lines
 
 
 def other_queues(q: int) -> tuple[int, ...]:
@@ -78,6 +98,10 @@ class Instr:
         return self.f[name]
 
 
+# MM/MV fields beyond the paper's: `mode` (MatMode), `hold` (1: a K-split part or
+# attention chunk that is not the last; its INT32 sums stay in the MPE's
+# accumulator and nothing is written), `aux` (SCORES: causal mask over the
+# diagonal chunk, the query tokens per head; 0: no mask).
 @dataclass(frozen=True)
 class Layout:
     op: Op
@@ -103,7 +127,8 @@ class Isa:
                     ("y_len", 12), ("y_stride", 24), ("z_len", 10), ("z_stride", 28), ("zero", 1)],
             Op.ST: [("base", 4), ("hbm", h), ("ch_first", c), ("ch_log2", 3), ("addr", a), ("len", 20)],
             Op.MM: [("rows", 14), ("kblk", 11), ("tokens", 12), ("n_log2", 2), ("wbits", 3), ("act", a),
-                    ("wgt", a), ("out", a), ("acc", 1), ("bias", 1), ("fuse", 4)],
+                    ("wgt", a), ("out", a), ("acc", 1), ("bias", 1), ("fuse", 4), ("mode", 2), ("hold", 1),
+                   ("aux", 9)],
             Op.MISC: [("func", 4), ("len16", 12), ("rows", 12), ("src", a), ("src2", a), ("dst", a)],
             Op.SYS: [("kind", 2), ("lines", 16)],
         }

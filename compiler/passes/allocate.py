@@ -1,12 +1,21 @@
 """Pass: place every tensor in the on-chip activation buffer and every weight
-tile and KV cache in HBM; refuse a model that does not fit.
+tile, parameter record and KV cache in HBM; refuse a model that does not fit.
 
-On chip: the residual stream `x` sits at line 0 and is updated in place; each
-op's output gets the first free lines that fit and gives them back once its
-last consumer has been placed (all layers share one layout, so they can share
-one instruction section). In HBM (addresses in
-bursts): per layer and core a weight region, then a KV-cache region sized for
-the longest context the program serves; the LM head; the host I/O area.
+On chip (docs/numerics.md): the residual stream `x` sits at line 0 and is
+updated in place; the step's RoPE tables follow it. The top of the activation
+buffer is the exchange window (SYS EXCHANGE gathers there in place). Each
+layer's parameter record (norm gains, softmax scale) is placed first in the
+layer's pool; each op's output gets the first free lines that fit and gives
+them back once its last consumer has been placed (all layers share one
+layout, so they can share one instruction section). In HBM (addresses in
+bursts): per layer and core the parameter record then the weight tiles, a
+KV-cache region sized for the longest context the program serves; the LM
+head region (final-norm record, LM head tiles, RoPE tables); the host I/O area.
+
+Where the layouts cannot express a tensor exactly (a shard that is not whole
+lines, an exchange split in pieces, fusion off, LayerNorm), the step still
+compiles for timing and the reason goes to `hbm_layout["numerics_blockers"]`,
+which the functional executor refuses to run.
 """
 from __future__ import annotations
 
@@ -17,8 +26,27 @@ import networkx as nx
 from hwmodel.costs import weight_record_bytes
 from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
+from hwmodel.isa import exchange_window
 
 GIB = 2**30
+NORM_HEADER = 64          # eps (FP32) and padding, before the FP16 gains
+SOFTMAX_RECORD = 64       # the score scale (FP32) and padding
+EXCHANGE_MAX_LINES = (1 << 16) - 1
+
+
+def norm_record_bytes(features: int) -> int:
+    return NORM_HEADER + math.ceil(features * 2 / 64) * 64
+
+
+def layer_record_offsets(model) -> dict[str, int]:
+    """Byte offsets of a decoder layer's parameter record parts, and its size."""
+    norm = norm_record_bytes(model.hidden)
+    return {"attn_norm": 0, "ffn_norm": norm, "softmax": 2 * norm, "bytes": 2 * norm + SOFTMAX_RECORD}
+
+
+def rope_lanes(model) -> tuple[int, int]:
+    """RoPE lanes (rotated pairs) of a KV head's query block and of its key block."""
+    return model.group * model.head_dim // 2, model.head_dim // 2
 
 
 def _local_features(g: nx.DiGraph, name: str) -> int:
@@ -33,6 +61,9 @@ def _local_features(g: nx.DiGraph, name: str) -> int:
         (pred,) = g.predecessors(name)
         local = _local_features(g, pred)
         return local // 2 if a["func"] == "silu_mul" else local
+    if kind == "exchange":
+        (pred,) = g.predecessors(name)
+        return _local_features(g, pred)
     return a["out_features"]
 
 
@@ -67,11 +98,37 @@ def allocate(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
     model = g.graph["model"]
     tokens, line = g.graph["tokens"], hw.line_bytes
     total = hw.buffers["act"].bytes // line
+    blockers: list[str] = []
+    if not g.graph.get("fusion", True):
+        blockers.append("fusion is off (activations spill through HBM)")
+    if model.norm != "rmsnorm" or model.positional != "rope" or not model.gated_ffn:
+        blockers.append(f"{model.name}: only RMSNorm, RoPE, gated-FFN models execute numerically")
 
     def lines(nbytes: int) -> int:
         return math.ceil(nbytes / line)
 
     x_lines = lines(tokens * model.hidden)
+    q_lanes, k_lanes = rope_lanes(model)
+    rope_q_lines = q_lanes // 16 * tokens          # one 64-byte line per 16 lanes and token
+    rope_k_lines = k_lanes // 16 * tokens
+    g.graph["rope_addr"] = (x_lines, x_lines + rope_q_lines)
+    first = x_lines + rope_q_lines + rope_k_lines
+
+    for name, a in g.nodes(data=True):
+        a["local"] = _local_features(g, name)
+        if a["kind"] == "exchange":
+            (pred,) = g.predecessors(name)
+            shard = tokens * _local_features(g, pred)
+            op = name.split(".", 1)[-1]
+            if shard % line:
+                blockers.append(f"{op}: a core's shard of {shard} bytes is not whole {line}-byte lines")
+            a["out_lines"] = hw.slrs * lines(shard)
+            if a["out_lines"] > EXCHANGE_MAX_LINES:
+                blockers.append(f"{op}: gathers {a['out_lines']} lines, more than one EXCHANGE moves")
+            a["out_addr"] = exchange_window(hw, a["out_lines"]) - hw.buffers["act"].base // line
+    window = max((a["out_lines"] for _, a in g.nodes(data=True) if a["kind"] == "exchange"), default=0)
+    top = total - window
+
     pools: dict[int, _FirstFit] = {}
     done: set[str] = set()
 
@@ -80,30 +137,50 @@ def allocate(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
         if addr is None:
             raise CompileError(f"{hw.source}: field buffers.act.bytes: {g.graph['phase']} of {tokens} tokens needs "
                                f"more than the {total * line} bytes of the activation buffer at op {name} "
-                               f"({(total - x_lines) * line} bytes beside the residual stream, {n * line} asked)")
+                               f"({(top - first) * line} bytes beside the residual stream, tables and exchange "
+                               f"window, {n * line} asked)")
         return addr
 
+    records = {}
     for name in nx.topological_sort(g):
         a = g.nodes[name]
-        pool = pools.setdefault(a["layer"], _FirstFit(x_lines, total))
-        a["local"] = _local_features(g, name)
-        if name.endswith("_res") or a["kind"] == "embed":
+        layer = a["layer"]
+        if layer not in pools:
+            pool = pools[layer] = _FirstFit(first, top)
+            size = layer_record_offsets(model)["bytes"] if layer >= 0 else norm_record_bytes(model.hidden)
+            records[layer] = (need(f"layer {layer} parameters", lines(size)), lines(size))
+        pool = pools[layer]
+        params = records[layer][0]
+        if a["kind"] == "norm":
+            part = "final_norm" if layer < 0 else name.split(".", 1)[1]
+            a["params_addr"] = params + (0 if layer < 0 else layer_record_offsets(model)[part] // line)
+        if a["kind"] == "exchange":
+            pass
+        elif name.endswith("_res") or a["kind"] == "embed":
             a["out_addr"], a["out_lines"] = 0, x_lines
         else:
-            a["out_lines"] = lines(tokens * a["local"])
+            head = a["kind"] == "linear" and a["op"] == "lm_head"
+            if head and tokens > 1:
+                a["last_addr"] = need(name, lines(model.hidden))    # the last token's input vector
+            a["out_lines"] = lines(a["local"] * 2) if head else lines(tokens * a["local"])   # FP16 logits
             a["out_addr"] = need(name, a["out_lines"])
+        if "last_addr" in a:
+            pool.give(a["last_addr"], lines(model.hidden))
         if a["kind"] == "attention":
+            a["params_addr"] = params + layer_record_offsets(model)["softmax"] // line
             q_rows = max(q1 - q0 for q0, q1, _ in a["qblocks"]) * model.group
             keys = max(sum(e - s for s, e in ch) for _, _, ch in a["qblocks"])
-            a["scores_lines"] = lines(q_rows * keys * 2)
+            a["scores_lines"] = lines(q_rows * math.ceil(keys / 16) * 16 * 2)
             a["scores_addr"] = need(name, a["scores_lines"])
             pool.give(a["scores_addr"], a["scores_lines"])
         done.add(name)
         for p in g.predecessors(name):
             pa = g.nodes[p]
-            if pa["out_addr"] and pa["layer"] == a["layer"] and all(s in done for s in g.successors(p)):
+            if (pa["out_addr"] and pa["kind"] != "exchange" and pa["layer"] == a["layer"]
+                    and all(s in done for s in g.successors(p))):
                 pool.give(pa["out_addr"], pa["out_lines"])
-    g.graph["act_lines_used"] = max(p.high for p in pools.values())
+    g.graph["act_lines_used"] = max(max(p.high for p in pools.values()), total if window else 0)
+    g.graph["numerics_blockers"] = sorted(set(blockers))     # emit adds to this same list
     _place_hbm(g, hw)
     return g
 
@@ -112,23 +189,32 @@ def _place_hbm(g: nx.DiGraph, hw: HwConfig) -> None:
     model, comp = g.graph["model"], g.graph["compression"]
     burst = hw.hbm.burst_bytes
     max_ctx = g.graph.get("max_context", g.graph["context"])
-    per_layer: dict[int, int] = {}
+    layer_params = math.ceil(layer_record_offsets(model)["bytes"] / burst)
+    head_params = math.ceil(norm_record_bytes(model.hidden) / burst)
+    per_layer: dict[int, int] = {layer: layer_params for layer in range(model.layers)}
+    per_layer[-1] = head_params
     for name, a in g.nodes(data=True):
         if a["kind"] != "linear":
             continue
-        offset = per_layer.get(a["layer"], 0)
+        offset = per_layer[a["layer"]]
         a["tile_hbm"] = []
         for rows, _, kblk in a["tiles"]:
             nbytes = weight_record_bytes(hw, rows, kblk, a["n"], a["bits"], comp.scale_group)
             a["tile_hbm"].append((offset, nbytes // burst))
             offset += nbytes // burst
         per_layer[a["layer"]] = offset
+    q_lanes, k_lanes = rope_lanes(model)
+    rope_q = per_layer[-1]                       # [lane panel][position] 64-byte lines
+    rope_k = rope_q + q_lanes // 16 * max_ctx
+    per_layer[-1] = rope_k + k_lanes // 16 * max_ctx
     kv_core = math.ceil(model.kv_heads / hw.slrs)
     kv_bursts = math.ceil(2 * kv_core * max_ctx * model.head_dim / burst)
     weights = sum(per_layer.values()) * hw.slrs * burst
     kv = model.layers * hw.slrs * kv_bursts * burst
-    io = (g.graph["tokens"] * model.hidden + 2 * model.vocab) * 2
-    need = weights + kv + io
+    head = next(a for _, a in g.nodes(data=True) if a["kind"] == "linear" and a["op"] == "lm_head")
+    io = max(g.graph["tokens"] * model.hidden, head["rows_core"] * 2)
+    io = math.ceil(io / burst) * burst
+    need = weights + kv + io * hw.slrs
     if need > hw.hbm.capacity_bytes:
         raise CompileError(
             f"{hw.source}: field hbm.capacity_gb: {model.name} with {comp.name} needs {need / GIB:.2f} GiB "
@@ -136,5 +222,6 @@ def _place_hbm(g: nx.DiGraph, hw: HwConfig) -> None:
             f"{hw.hbm.capacity_bytes / GIB:.2f} GiB")
     g.graph["hbm_layout"] = {
         "layer_weight_bursts": per_layer, "kv_bursts": kv_bursts, "weight_bytes": weights, "kv_bytes": kv,
-        "io_bytes": io,
+        "io_bytes": io, "rope_bursts": [rope_q, rope_k], "max_context": max_ctx,
+        "numerics_blockers": g.graph["numerics_blockers"],
     }

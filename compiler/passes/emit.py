@@ -1,11 +1,13 @@
 """Pass: lower the tiled, allocated graph of one step to instruction sections.
 
 One section per distinct layer (layers with the same shapes and formats
-share one, addressed through base registers: r0 the layer's weights, r1 its
-KV cache, r2 the host I/O area, r3 the LM head), plus a `pre` section (load
-the embedded input) and a `post` section (final norm, LM head, logits to the
-host). Prefill lowers matrix ops to MM, decode to MV; attention skips the key
-blocks its mask cuts.
+share one, addressed through base registers: r0 the layer's weights and
+parameter record, r1 its KV cache, r2 the host I/O area, r3 the LM head
+region), plus a `pre` section (load the embedded input and the step's RoPE
+tables) and a `post` section (final norm, LM head, logits to the host).
+Prefill lowers matrix ops to MM, decode to MV; attention skips the key
+blocks its mask cuts. The data layouts the instructions imply are defined in
+docs/numerics.md; the functional executor (sim.functional) runs them.
 """
 from __future__ import annotations
 
@@ -14,16 +16,18 @@ import math
 import networkx as nx
 
 from compiler.graph import layer_nodes
+from compiler.passes.allocate import EXCHANGE_MAX_LINES, layer_record_offsets, norm_record_bytes, rope_lanes
 from compiler.section_builder import Resource, SectionBuilder
 from hwmodel.hwconfig import HwConfig
-from hwmodel.isa import MiscFunc, Op, SysKind
+from hwmodel.isa import MatMode, MiscFunc, Op, SysKind
 
 R_WEIGHTS, R_KV, R_IO, R_HEAD = range(4)
 PRE, POST = -1, -2          # layer labels of the pre (input) and post (logits) sections
 MISC_CODES = {"rmsnorm": MiscFunc.RMSNORM, "layernorm": MiscFunc.LAYERNORM, "add": MiscFunc.ADD,
               "rope": MiscFunc.ROPE, "silu_mul": MiscFunc.SILU_MUL, "silu": MiscFunc.SILU, "gelu": MiscFunc.GELU,
-              "relu": MiscFunc.RELU, "softmax": MiscFunc.SOFTMAX}
-EXCHANGE_MAX_LINES = (1 << 16) - 1
+              "relu": MiscFunc.RELU, "softmax": MiscFunc.SOFTMAX, "copy": MiscFunc.NONE,
+              "token_major": MiscFunc.TOKEN_MAJOR,
+              "last_token": MiscFunc.LAST_TOKEN}
 
 
 class Emitter:
@@ -33,6 +37,7 @@ class Emitter:
         self.g, self.hw, self.b = g, hw, b
         self.tokens = g.graph["tokens"]
         self.line = hw.line_bytes
+        self.burst = hw.hbm.burst_bytes
         self.wgt_base = hw.buffers["wgt"].base // self.line
         self.wgt_half = hw.buffers["wgt"].bytes // 2 // self.line
         self.glb_base = hw.buffers["glb"].base // self.line
@@ -40,12 +45,22 @@ class Emitter:
         self.ch_log2 = hw.hbm.channels.bit_length() - 1
         self.model = g.graph["model"]
         self.max_ctx = g.graph.get("max_context", g.graph["context"])
+        self.blockers = g.graph.setdefault("numerics_blockers", [])
         self.tile_count = 0   # alternates weight-buffer halves across ops
         self.kv_count = 0     # alternates global-buffer quarter pairs
         self.spill_bursts = 0
 
     def lines(self, nbytes: int) -> int:
         return math.ceil(nbytes / self.line)
+
+    def at(self, base: int, nbytes: int, what: str) -> int:
+        """The line `nbytes` after line `base`; an offset inside a line cannot be
+        addressed, which only the functional executor cares about."""
+        what = what.split(".", 1)[-1]
+        msg = f"{what}: offset of {nbytes} bytes is not whole {self.line}-byte lines"
+        if nbytes % self.line and msg not in self.blockers:
+            self.blockers.append(msg)
+        return base + self.lines(nbytes)
 
     # ---- helpers ---------------------------------------------------------
     def load(self, reg: int, hbm: int, addr: int, writes: Resource, x_len: int, y_len: int = 1, y_stride: int = 0,
@@ -56,14 +71,16 @@ class Emitter:
 
     def store(self, reg: int, hbm: int, addr: int, nbytes: int, reads: Resource, writes: Resource) -> None:
         self.b.add(Op.ST, dict(base=reg, hbm=hbm, ch_first=0, ch_log2=self.ch_log2, addr=addr,
-                               len=math.ceil(nbytes / self.hw.hbm.burst_bytes)),
+                               len=math.ceil(nbytes / self.burst)),
                    reads=(reads,), writes=(writes,))
 
     def matrix(self, tokens: int, rows: int, kblk: int, n: int, bits: int, act: int, wgt: int, out: int,
-               reads: tuple[Resource, ...], writes: Resource, acc: int = 0, fuse: int = 0) -> None:
+               reads: tuple[Resource, ...], writes: Resource, acc: int = 0, fuse: int = 0,
+               mode: MatMode = MatMode.LINEAR, hold: int = 0, aux: int = 0) -> None:
         op = Op.MM if tokens > 1 else Op.MV
         self.b.add(op, dict(rows=rows, kblk=kblk, tokens=tokens, n_log2=n.bit_length() - 2, wbits=bits - 1,
-                            act=act, wgt=wgt, out=out, acc=acc, bias=0, fuse=fuse),
+                            act=act, wgt=wgt, out=out, acc=acc, bias=0, fuse=fuse, mode=int(mode), hold=hold,
+                            aux=aux),
                    reads=reads, writes=(writes,))
 
     def misc(self, func: str, rows: int, features: int, src: int, dst: int, reads: tuple[Resource, ...],
@@ -90,22 +107,39 @@ class Emitter:
         if any(e.get("spill") for _, _, e in self.g.out_edges(name, data=True)) and kind != "embed":
             self.spill(name, a)
 
+    def load_params(self, layer: int) -> None:
+        """A layer's parameter record (norm gains, softmax scale) into its lines."""
+        nodes = layer_nodes(self.g, layer)
+        addr = min(self.g.nodes[n]["params_addr"] for n in nodes if "params_addr" in self.g.nodes[n])
+        size = layer_record_offsets(self.model)["bytes"] if layer >= 0 else norm_record_bytes(self.model.hidden)
+        self.b.label("params")
+        self.load(R_WEIGHTS if layer >= 0 else R_HEAD, 0, addr, "params", math.ceil(size / self.burst))
+
     def spill(self, name: str, a: dict) -> None:
         """Fusion off: the activation round-trips through HBM before its consumer."""
         nbytes = self.tokens * a["local"]
         hbm = self.spill_bursts
         self.store(R_IO, hbm, a["out_addr"], nbytes, reads=self.slot(name), writes="spill")
-        self.load(R_IO, hbm, a["out_addr"], self.slot(name), math.ceil(nbytes / self.hw.hbm.burst_bytes),
+        self.load(R_IO, hbm, a["out_addr"], self.slot(name), math.ceil(nbytes / self.burst),
                   reads=("spill",))
 
     def op_embed(self, name: str, a: dict) -> None:
-        nbytes = self.tokens * self.model.hidden
-        self.load(R_IO, 0, 0, self.slot(name), math.ceil(nbytes / self.hw.hbm.burst_bytes))
+        self.load(R_IO, 0, 0, self.slot(name), math.ceil(self.tokens * self.model.hidden / self.burst))
+
+    def load_rope_tables(self) -> None:
+        """The cos/sin rows of the step's positions (in the layer section, so `pre`
+        stays the same for every step)."""
+        t = self.tokens
+        q_addr, k_addr = self.g.graph["rope_addr"]
+        pos0 = self.g.graph["context"] - t
+        for (lanes, table), addr in zip(zip(rope_lanes(self.model), self.g.graph["hbm_layout"]["rope_bursts"]),
+                                        (q_addr, k_addr)):
+            self.load(R_HEAD, table + pos0, addr, "rope", t, lanes // 16, self.max_ctx)
 
     def op_norm(self, name: str, a: dict) -> None:
         src = self.input_of(name)
         self.misc(a["func"], self.tokens, self.model.hidden, self.g.nodes[src]["out_addr"], a["out_addr"],
-                  reads=(self.slot(src),), writes=self.slot(name))
+                  reads=(self.slot(src), "params"), writes=self.slot(name), src2=a["params_addr"])
 
     def op_misc(self, name: str, a: dict) -> None:
         preds = list(self.g.predecessors(name))
@@ -119,51 +153,82 @@ class Emitter:
                   a["out_addr"], reads=(self.slot(src),), writes=self.slot(name))
 
     def op_exchange(self, name: str, a: dict) -> None:
+        """Copy this core's shard to the window's start, then gather in place."""
         src = self.input_of(name)
-        total = self.lines(self.tokens * a["out_features"])
+        shard = self.g.nodes[src]["local"]
+        self.misc("copy", self.tokens, shard, self.g.nodes[src]["out_addr"], a["out_addr"],
+                  reads=(self.slot(src),), writes=self.slot(name))
+        total = a["out_lines"]
         for start in range(0, total, EXCHANGE_MAX_LINES):
             self.b.add(Op.SYS, dict(kind=SysKind.EXCHANGE, lines=min(EXCHANGE_MAX_LINES, total - start)),
-                       reads=(self.slot(src),), writes=(self.slot(name),))
+                       reads=(self.slot(name),), writes=(self.slot(name),))
 
     def op_linear(self, name: str, a: dict) -> None:
         src = self.input_of(name)
         is_head = a["op"] == "lm_head"
-        tokens = 1 if is_head else self.tokens
+        t = self.tokens
         act = self.g.nodes[src]["out_addr"]
-        fuse = MISC_CODES.get(a.get("fuse", ""), 0)
+        if is_head and t > 1:       # only the last token's logits
+            self.misc("last_token", t, a["in_features"], act, a["last_addr"], reads=(self.slot(src),),
+                      writes=(a["last_addr"], a["last_addr"] + self.lines(a["in_features"])))
+            src_slot, act, t = (a["last_addr"], a["last_addr"] + self.lines(a["in_features"])), a["last_addr"], 1
+        else:
+            src_slot = self.slot(src)
+        fuse = MISC_CODES.get(a.get("fuse", ""), 0) if a.get("fuse") != "rope" else 0
         out_ratio = 2 if a.get("fuse") == "silu_mul" else 1
+        width = 2 if is_head else 1
         done = 0
         for (rows, k0, kblk), (hbm, bursts) in zip(a["tiles"], a["tile_hbm"]):
             half = self.tile_count % 2
             self.tile_count += 1
             buf = f"wgt{half}"
             self.load(R_HEAD if is_head else R_WEIGHTS, hbm, self.wgt_base + half * self.wgt_half, buf, bursts)
-            out = a["out_addr"] + self.lines(done // out_ratio * tokens)
+            out = self.at(a["out_addr"], done // out_ratio * t * width, name)
             last_part = k0 + kblk == a["kblk"]
-            self.matrix(tokens, rows, kblk, a["n"], a["bits"], act + self.lines(k0 * 16 * tokens),
-                        self.wgt_base + half * self.wgt_half, out, reads=(self.slot(src), buf),
-                        writes=self.slot(name), acc=int(k0 > 0), fuse=int(fuse) if last_part else 0)
+            self.matrix(t, rows, kblk, a["n"], a["bits"], self.at(act, k0 * 16 * t, name),
+                        self.wgt_base + half * self.wgt_half, out, reads=(src_slot, buf),
+                        writes=self.slot(name), acc=int(k0 > 0), fuse=int(fuse) if last_part else 0,
+                        mode=MatMode.LOGITS if is_head else MatMode.LINEAR, hold=int(not last_part))
             if last_part:
                 done += rows
+        if a.get("fuse") == "rope":
+            self.rope(name, a)
         if is_head:
-            self.store(R_IO, 0, a["out_addr"], a["local"] * 2, reads=self.slot(name), writes="logits")
-            self.b.add(Op.SYS, dict(kind=SysKind.HOST, lines=self.lines(a["local"] * 2)), reads=("logits",))
+            nbytes = t * a["local"] * 2
+            self.store(R_IO, 0, a["out_addr"], nbytes, reads=self.slot(name), writes="logits")
+            self.b.add(Op.SYS, dict(kind=SysKind.HOST, lines=self.lines(nbytes)), reads=("logits",))
+
+    def rope(self, name: str, a: dict) -> None:
+        """RoPE on the query block and the key block of every KV head of the core,
+        with the step's cos/sin tables (loaded by `pre`)."""
+        t, hd, group = self.tokens, self.model.head_dim, self.model.group
+        kvh = a["rows_core"] // ((group + 2) * hd)
+        q_table, k_table = self.g.graph["rope_addr"]
+        for h in range(kvh):
+            for width, offset, table in ((group * hd, h * group * hd, q_table),
+                                         (hd, kvh * group * hd + h * hd, k_table)):
+                addr = self.at(a["out_addr"], offset * t, name)
+                self.misc("rope", t, width, addr, addr, reads=(self.slot(name), "rope"), writes=self.slot(name),
+                          src2=table)
 
     def op_attention(self, name: str, a: dict) -> None:
         hd, group, kvh = a["head_dim"], self.model.group, a["kv_heads_core"]
         qkv = self.input_of(name)
         qkv_addr = self.g.nodes[qkv]["out_addr"]
-        row_bursts = kvh * hd // self.hw.hbm.burst_bytes
+        row_bursts = kvh * hd // self.burst
         v_region = self.max_ctx * row_bursts
         ctx, t = self.g.graph["context"], self.tokens
-        # the new tokens' K and V go to the cache first (rows ctx-t .. ctx-1)
+        prefill = self.g.graph["phase"] == "prefill"
+        # the new tokens' K and V go to the cache first (rows ctx-t .. ctx-1), token-major
         per_token = kvh * hd
         q_width = kvh * group * hd
-        self.store(R_KV, (ctx - t) * row_bursts, qkv_addr + self.lines(t * q_width), t * per_token,
-                   reads=self.slot(qkv), writes="kv")
-        self.store(R_KV, v_region + (ctx - t) * row_bursts, qkv_addr + self.lines(t * (q_width + per_token)),
-                   t * per_token, reads=self.slot(qkv), writes="kv")
-        x_len = hd // self.hw.hbm.burst_bytes
+        for offset, region in ((q_width, 0), (q_width + per_token, v_region)):
+            addr = self.at(qkv_addr, t * offset, name)
+            if t > 1:
+                self.misc("token_major", t, per_token, addr, addr, reads=(self.slot(qkv),), writes=self.slot(qkv))
+            self.store(R_KV, region + (ctx - t) * row_bursts, addr, t * per_token, reads=self.slot(qkv),
+                       writes="kv")
+        x_len = hd // self.burst
         scores = (a["scores_addr"], a["scores_addr"] + a["scores_lines"])
         for h in range(kvh):
             pair = self.kv_count % 2
@@ -171,12 +236,16 @@ class Emitter:
             kq, vq = f"glbK{pair}", f"glbV{pair}"
             k_addr = self.glb_base + (2 * pair) * self.glb_quarter
             v_addr = k_addr + self.glb_quarter
-            q_addr = qkv_addr + self.lines(h * group * hd * t)
-            out_addr = a["out_addr"] + self.lines(h * group * hd * t)
+            q_addr = self.at(qkv_addr, h * group * hd * t, name)
+            out_addr = self.at(a["out_addr"], h * group * hd * t, name)
             if a["kv_resident"]:
                 self.load(R_KV, h * x_len, k_addr, kq, x_len, ctx, row_bursts, reads=("kv",))
                 self.load(R_KV, v_region + h * x_len, v_addr, vq, x_len, ctx, row_bursts, reads=("kv",))
-            for q0, q1, chunks in a["qblocks"]:
+            for q0, q1, kept in a["qblocks"]:
+                msg = f"attn: query block {q0}..{q1} straddles two mask blocks"
+                if q0 // a["block"] != (q1 - 1) // a["block"] and msg not in self.blockers:
+                    self.blockers.append(msg)
+                chunks = _split_at(kept, q0) if prefill else kept
                 rows_q = (q1 - q0) * group
                 keys = sum(e - s for s, e in chunks)
                 done = 0
@@ -185,11 +254,13 @@ class Emitter:
                         self.load(R_KV, s * row_bursts + h * x_len, k_addr, kq, x_len, e - s, row_bursts,
                                   reads=("kv",))
                     wk = k_addr + (self.lines(s * hd) if a["kv_resident"] else 0)
-                    self.matrix(rows_q, e - s, hd // 16, 16, 8, q_addr, wk, a["scores_addr"] + self.lines(
-                        done * rows_q * 2), reads=(self.slot(qkv), kq), writes=scores)
+                    causal = q1 - q0 if prefill and s == q0 else 0
+                    self.matrix(rows_q, e - s, hd // 16, 16, 8, q_addr, wk,
+                                self.at(a["scores_addr"], done * rows_q * 2, name),
+                                reads=(self.slot(qkv), kq), writes=scores, mode=MatMode.SCORES, aux=causal)
                     done += e - s
-                self.misc("softmax", rows_q, keys, a["scores_addr"], a["scores_addr"], reads=(scores,),
-                          writes=scores)
+                self.misc("softmax", rows_q, keys, a["scores_addr"], a["scores_addr"], reads=(scores, "params"),
+                          writes=scores, src2=a["params_addr"])
                 done = 0
                 for i, (s, e) in enumerate(chunks):
                     if not a["kv_resident"]:
@@ -197,9 +268,22 @@ class Emitter:
                                   row_bursts, reads=("kv",))
                     wv = v_addr + (self.lines(s * hd) if a["kv_resident"] else 0)
                     self.matrix(rows_q, hd, math.ceil((e - s) / 16), 16, 8,
-                                a["scores_addr"] + self.lines(done * rows_q * 2), wv, out_addr,
-                                reads=(scores, vq), writes=self.slot(name), acc=int(i > 0))
+                                self.at(a["scores_addr"], done * rows_q, name), wv, out_addr,
+                                reads=(scores, vq), writes=self.slot(name), acc=int(i > 0),
+                                mode=MatMode.CONTEXT, hold=int(i < len(chunks) - 1))
                     done += e - s
+
+
+def _split_at(chunks: list[tuple[int, int]], q0: int) -> list[tuple[int, int]]:
+    """Key chunks with the diagonal ones starting at the first query, so the causal
+    mask of a chunk needs nothing but the query count."""
+    out = []
+    for s, e in chunks:
+        if s < q0 < e:
+            out += [(s, q0), (q0, e)]
+        else:
+            out.append((s, e))
+    return out
 
 
 def _signature(g: nx.DiGraph, layer: int) -> tuple:
@@ -218,6 +302,11 @@ def emit(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
     def build(name: str, nodes: list[str]) -> int:
         b = SectionBuilder(name)
         em = Emitter(g, hw, b)
+        layer = g.nodes[nodes[0]]["layer"]
+        if layer >= 0 or nodes != ["embed"]:
+            em.load_params(layer)
+        if layer >= 0 and g.graph["model"].positional == "rope":
+            em.load_rope_tables()
         for n in nodes:
             em.emit(n)
         b.finish()
