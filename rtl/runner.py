@@ -69,11 +69,11 @@ def run_bench(*, sim: str, verilog: Path, toplevel: str, test_module: str, param
         raise RuntimeError(reason)
     build_dir = SIM_BUILD / sim / build_name
     runner = get_runner(sim)
-    runner.build(verilog_sources=[verilog], hdl_toplevel=toplevel, build_dir=build_dir,
+    runner.build(sources=[verilog], hdl_toplevel=toplevel, build_dir=build_dir,
                  build_args=VERILATOR_ARGS if sim == "verilator" else [], timescale=("1ns", "1ps"))
     env = {BENCH_ENV: json.dumps(params), "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     xml = runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir, test_dir=build_dir,
-                      testcase=testcase, extra_env=env, results_xml=f"{build_name}.xml")
+                      testcase=testcase, extra_env=env, results_xml=str(build_dir / f"{build_name}.xml"))
     return get_results(xml)
 
 

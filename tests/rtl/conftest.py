@@ -1,5 +1,5 @@
-"""RTL benches need a real HDL simulator: a missing one is a skip with its
-reason, or a failure under CI=true."""
+"""RTL benches need a real HDL simulator and Yosys: a missing tool is a skip
+with its reason, or a failure under CI=true."""
 from __future__ import annotations
 
 import os
@@ -7,10 +7,10 @@ import os
 import pytest
 
 from rtl.runner import missing
+from rtl.yosys import missing_yosys
 
 
-def require_simulator(sim: str) -> None:
-    reason = missing(sim)
+def require(reason: str | None) -> None:
     if reason is None:
         return
     if os.environ.get("CI", "").lower() == "true":
@@ -18,7 +18,12 @@ def require_simulator(sim: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture
+def yosys() -> None:
+    require(missing_yosys())
+
+
 @pytest.fixture(params=["icarus", "verilator"])
-def simulator(request) -> str:
-    require_simulator(request.param)
+def simulator(request, yosys) -> str:
+    require(missing(request.param))
     return request.param

@@ -1,0 +1,42 @@
+"""cocotb on the exported MV tile, on Icarus Verilog and Verilator: bit-exact
+against numpy for every pattern and weight width, and cycle counts equal to
+the cost formulas for several chain lengths."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hwmodel.gateware.dsp48 import FAMILY_DSP
+from hwmodel.hwconfig import load_hw
+from rtl.export import tile_for, write_verilog
+from rtl.runner import SIM_BUILD, run_bench
+
+pytestmark = pytest.mark.rtl
+
+VECTORS = 1000          # results per (pattern, weight width), extremes included
+CASES = [               # chains, chain length, cocotb tests
+    (2, 8, ("bit_exact", "cycles")),
+    (1, 4, ("cycles",)),
+    (1, 16, ("cycles",)),
+]
+
+
+@pytest.mark.parametrize("chains,length,tests", CASES, ids=[f"{c}x{n}" for c, n, _ in CASES])
+def test_mv_tile(simulator, chains, length, tests):
+    name = f"mv_tile_{chains}x{length}"
+    tile = tile_for(load_hw("u280"), chains=chains, chain_length=length, geometry=FAMILY_DSP["xcup"])
+    verilog = write_verilog(tile, name, SIM_BUILD / "verilog")
+    record = SIM_BUILD / f"{name}.{simulator}.json"
+    record.unlink(missing_ok=True)
+    params = {"hw": "u280", "chains": chains, "chain_length": length, "family": "xcup", "seed": 2024,
+              "vectors": VECTORS, "max_rows": 8, "idle": 0.15, "backpressure": 0.15, "record": str(record)}
+    ran, failed = run_bench(sim=simulator, verilog=verilog, toplevel=name, test_module="rtl.benches.tile_bench",
+                            params=params, build_name=name, testcase=list(tests))
+    assert (ran, failed) == (len(tests), 0)
+    measured = json.loads(record.read_text())
+    assert len(measured["cycles"]) == 3 * len(tile.patterns)
+    assert all(m["cycles"] == m["formula"] for m in measured["cycles"].values())
+    if "bit_exact" in tests:
+        assert len(measured["vectors"]) == len(tile.patterns) * len(tile.weight_bits)
+        assert min(measured["vectors"].values()) >= VECTORS
