@@ -1,0 +1,43 @@
+"""`dspflight rtl export|synth`: Verilog of the gateware and its Yosys resources."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hwmodel.hwconfig import load_hw
+from rtl.export import DEFAULT_OUT, export
+from rtl.synth import FAMILIES, families_of, format_table, synth_report
+
+
+def register(subparsers) -> None:
+    """Add the `rtl` subcommand to the top-level CLI's subparsers."""
+    rtl = subparsers.add_parser("rtl", help="export the gateware as Verilog, synthesize it with Yosys")
+    sub = rtl.add_subparsers(dest="rtl_command", required=True)
+
+    ex = sub.add_parser("export", help="write the gateware as Verilog (one file per design)")
+    ex.add_argument("--hw", default="u280", help="hardware design: a built-in name or a YAML path")
+    ex.add_argument("-o", "--out", type=Path, default=DEFAULT_OUT, help="output folder (default build/rtl)")
+    ex.add_argument("--family", default="xcup", choices=FAMILIES, help="DSP48 primitive to build for")
+    ex.add_argument("--chains", type=int, default=1, help="chains in the exported MV tile (default 1)")
+    ex.set_defaults(func=run_export)
+
+    sy = sub.add_parser("synth", help="synth_xilinx the chain and MV tile; JSON report and table")
+    sy.add_argument("--hw", default="u280", help="hardware design: a built-in name or a YAML path")
+    sy.add_argument("--family", default="both", help="xc7, xcup or both (default)")
+    sy.add_argument("--chain-length", type=int, default=None, help="DSPs per chain (default: the design's)")
+    sy.add_argument("-o", "--out", type=Path, default=DEFAULT_OUT / "synth", help="output folder")
+    sy.set_defaults(func=run_synth)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    for path in export(load_hw(args.hw), args.out, family=args.family, chains=args.chains):
+        print(path)
+    return 0
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    families = families_of(args.family)
+    report = synth_report(load_hw(args.hw), families=families, chain_length=args.chain_length, out_dir=args.out)
+    print(format_table(report))
+    print(f"report: {args.out / 'resources.json'}")
+    return 0

@@ -1,0 +1,41 @@
+"""`dspflight rtl export`: Verilog files without source paths; bad input is
+a ConfigError naming the field."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from hwmodel.errors import ConfigError
+from rtl import cli
+
+pytestmark = pytest.mark.rtl
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+def test_export_writes_portable_verilog(yosys, tmp_path):
+    args = parse(["rtl", "export", "--hw", "u280", "-o", str(tmp_path)])
+    assert args.func(args) == 0
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["dequantizer_16.v", "dsp48_slice.v", "mv_tile_1x16.v", "sparse_dsp_chain_16.v"]
+    for name in files:
+        text = (tmp_path / name).read_text()
+        assert f"module {name[:-2]}(" in text
+        assert "/work" not in text and str(tmp_path) not in text and "src =" not in text
+
+
+@pytest.mark.parametrize("argv,field", [
+    (["rtl", "synth", "--family", "ecp5"], "field family"),
+    (["rtl", "synth", "--chain-length", "12"], "field chain_length"),
+    (["rtl", "export", "--chains", "0"], "field chains"),
+])
+def test_bad_input_names_the_field(tmp_path, argv, field):
+    args = parse(argv + ["-o", str(tmp_path)])
+    with pytest.raises(ConfigError, match=field):
+        args.func(args)
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,24 @@
+"""Yosys synth_xilinx: a chain of L DSP48s is L DSP cells on xc7 and xcup,
+each doing two INT8 MACs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hwmodel.hwconfig import load_hw
+from rtl.synth import FAMILIES, synth_report
+
+pytestmark = pytest.mark.rtl
+
+
+@pytest.mark.parametrize("length", [4, 8])
+def test_chain_is_one_dsp48_per_position(yosys, tmp_path, length):
+    report = synth_report(load_hw("u280"), chain_length=length, out_dir=tmp_path, which=("sparse_dsp_chain",))
+    assert json.loads((tmp_path / "resources.json").read_text()) == report
+    for family in FAMILIES:
+        chain = report["families"][family][f"sparse_dsp_chain_{length}"]
+        dsp_cell = {"xc7": "DSP48E1", "xcup": "DSP48E2"}[family]
+        assert chain["dsp"] == chain["cells"][dsp_cell] == length
+        assert chain["macs_per_dsp"] == 2
+        assert chain["bram"] == 0 and chain["lut"] > 0 and chain["ff"] > 0
