@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Sparse DSP chain: per-block partial sums per cycle through the sparse MUX,
 latency L+3, and back-pressure that holds the pipeline."""
 import numpy as np

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Dequantizer: packed signed 2..8-bit weights, power-of-two group scale, INT8 saturation."""
 import numpy as np
 import pytest

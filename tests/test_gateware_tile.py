@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Matrix-vector tile in the Amaranth simulator: results equal numpy for every
 pattern, cycles equal the cost formula; the beat format packs like lib.data."""
 from dataclasses import replace

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """cocotb bench of the exported matrix-vector tile: bit-exactness against the
 numpy reference for every pattern and weight width (random stimulus with idle
 cycles and back-pressure, extremes included), and cycle counts against the
