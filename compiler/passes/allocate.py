@@ -222,6 +222,6 @@ def _place_hbm(g: nx.DiGraph, hw: HwConfig) -> None:
             f"{hw.hbm.capacity_bytes / GIB:.2f} GiB")
     g.graph["hbm_layout"] = {
         "layer_weight_bursts": per_layer, "kv_bursts": kv_bursts, "weight_bytes": weights, "kv_bytes": kv,
-        "io_bytes": io, "rope_bursts": [rope_q, rope_k], "max_context": max_ctx,
+        "io_bytes": io, "rope_bursts": [rope_q, rope_k], "max_context": max_ctx, "scale_group": comp.scale_group,
         "numerics_blockers": g.graph["numerics_blockers"],
     }

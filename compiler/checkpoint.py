@@ -1,0 +1,134 @@
+"""Model checkpoints: Hugging Face LLaMA- and OPT-style directories (config.json +
+*.safetensors), loaded through the `safetensors` package and checked tensor by
+tensor, so a missing tensor, a wrong shape or a NaN is one clear line naming
+it. Also writes the seeded random tiny checkpoint the numerics tests use.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from compiler.model_config import ModelConfig, load_model
+from hwmodel.errors import CheckpointError, ConfigError
+
+ROPE_THETA_DEFAULT = 10000.0
+
+
+def expected_shapes(m: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor a checkpoint of this architecture must hold, with its shape (HF names)."""
+    d, hd, ffn = m.hidden, m.head_dim, m.ffn
+    kvd = m.kv_heads * hd
+    out: dict[str, tuple[int, ...]] = {}
+    if m.positional == "rope":      # LLaMA family
+        out["model.embed_tokens.weight"] = (m.vocab, d)
+        for i in range(m.layers):
+            p = f"model.layers.{i}."
+            out.update({p + "input_layernorm.weight": (d,), p + "post_attention_layernorm.weight": (d,),
+                        p + "self_attn.q_proj.weight": (d, d), p + "self_attn.k_proj.weight": (kvd, d),
+                        p + "self_attn.v_proj.weight": (kvd, d), p + "self_attn.o_proj.weight": (d, d),
+                        p + "mlp.gate_proj.weight": (ffn, d), p + "mlp.up_proj.weight": (ffn, d),
+                        p + "mlp.down_proj.weight": (d, ffn)})
+        out["model.norm.weight"] = (d,)
+        out["lm_head.weight"] = (m.vocab, d)
+        return out
+    p0 = "model.decoder."            # OPT family
+    out[p0 + "embed_tokens.weight"] = (m.vocab, d)
+    out[p0 + "embed_positions.weight"] = (m.max_context + 2, d)
+    for i in range(m.layers):
+        p = f"{p0}layers.{i}."
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            out[p + f"self_attn.{proj}.weight"] = (d, d)
+            out[p + f"self_attn.{proj}.bias"] = (d,)
+        for ln in ("self_attn_layer_norm", "final_layer_norm"):
+            out[p + f"{ln}.weight"] = (d,)
+            out[p + f"{ln}.bias"] = (d,)
+        out.update({p + "fc1.weight": (ffn, d), p + "fc1.bias": (ffn,), p + "fc2.weight": (d, ffn),
+                    p + "fc2.bias": (d,)})
+    out[p0 + "final_layer_norm.weight"] = (d,)
+    out[p0 + "final_layer_norm.bias"] = (d,)
+    return out
+
+
+@dataclass
+class Checkpoint:
+    model: ModelConfig
+    weights: dict[str, np.ndarray]     # float32, by Hugging Face name
+    rope_theta: float
+    norm_eps: float
+
+
+TIED = {"lm_head.weight": ("model.embed_tokens.weight", "model.decoder.embed_tokens.weight")}
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """The architecture, float32 tensors and constants of a checkpoint directory."""
+    from safetensors.numpy import load_file
+
+    root = Path(path)
+    config = root / "config.json"
+    if not config.is_file():
+        raise CheckpointError(f"{root}: no config.json (expected a Hugging Face checkpoint directory)")
+    try:
+        model = load_model(config)
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
+    raw = json.loads(config.read_text())
+    theta = float(raw.get("rope_theta", ROPE_THETA_DEFAULT))
+    eps = float(raw.get("rms_norm_eps", raw.get("layer_norm_eps", 1e-5)))
+    files = sorted(root.glob("*.safetensors"))
+    if not files:
+        raise CheckpointError(f"{root}: no *.safetensors file")
+    tensors: dict[str, np.ndarray] = {}
+    for f in files:
+        try:
+            for name, value in load_file(str(f)).items():
+                tensors[name] = value
+        except Exception as exc:        # the package raises several types for a damaged file
+            raise CheckpointError(f"{f}: cannot read safetensors: {exc}") from None
+    for name, tied in TIED.items():
+        if name not in tensors:
+            source = next((t for t in tied if t in tensors), None)
+            if source is not None:
+                tensors[name] = tensors[source]
+    weights = {}
+    for name, shape in expected_shapes(model).items():
+        if name not in tensors:
+            raise CheckpointError(f"{root}: tensor {name} is missing (expected shape {list(shape)})")
+        value = tensors[name]
+        if tuple(value.shape) != shape:
+            raise CheckpointError(f"{root}: tensor {name} has shape {list(value.shape)}, expected {list(shape)}")
+        value = np.asarray(value, dtype=np.float32)
+        if not np.isfinite(value).all():
+            raise CheckpointError(f"{root}: tensor {name} contains NaN or infinite values")
+        weights[name] = value
+    return Checkpoint(model, weights, theta, eps)
+
+
+def write_random_llama(path: str | Path, model: ModelConfig, seed: int = 0, theta: float = ROPE_THETA_DEFAULT) -> Path:
+    """A LLaMA-style checkpoint of `model`'s shape with seeded random weights."""
+    from safetensors.numpy import save_file
+
+    if model.positional != "rope":
+        raise CheckpointError(f"{model.source}: write_random_llama needs a LLaMA-style (RoPE) model")
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for name, shape in expected_shapes(model).items():
+        if name.endswith("norm.weight"):
+            tensors[name] = (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
+        elif "embed" in name:
+            tensors[name] = rng.standard_normal(shape).astype(np.float32)
+        else:
+            tensors[name] = (rng.standard_normal(shape) / np.sqrt(shape[1])).astype(np.float32)
+    save_file(tensors, str(root / "model.safetensors"))
+    config = {"model_type": "llama", "_name_or_path": model.name, "hidden_size": model.hidden,
+              "num_hidden_layers": model.layers, "num_attention_heads": model.heads,
+              "num_key_value_heads": model.kv_heads, "intermediate_size": model.ffn, "vocab_size": model.vocab,
+              "max_position_embeddings": model.max_context, "hidden_act": "silu", "rms_norm_eps": 1e-5,
+              "rope_theta": theta}
+    (root / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+    return root

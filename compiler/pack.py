@@ -1,0 +1,234 @@
+"""Pack a compressed model into the HBM image a compiled program reads.
+
+The program decides where everything is: its base registers give each layer's
+and core's regions, the compiler's tiles give each weight record's rows and K
+blocks. This module lays the compressed model out exactly as the LD
+instructions expect (docs/numerics.md): per core and tile a record of packed
+values | 4-bit indices | FP16 scales | zero points | FP32 requant multipliers,
+the layers' parameter records, the RoPE tables; plus what the host needs to
+feed the program (the INT8 embedding table).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+
+from compiler.compression import load_compression
+from compiler.graph import build_graph
+from compiler.passes.allocate import NORM_HEADER, layer_record_offsets, rope_lanes
+from compiler.passes.emit import POST, R_HEAD, R_IO, R_WEIGHTS
+from compiler.pipeline import run_passes
+from compiler.quantize import CompressedModel, QuantLinear, rope_inv_freq, score_scale
+from hwmodel.costs import weight_record_parts
+from hwmodel.errors import CompileError
+from hwmodel.hwconfig import HwConfig
+from hwmodel.program import Program
+
+IMAGE_FORMAT = 1
+
+
+@dataclass
+class HbmImage:
+    hbm: np.ndarray          # uint8, HBM bytes from address 0 to the end of the last I/O area
+    embed: np.ndarray        # int8 [vocab, hidden]: the host's embedding table (INT8 at the residual scale)
+    meta: dict               # vocab, hidden, program fingerprint, ...
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        with open(path, "wb") as f:
+            np.savez(f, hbm=self.hbm, embed=self.embed, meta=np.frombuffer(json.dumps(self.meta).encode(), np.uint8))
+        return path
+
+
+def _bits(values: np.ndarray, width: int) -> bytes:
+    """Pack unsigned values LSB-first into a little-endian bit stream."""
+    v = values.astype(np.uint16).ravel()
+    bits = (v[:, None] >> np.arange(width, dtype=np.uint16)) & 1
+    return np.packbits(bits.astype(np.uint8).ravel(), bitorder="little").tobytes()
+
+
+def weight_record(hw: HwConfig, q: QuantLinear, rows: np.ndarray, k0: int, kblk: int, group: int) -> bytes:
+    """The record of one tile: model rows `rows` (-1: padding), K blocks k0 .. k0+kblk."""
+    n, m = q.n, hw.sparsity_m
+    if (k0 * n) % group:
+        raise CompileError(f"tile at K block {k0}: its first weight is not at a scale-group boundary "
+                           f"({k0 * n} kept weights before it, groups of {group})")
+    cols = slice(k0 * m, (k0 + kblk) * m)
+    r = len(rows)
+    codes = np.zeros((r, kblk, n), np.uint8)
+    index = np.tile(np.arange(n, dtype=np.uint8), (r, kblk, 1))
+    g0, groups = k0 * n // group, math.ceil(kblk * n / group)
+    scales = np.zeros((r, groups), np.float16)
+    zeros = np.zeros((r, groups), np.uint8)
+    requant = np.zeros(r, np.float32)
+    real = rows >= 0
+    src = rows[real]
+    mask = q.mask[src, cols].reshape(len(src), kblk, m)
+    where = np.argsort(~mask, axis=2, kind="stable")[:, :, :n]          # kept columns, in order
+    codes[real] = np.take_along_axis(q.codes[src, cols].reshape(len(src), kblk, m), where, axis=2)
+    index[real] = where
+    scales[real] = q.scales[src, g0:g0 + groups]
+    zeros[real] = q.zeros[src, g0:g0 + groups]
+    requant[real] = q.requant[src]
+    parts = weight_record_parts(hw, r, kblk, n, q.bits, group)
+    out = bytearray()
+    for name, data in (("values", _bits(codes, q.bits)), ("indices", _bits(index, 4) if n < m else b""),
+                       ("scales", scales.tobytes()), ("zeros", zeros.tobytes()), ("requant", requant.tobytes())):
+        out += data + bytes(parts[name] - len(data))
+    return bytes(out)
+
+
+def _row_map(model, g: nx.DiGraph, name: str, core: int) -> tuple[str, list[tuple[np.ndarray, int, int]]]:
+    """(compressed op of each record row, [(model rows, k0, kblk) per tile]) for one core.
+    qkv rows are [q | k | v] of the core's KV heads, queries of a KV head ordered
+    (dim panel, query head, dim) so attention reads them without a stride; a
+    fused gate/up tile is [gate rows | up rows] of the same features."""
+    a = g.nodes[name]
+    op = a["op"]
+    rc = a["rows_core"]
+    hd, grp = model.head_dim, model.group
+    if op == "qkv":
+        kvh = rc // ((grp + 2) * hd)
+        rows = []
+        for h in range(kvh):                 # query rows, numbered in the concatenated [q; k; v] matrix
+            kh = core * kvh + h
+            f = np.arange(grp * hd)
+            p, gq = f // 16 // grp, f // 16 % grp
+            rows.append(np.where(kh < model.kv_heads, (kh * grp + gq) * hd + p * 16 + f % 16, -1))
+        qrows = model.heads * hd
+        for base in (qrows, qrows + model.kv_heads * hd):
+            for h in range(kvh):
+                kh = core * kvh + h
+                rows.append(np.where(kh < model.kv_heads, base + kh * hd + np.arange(hd), -1))
+        local = np.concatenate(rows)
+    elif op == "up":
+        ffn_core = rc // 2
+        local = np.empty(rc, np.int64)
+        pos = 0
+        for r, k0, _ in a["tiles"]:
+            if k0:
+                continue
+            feats = core * ffn_core + pos // 2 + np.arange(r // 2)
+            feats = np.where(feats < model.ffn, feats, -1)
+            local[pos:pos + r] = np.concatenate([feats, np.where(feats >= 0, feats + model.ffn, -1)])
+            pos += r
+    else:
+        limit = {"o": model.hidden, "down": model.hidden, "lm_head": model.vocab}[op]
+        local = core * rc + np.arange(rc)
+        local = np.where(local < limit, local, -1)
+    tiles, start = [], 0
+    for r, k0, kblk in a["tiles"]:
+        tiles.append((local[start:start + r], k0, kblk))
+        if k0 + kblk == a["kblk"]:
+            start += r
+    return op, tiles
+
+
+def _stacked(cm: CompressedModel, layer: int, op: str) -> QuantLinear:
+    """The compressed op a graph node stands for (q|k|v and gate|up stacked by rows)."""
+    if op == "lm_head":
+        return cm.linears["lm_head"]
+    parts = [cm.linears[f"L{layer}.{p}"] for p in ({"qkv": ("q", "k", "v"), "up": ("gate", "up")}.get(op, (op,)))]
+    if len({(p.n, p.bits, p.scales.shape[1]) for p in parts}) != 1:
+        raise CompileError(f"layer {layer} op {op}: stacked parts have different formats")
+    cat = lambda attr: np.concatenate([getattr(p, attr) for p in parts])
+    return QuantLinear(cat("codes"), cat("mask"), cat("scales"), cat("zeros"), cat("row_scale"), cat("requant"),
+                       parts[0].n, parts[0].bits, parts[0].order)
+
+
+def _attention_o_columns(model, heads_core: int) -> np.ndarray:
+    """Model attention feature of each gathered attention-output feature (queries of a
+    KV head in (dim panel, query head, dim) order, core after core)."""
+    hd, grp = model.head_dim, model.group
+    j = np.arange(model.hidden)
+    core, f = j // (heads_core * hd), j % (heads_core * hd)
+    h, f = f // (grp * hd), f % (grp * hd)
+    p, gq, d = f // 16 // grp, f // 16 % grp, f % 16
+    head = (core * (heads_core // grp) + h) * grp + gq
+    return head * hd + p * 16 + d
+
+
+def _norm_record(gain: np.ndarray, eps: float, s_in: float, s_out: float) -> bytes:
+    head = np.zeros(NORM_HEADER // 4, np.float32)
+    head[0] = eps / (s_in * s_in)
+    g = (gain / s_out).astype(np.float16).tobytes()
+    return head.tobytes() + g + bytes(-len(g) % 64)
+
+
+def _rope_table(lanes: int, grp: int, hd: int, theta: float, max_ctx: int) -> bytes:
+    """[lane panel][position] 64-byte lines: 16 cos then 16 sin (FP16). Lane j of a
+    query block rotates dim ((j/16)/group)*16 + j%16 of its head."""
+    j = np.arange(lanes)
+    freq = rope_inv_freq(hd, theta)[(j // 16 // grp) * 16 + j % 16]
+    ang = np.arange(max_ctx)[None, :, None] * freq.reshape(lanes // 16, 1, 16)
+    table = np.concatenate([np.cos(ang), np.sin(ang)], axis=2).astype(np.float16)
+    return table.tobytes()
+
+
+def pack(cm: CompressedModel, prog: Program, hw: HwConfig) -> HbmImage:
+    """The HBM image of `prog` running the compressed model `cm`."""
+    model = cm.model
+    comp = load_compression(prog.meta["compression"], hw)
+    if comp.scale_group != cm.scale_group or comp.name != cm.compression:
+        raise CompileError(f"program compiled with compression {comp.name}, the model was compressed with "
+                           f"{cm.compression}")
+    blockers = prog.meta.get("hbm_layout", {}).get("numerics_blockers", [])
+    if blockers:
+        raise CompileError(f"program for {prog.model} on {hw.name} cannot run numerically: {blockers[0]}")
+    max_ctx = prog.meta["max_context"]
+    g = build_graph(model, comp, "decode", 1, max_ctx)
+    g.graph["max_context"] = max_ctx
+    g.graph["fusion"] = prog.meta.get("fusion", True)
+    g = run_passes(g, hw)
+    burst, cores = hw.hbm.burst_bytes, hw.slrs
+    calls = {c.layer: c for s in prog.steps for c in s.calls}     # weight/head registers are step-independent
+    end = max(c.base[4 * k + R_IO] for s in prog.steps for c in s.calls for k in range(cores))
+    io = max(s.tokens for s in prog.steps) * max(model.hidden, 2 * model.vocab)
+    hbm = np.zeros((end + math.ceil(io / burst)) * burst, np.uint8)
+
+    def put(offset_bursts: int, data: bytes) -> None:
+        hbm[offset_bursts * burst: offset_bursts * burst + len(data)] = np.frombuffer(data, np.uint8)
+
+    o_cols = _attention_o_columns(model, g.nodes["L0.attn"]["heads_core"])
+    for name, a in g.nodes(data=True):
+        if a["kind"] != "linear":
+            continue
+        layer = a["layer"]
+        q = _stacked(cm, layer, a["op"])
+        if a["op"] == "o":           # columns in the order attention produces them
+            if not np.array_equal(q.order, o_cols):
+                raise CompileError(f"layer {layer} op o: compressed with input order other than the "
+                                   f"accelerator's attention output order")
+            q = QuantLinear(q.codes[:, o_cols], q.mask[:, o_cols], q.scales, q.zeros, q.row_scale, q.requant,
+                            q.n, q.bits, np.arange(len(o_cols)))
+        reg = R_HEAD if layer < 0 else R_WEIGHTS
+        call = calls[POST] if layer < 0 else calls[layer]
+        for c in range(cores):
+            _, tiles = _row_map(model, g, name, c)
+            for (rows, k0, kblk), (off, _) in zip(tiles, a["tile_hbm"]):
+                put(call.base[4 * c + reg] + off, weight_record(hw, q, rows, k0, kblk, cm.scale_group))
+    s = cm.scales
+    rec = layer_record_offsets(model)
+    q_lanes, k_lanes = rope_lanes(model)
+    rope_q, rope_k = prog.meta["hbm_layout"]["rope_bursts"]
+    for c in range(cores):
+        for layer in range(model.layers):
+            base = calls[layer].base[4 * c + R_WEIGHTS] * burst
+            p = f"L{layer}."
+            parts = {"attn_norm": _norm_record(cm.norms[p + "attn_norm"], cm.norm_eps, s["res"], s[p + "n1"]),
+                     "ffn_norm": _norm_record(cm.norms[p + "ffn_norm"], cm.norm_eps, s["res"], s[p + "n2"]),
+                     "softmax": np.array([score_scale(cm, layer)], np.float32).tobytes()}
+            for part, data in parts.items():
+                hbm[base + rec[part]: base + rec[part] + len(data)] = np.frombuffer(data, np.uint8)
+        head = calls[POST].base[4 * c + R_HEAD]
+        put(head, _norm_record(cm.norms["final_norm"], cm.norm_eps, s["res"], s["fn"]))
+        put(head + rope_q, _rope_table(q_lanes, model.group, model.head_dim, cm.rope_theta, max_ctx))
+        put(head + rope_k, _rope_table(k_lanes, 1, model.head_dim, cm.rope_theta, max_ctx))
+    meta = {"format": IMAGE_FORMAT, "program_fingerprint": prog.hw_fingerprint, "model": prog.model,
+            "vocab": model.vocab, "hidden": model.hidden, "cores": cores}
+    return HbmImage(hbm, cm.embed, meta)

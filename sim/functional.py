@@ -1,0 +1,373 @@
+"""Functional executor: runs a program's instructions on numpy images of HBM and
+of every core's on-chip buffers, with the hardware's arithmetic.
+
+It reads nothing but the program (.dfp) and the HBM image: base registers
+from the schedule, addresses and shapes from the instruction fields, weights,
+parameters and tables from HBM. The data layouts and the arithmetic of each
+instruction are defined in docs/numerics.md: INT8 activations in 16-feature
+panels, weights dequantized to INT8 from their records, INT32 accumulation,
+FP32 requantization, FP16 special functions (FP32 inside, reductions
+accumulated exactly), SYS EXCHANGE as an in-place all-gather in the exchange
+window. Within a core, instructions run in an order the dependency tokens
+allow (every queue runs ahead as far as its tokens let it, the LD queue
+first), so a missing token shows up as wrong numbers; cores run in lockstep
+between exchanges.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from hwmodel.costs import sparsity_n, weight_bits, weight_record_parts
+from hwmodel.errors import SimulationError
+from hwmodel.hwconfig import HwConfig
+from hwmodel.isa import NUM_QUEUES, Instr, MatMode, MiscFunc, Op, SysKind, exchange_window, mask_to_queues
+from hwmodel.program import Program, Section, schedule_for
+
+QMAX = 127
+R_WEIGHTS, R_KV, R_IO, R_HEAD = range(4)
+QUEUE_ORDER = (Op.LD, Op.ST, Op.MM, Op.MV, Op.MISC, Op.SYS)
+
+
+@dataclass
+class Image:
+    """An HBM image and the host's embedding table (written by compiler.pack)."""
+    hbm: np.ndarray
+    embed: np.ndarray
+    meta: dict
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Image":
+        try:
+            with np.load(path) as z:
+                return cls(z["hbm"].copy(), z["embed"], json.loads(bytes(z["meta"]).decode()))
+        except (OSError, KeyError, ValueError) as exc:
+            raise SimulationError(f"{path}: not an HBM image ({exc})") from None
+
+
+# ---- layouts -------------------------------------------------------------------
+def read_panels(mem: np.ndarray, byte: int, rows: int, cols: int, dtype=np.int8) -> np.ndarray:
+    """A [rows x cols] tensor stored as 16-column panels: (r, c) at ((c/16)*rows + r)*16 + c%16."""
+    size = np.dtype(dtype).itemsize
+    raw = mem[byte: byte + rows * cols * size].view(dtype)
+    return raw.reshape(cols // 16, rows, 16).transpose(1, 0, 2).reshape(rows, cols)
+
+
+def write_panels(mem: np.ndarray, byte: int, value: np.ndarray) -> None:
+    rows, cols = value.shape
+    data = np.ascontiguousarray(value.reshape(rows, cols // 16, 16).transpose(1, 0, 2))
+    mem[byte: byte + data.nbytes] = data.view(np.uint8).ravel()
+
+
+def _unpack_bits(raw: np.ndarray, count: int, width: int) -> np.ndarray:
+    bits = np.unpackbits(raw, bitorder="little")[: count * width].reshape(count, width)
+    return (bits.astype(np.int64) << np.arange(width)).sum(axis=1)
+
+
+def _fp16(x: np.ndarray) -> np.ndarray:
+    """Round to FP16 and back to FP32 (an SFU input or output)."""
+    return np.asarray(x, np.float32).astype(np.float16).astype(np.float32)
+
+
+def _rint8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), -QMAX, QMAX).astype(np.int8)
+
+
+# ---- one core ----------------------------------------------------------------------
+@dataclass
+class Core:
+    """A core's on-chip memory (one array over the unified address map) and the
+    MPE's INT32 accumulator for K-split parts and attention chunks."""
+    index: int
+    mem: np.ndarray
+    acc: dict[int, np.ndarray] = field(default_factory=dict)    # out address -> pending sums
+
+
+class Executor:
+    """Runs a program's schedule on an HBM image, all cores, with a host that
+    embeds tokens, reads logits and picks the next token greedily."""
+
+    def __init__(self, prog: Program, hw: HwConfig, image: Image):
+        if prog.hw_fingerprint != hw.fingerprint:
+            raise SimulationError(f"program for {prog.hw_name} run on {hw.name}")
+        layout = prog.meta.get("hbm_layout", {})
+        blockers = layout.get("numerics_blockers")
+        if blockers is None or "scale_group" not in layout:
+            raise SimulationError(f"program for {prog.model}: compiled without the numerics layout; recompile")
+        if blockers:
+            raise SimulationError(f"program for {prog.model} on {hw.name} cannot run numerically: {blockers[0]}")
+        if prog.meta.get("decode_bucket", 1) != 1:
+            raise SimulationError(f"program for {prog.model}: decode bucket {prog.meta['decode_bucket']} shares one "
+                                  f"section among contexts; compile with a decode bucket of 1 to execute it")
+        self.prog, self.hw, self.image = prog, hw, image
+        self.hbm = image.hbm
+        self.group = layout["scale_group"]
+        self.line = hw.line_bytes
+        self.burst = hw.hbm.burst_bytes
+        self.cores = [Core(c, np.zeros(hw.onchip_bytes, np.uint8)) for c in range(hw.slrs)]
+        self.hidden, self.vocab = image.meta["hidden"], image.meta["vocab"]
+        self.base: list[int] = []
+        self.instructions = 0
+
+    # ---- the host ------------------------------------------------------------------
+    def generate(self, prompt: list[int], steps: int,
+                 on_layer: Callable[[str, int, int, np.ndarray], None] | None = None) -> list[int]:
+        """Prefill `prompt`, then `steps` greedy decode steps; returns the generated ids.
+        `on_layer(phase, position of the first token, layer, x)` sees the residual
+        stream (INT8 [tokens, hidden]) after every layer."""
+        chunk = self.prog.meta["prefill_bucket"]
+        if len(prompt) % chunk:
+            raise SimulationError(f"prompt of {len(prompt)} tokens: the executor needs whole prefill chunks of "
+                                  f"{chunk} (the last token's logits come from a chunk's last row)")
+        out: list[int] = []
+        tokens = list(prompt)
+        for si, repeat in schedule_for(self.prog, len(prompt), steps):
+            step = self.prog.steps[si]
+            for _ in range(repeat):
+                if step.phase == "logits":
+                    logits = self.run_step(step, [], on_layer)
+                    out.append(int(np.argmax(logits)))
+                    tokens.append(out[-1])
+                    continue
+                first = step.context - step.tokens
+                logits = self.run_step(step, tokens[first:step.context], on_layer)
+                if step.phase == "decode":
+                    out.append(int(np.argmax(logits)))
+                    tokens.append(out[-1])
+        return out
+
+    def run_step(self, step, tokens: list[int],
+                 on_layer: Callable[[str, int, int, np.ndarray], None] | None = None) -> np.ndarray | None:
+        """One step: the host writes the embedded tokens, the calls run, the host reads the logits."""
+        t = step.tokens
+        if tokens:
+            x = self.image.embed[np.asarray(tokens)]
+            for c in range(len(self.cores)):
+                io = step.calls[0].base[4 * c + R_IO] * self.burst
+                write_panels(self.hbm, io, x)
+        logits = None
+        for call in step.calls:
+            self.run_section(self.prog.sections[call.section], call.base)
+            if call.layer >= 0 and on_layer is not None:
+                xs = [read_panels(core.mem, 0, t, self.hidden) for core in self.cores]
+                if any(not np.array_equal(xs[0], other) for other in xs[1:]):
+                    raise SimulationError(f"step {step.phase} at context {step.context}: the cores disagree on "
+                                          f"the residual stream after layer {call.layer}")
+                on_layer(step.phase, step.context - t, call.layer, xs[0].copy())
+            if self.host_lines:
+                parts = []
+                for c in range(len(self.cores)):
+                    io = call.base[4 * c + R_IO] * self.burst
+                    parts.append(self.hbm[io: io + self.host_lines * self.line].view(np.float16))
+                logits = np.concatenate(parts)[: self.vocab].astype(np.float32)
+                self.host_lines = 0
+        return logits
+
+    # ---- sections: all cores, token-ordered within a core, lockstep at exchanges ------
+    host_lines = 0
+
+    def run_section(self, sec: Section, base: list[int]) -> None:
+        runs = [self._core_run(core, sec, base[4 * core.index: 4 * core.index + 4]) for core in self.cores]
+        while True:
+            pending = [next(r, None) for r in runs]
+            if all(p is None for p in pending):
+                return
+            if any(p is None for p in pending) or len({p for p in pending}) != 1:
+                raise SimulationError(f"section {sec.name}: cores reach different exchanges")
+            self._exchange(pending[0])
+
+    def _core_run(self, core: Core, sec: Section, base: list[int]) -> Iterator[int]:
+        """Execute one core's copy of a section; yields the line count of each EXCHANGE."""
+        queues: list[list[int]] = [[] for _ in range(NUM_QUEUES)]
+        for i, ins in enumerate(sec.instrs):
+            queues[int(ins.op)].append(i)
+        head = [0] * NUM_QUEUES
+        tokens = [[0] * NUM_QUEUES for _ in range(NUM_QUEUES)]
+        left = len(sec.instrs)
+        while left:
+            progressed = False
+            for op in QUEUE_ORDER:
+                q = int(op)
+                while head[q] < len(queues[q]):
+                    i = queues[q][head[q]]
+                    ins = sec.instrs[i]
+                    waits = mask_to_queues(q, ins.wait)
+                    if any(tokens[p][q] == 0 for p in waits):
+                        break
+                    for p in waits:
+                        tokens[p][q] -= 1
+                    try:
+                        if ins.op == Op.SYS and ins["kind"] == SysKind.EXCHANGE:
+                            yield ins["lines"]
+                        else:
+                            self._execute(core, ins, base)
+                    except (ValueError, IndexError) as exc:
+                        raise SimulationError(f"section {sec.name}: instruction {i} ({ins.op.name}) on core "
+                                              f"{core.index}: {exc}") from None
+                    for c in mask_to_queues(q, ins.release):
+                        tokens[q][c] += 1
+                    head[q] += 1
+                    left -= 1
+                    progressed = True
+                    self.instructions += 1
+            if not progressed:
+                raise SimulationError(f"section {sec.name}: dependency deadlock on core {core.index}")
+
+    def _exchange(self, lines: int) -> None:
+        cores = len(self.cores)
+        if lines % cores:
+            raise SimulationError(f"EXCHANGE of {lines} lines does not split among {cores} cores")
+        start = exchange_window(self.hw, lines) * self.line
+        shard = lines // cores * self.line
+        gathered = np.concatenate([c.mem[start: start + shard] for c in self.cores])
+        for c in self.cores:
+            c.mem[start: start + len(gathered)] = gathered
+
+    # ---- one instruction -----------------------------------------------------------
+    def _execute(self, core: Core, ins: Instr, base: list[int]) -> None:
+        f, mem, line = ins.f, core.mem, self.line
+        if ins.op == Op.LD:
+            src = (base[f["base"]] + f["hbm"]) * self.burst
+            dst = f["addr"] * line
+            x = f["x_len"] * self.burst
+            for z in range(f["z_len"]):
+                for y in range(f["y_len"]):
+                    s = src + (z * f["z_stride"] + y * f["y_stride"]) * self.burst
+                    d = dst + (z * f["y_len"] + y) * x
+                    mem[d: d + x] = 0 if f["zero"] else self.hbm[s: s + x]
+        elif ins.op == Op.ST:
+            n = f["len"] * self.burst
+            dst = (base[f["base"]] + f["hbm"]) * self.burst
+            self.hbm[dst: dst + n] = mem[f["addr"] * line: f["addr"] * line + n]
+        elif ins.op in (Op.MM, Op.MV):
+            self._matrix(core, ins)
+        elif ins.op == Op.MISC:
+            self._misc(mem, ins)
+        elif f["kind"] == SysKind.HOST:
+            self.host_lines = f["lines"]
+
+    def _weights(self, mem: np.ndarray, ins: Instr) -> np.ndarray:
+        """Dequantize the weight record at `wgt` to INT8 [rows, kblk*16] (zeros where pruned)."""
+        rows, kblk, n, bits = ins["rows"], ins["kblk"], sparsity_n(ins), weight_bits(ins)
+        m = self.hw.sparsity_m
+        parts = weight_record_parts(self.hw, rows, kblk, n, bits, self.group)
+        at = ins["wgt"] * self.line
+        raw = {}
+        for name, size in parts.items():
+            raw[name] = mem[at: at + size]
+            at += size
+        count = rows * kblk * n
+        codes = _unpack_bits(raw["values"], count, bits).reshape(rows, kblk * n)
+        index = (_unpack_bits(raw["indices"], count, 4).reshape(rows, kblk, n) if n < m
+                 else np.broadcast_to(np.arange(m), (rows, kblk, m)))
+        groups = math.ceil(kblk * n / self.group)
+        scales = raw["scales"][: rows * groups * 2].view(np.float16).reshape(rows, groups).astype(np.float32)
+        zeros = raw["zeros"][: rows * groups].reshape(rows, groups).astype(np.float32)
+        g = np.arange(kblk * n) // self.group
+        w8 = np.clip(np.rint(scales[:, g] * (codes.astype(np.float32) - zeros[:, g])), -QMAX, QMAX)
+        dense = np.zeros((rows, kblk, m), np.int64)
+        np.put_along_axis(dense, index, w8.reshape(rows, kblk, n).astype(np.int64), axis=2)
+        return dense.reshape(rows, kblk * m)
+
+    def _requant(self, mem: np.ndarray, ins: Instr) -> np.ndarray:
+        parts = weight_record_parts(self.hw, ins["rows"], ins["kblk"], sparsity_n(ins), weight_bits(ins), self.group)
+        at = ins["wgt"] * self.line + sum(parts.values()) - parts["requant"]
+        return mem[at: at + 4 * ins["rows"]].view(np.float32)
+
+    def _matrix(self, core: Core, ins: Instr) -> None:
+        mem, line = core.mem, self.line
+        t, rows, k = ins["tokens"], ins["rows"], ins["kblk"] * 16
+        mode = MatMode(ins["mode"])
+        act = read_panels(mem, ins["act"] * line, t, k).astype(np.int64)
+        if mode in (MatMode.LINEAR, MatMode.LOGITS):
+            part = act @ self._weights(mem, ins).T
+        else:
+            raw = mem[ins["wgt"] * line:].view(np.int8)
+            if mode == MatMode.SCORES:          # K rows: [rows keys][k dims]
+                part = act @ raw[: rows * k].reshape(rows, k).astype(np.int64).T
+            else:                               # V rows read transposed: [k keys][rows dims]
+                part = act @ raw[: k * rows].reshape(k, rows).astype(np.int64)
+        out = ins["out"]
+        if ins["acc"]:
+            if out not in core.acc or core.acc[out].shape != part.shape:
+                raise ValueError(f"accumulates into {out}, which has no pending sums of shape {part.shape}")
+            part = core.acc.pop(out) + part
+        if np.abs(part).max(initial=0) >= 2**31:
+            raise ValueError("INT32 accumulator overflow")
+        if ins["hold"]:
+            core.acc[out] = part
+            return
+        core.acc.pop(out, None)
+        byte = out * line
+        if mode == MatMode.SCORES:
+            s = (part.astype(np.float32) / np.float32(128)).astype(np.float16)
+            cols = math.ceil(rows / 16) * 16
+            full = np.full((t, cols), -np.inf, np.float16)
+            full[:, :rows] = s
+            if ins["aux"]:
+                r = np.arange(t)[:, None] % ins["aux"]
+                full[np.arange(cols)[None, :] > r] = -np.inf
+            write_panels(mem, byte, full)
+            return
+        if mode == MatMode.CONTEXT:
+            write_panels(mem, byte, _rint8(part.astype(np.float64) / QMAX))
+            return
+        m = self._requant(mem, ins)
+        y = part.astype(np.float32) * m[None, :]
+        if mode == MatMode.LOGITS:
+            write_panels(mem, byte, y.astype(np.float16))
+        elif ins["fuse"] == MiscFunc.SILU_MUL:
+            half = rows // 2
+            gate = _fp16(y[:, :half])
+            silu = _fp16(gate / (np.float32(1) + np.exp(-gate)))
+            write_panels(mem, byte, _rint8(silu * y[:, half:]))
+        elif ins["fuse"] == MiscFunc.NONE:
+            write_panels(mem, byte, _rint8(y))
+        else:
+            raise ValueError(f"fused function {MiscFunc(ins['fuse']).name} is not executable")
+
+    def _misc(self, mem: np.ndarray, ins: Instr) -> None:
+        func, t, n = MiscFunc(ins["func"]), ins["rows"], ins["len16"] * 16
+        line = self.line
+        src, src2, dst = ins["src"] * line, ins["src2"] * line, ins["dst"] * line
+        if func == MiscFunc.NONE:
+            mem[dst: dst + t * n] = mem[src: src + t * n].copy()
+        elif func == MiscFunc.ADD:
+            a = mem[src: src + t * n].view(np.int8).astype(np.int32)
+            b = mem[src2: src2 + t * n].view(np.int8).astype(np.int32)
+            mem[dst: dst + t * n] = np.clip(a + b, -QMAX, QMAX).astype(np.int8).view(np.uint8)
+        elif func == MiscFunc.RMSNORM:
+            x = read_panels(mem, src, t, n).astype(np.int64)
+            eps = mem[src2: src2 + 4].view(np.float32)[0]
+            gain = mem[src2 + 64: src2 + 64 + 2 * n].view(np.float16).astype(np.float32)
+            ms = np.float32((x * x).sum(axis=1) / n)
+            r = (np.float32(1) / np.sqrt(ms + eps)).astype(np.float32)
+            write_panels(mem, dst, _rint8(x.astype(np.float32) * r[:, None] * gain[None, :]))
+        elif func == MiscFunc.SOFTMAX:
+            s = read_panels(mem, src, t, n, np.float16).astype(np.float32)
+            scale = mem[src2: src2 + 4].view(np.float32)[0]
+            x = s * scale
+            e = np.exp(x - x.max(axis=1, keepdims=True)).astype(np.float32)
+            total = e.astype(np.float64).sum(axis=1, keepdims=True).astype(np.float32)
+            write_panels(mem, dst, _rint8(e / total * np.float32(QMAX)))
+        elif func == MiscFunc.ROPE:
+            x = read_panels(mem, src, t, n).astype(np.float32)
+            half = n // 2
+            table = mem[src2: src2 + half // 16 * t * 64].view(np.float16).reshape(half // 16, t, 2, 16)
+            cos = table[:, :, 0].transpose(1, 0, 2).reshape(t, half).astype(np.float32)
+            sin = table[:, :, 1].transpose(1, 0, 2).reshape(t, half).astype(np.float32)
+            a, b = x[:, :half], x[:, half:]
+            write_panels(mem, dst, _rint8(np.concatenate([a * cos - b * sin, b * cos + a * sin], axis=1)))
+        elif func == MiscFunc.TOKEN_MAJOR:
+            x = read_panels(mem, src, t, n)
+            mem[dst: dst + t * n] = x.view(np.uint8).ravel()
+        elif func == MiscFunc.LAST_TOKEN:
+            x = read_panels(mem, src, t, n)
+            mem[dst: dst + n] = x[-1].view(np.uint8)
+        else:
+            raise ValueError(f"MISC {func.name} is not executable")
