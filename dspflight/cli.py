@@ -17,6 +17,7 @@ from dspflight.output import OutputSet
 from dspflight.progress import progress_bar
 from hwmodel.errors import DspflightError
 from hwmodel.program import listing
+from rtl.cli import register as register_rtl
 
 
 def _compile_args(p: argparse.ArgumentParser) -> None:
@@ -189,12 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hw")
     p.set_defaults(func=cmd_disasm)
 
-    try:
-        from rtl.cli import register
-    except ImportError:
-        pass
-    else:
-        register(sub)
+    register_rtl(sub)
     return ap
 
 
