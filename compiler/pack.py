@@ -180,6 +180,11 @@ def pack(cm: CompressedModel, prog: Program, hw: HwConfig) -> HbmImage:
     blockers = prog.meta.get("hbm_layout", {}).get("numerics_blockers", [])
     if blockers:
         raise CompileError(f"program for {prog.model} on {hw.name} cannot run numerically: {blockers[0]}")
+    chunk = prog.meta["prefill_bucket"]
+    if comp.attn_block % chunk:
+        raise CompileError(f"program for {prog.model}: prefill chunks of {chunk} tokens cannot run numerically; "
+                           f"a chunk must divide the attention block of {comp.attn_block} (one query block per "
+                           f"chunk, so its queries are contiguous)")
     max_ctx = prog.meta["max_context"]
     g = build_graph(model, comp, "decode", 1, max_ctx)
     g.graph["max_context"] = max_ctx

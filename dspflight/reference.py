@@ -118,10 +118,12 @@ class Reference:
         logits = self.linear("lm_head", h)[0]
         return layers, (logits.astype(np.float16).astype(np.float32) if self.exact else logits)
 
-    def generate(self, prompt: list[int], steps: int, chunk: int | None = None,
-                 on_layer=None) -> list[int]:
+    def generate(self, prompt: list[int], steps: int, chunk: int | None = None, on_layer=None,
+                 forced: list[int] | None = None) -> list[int]:
         """Greedy generation: prefill in chunks (all of the prompt at once by default),
-        then `steps` decode steps; returns the 1 + steps generated ids."""
+        then `steps` decode steps; returns the 1 + steps generated ids. With `forced`,
+        decode step i is fed forced[i] instead of the previous choice (to compare
+        layer by layer with another run of the same tokens)."""
         chunk = chunk or len(prompt)
         tokens = list(prompt)
         for start in range(0, len(prompt), chunk):
@@ -130,9 +132,9 @@ class Reference:
                 for i, x in enumerate(layers):
                     on_layer("prefill", start, i, x)
         out = [int(np.argmax(logits[: self.m.vocab]))]
-        for _ in range(steps):
-            tokens.append(out[-1])
-            layers, logits = self.forward([out[-1]], len(tokens) - 1)
+        for i in range(steps):
+            tokens.append(forced[i] if forced else out[-1])
+            layers, logits = self.forward([tokens[-1]], len(tokens) - 1)
             if on_layer:
                 for i, x in enumerate(layers):
                     on_layer("decode", len(tokens) - 1, i, x)

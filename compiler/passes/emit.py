@@ -228,6 +228,10 @@ class Emitter:
                 self.misc("token_major", t, per_token, addr, addr, reads=(self.slot(qkv),), writes=self.slot(qkv))
             self.store(R_KV, region + (ctx - t) * row_bursts, addr, t * per_token, reads=self.slot(qkv),
                        writes="kv")
+        if len(a["qblocks"]) > 1:
+            msg = "attn: a prefill chunk longer than the attention block (its query blocks are not contiguous)"
+            if msg not in self.blockers:
+                self.blockers.append(msg)
         x_len = hd // self.burst
         scores = (a["scores_addr"], a["scores_addr"] + a["scores_lines"])
         for h in range(kvh):

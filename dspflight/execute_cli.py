@@ -1,0 +1,138 @@
+"""`dspflight execute`: run a prompt through a compiled program on the functional
+executor and compare every layer with the numpy reference.
+
+The checkpoint is compressed (SmoothQuant smoothing, N:16 pruning, group-wise
+quantization, INT8 calibration), the program is compiled with a decode bucket
+of 1 (each decode step at its exact context) or read from `--program`, packed
+into an HBM image, executed from the program's bytes, and the same tokens run
+through dspflight.reference.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from compiler.checkpoint import load_checkpoint, write_random_llama
+from compiler.compression import load_compression
+from compiler.model_config import load_model
+from compiler.pack import pack
+from compiler.pipeline import Buckets, compile_program
+from compiler.quantize import compress
+from dspflight.reference import Reference
+from hwmodel.errors import DspflightError
+from hwmodel.hwconfig import load_hw
+from hwmodel.program import from_bytes, to_bytes
+from sim.functional import Executor, Image
+
+CALIBRATION = (4, 64)       # calibration batch: sequences x tokens of seeded random ids
+
+
+@dataclass
+class LayerAgreement:
+    phase: str
+    position: int            # position of the step's first token
+    layer: int
+    max_abs: int             # INT8 units of the residual stream
+    mismatches: int
+    elements: int
+
+
+@dataclass
+class Execution:
+    prompt: list[int]
+    tokens: list[int]        # executor's greedy choices (after the prompt, then each decode step)
+    ref_tokens: list[int]    # the reference's choices given the same history
+    layers: list[LayerAgreement]
+    seconds: float           # executor wall time
+    program_sha256: str
+    instructions: int
+
+    @property
+    def exact(self) -> bool:
+        return self.tokens == self.ref_tokens and all(a.mismatches == 0 for a in self.layers)
+
+
+def execute(checkpoint: str | Path, hw_name: str = "vhk158", compression: str = "flightllm", prefill: int = 16,
+            decode: int = 16, prompt: list[int] | None = None, seed: int = 0, sfu: str = "fp16",
+            program: str | Path | None = None, chunk: int | None = None) -> Execution:
+    """Compress, compile (or read `program`; prefill in chunks of `chunk`, default
+    the whole prompt), pack, execute and compare."""
+    ck = load_checkpoint(checkpoint)
+    hw = load_hw(hw_name)
+    comp = load_compression(compression, hw)
+    rng = np.random.default_rng(seed)
+    cm = compress(ck, comp, rng.integers(0, ck.model.vocab, CALIBRATION))
+    if program is not None:
+        dfp = Path(program).read_bytes()
+    else:
+        dfp = to_bytes(compile_program(ck.model, comp, hw, prefill, decode, Buckets(chunk or prefill, 1)), hw)
+    prog = from_bytes(dfp, hw, str(program or "<compiled>"))
+    if prog.model != ck.model.name:
+        raise DspflightError(f"{program}: compiled for model {prog.model}, the checkpoint is {ck.model.name}")
+    image = pack(cm, prog, hw)
+    prompt = list(prompt) if prompt is not None else [int(t) for t in rng.integers(0, ck.model.vocab, prefill)]
+    ex = Executor(prog, hw, Image(image.hbm, image.embed, image.meta))
+    got: dict[tuple, np.ndarray] = {}
+    t0 = time.perf_counter()
+    tokens = ex.generate(prompt, decode, lambda ph, p, layer, x: got.__setitem__((p, layer), x))
+    seconds = time.perf_counter() - t0
+    ref: dict[tuple, tuple[str, np.ndarray]] = {}
+    ref_tokens = Reference(cm, sfu).generate(prompt, decode, prog.meta["prefill_bucket"],
+                                             lambda ph, p, layer, x: ref.__setitem__((p, layer), (ph, x)),
+                                             forced=tokens)
+    layers = []
+    for key in sorted(ref):
+        phase, want = ref[key]
+        have = got.get(key)
+        if have is None:
+            raise DspflightError(f"executor produced no residual stream for position {key[0]} layer {key[1]}")
+        diff = np.abs(have.astype(np.int64) - want)
+        layers.append(LayerAgreement(phase, key[0], key[1], int(diff.max()), int((diff > 0).sum()), diff.size))
+    return Execution(prompt, tokens, ref_tokens, layers, seconds, hashlib.sha256(dfp).hexdigest(),
+                     ex.instructions)
+
+
+def handler(args: argparse.Namespace) -> int:
+    prompt = [int(t) for t in args.prompt.split(",")] if args.prompt else None
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = args.checkpoint or write_random_llama(Path(tmp) / "tiny", load_model("tiny"), args.seed)
+        r = execute(checkpoint, args.hw, args.compression, args.prefill, args.decode, prompt, args.seed, args.sfu,
+                    args.program, args.prefill_bucket)
+    print(f"program sha256 {r.program_sha256}")
+    print(f"prompt    {r.prompt}")
+    print(f"executor  {r.tokens}")
+    print(f"reference {r.ref_tokens} (SFU {args.sfu}, same history)")
+    print(f"{'phase':<8} {'pos':>4} {'layer':>5} {'max|diff|':>9} {'mismatch':>9} {'of':>6}")
+    for a in r.layers:
+        print(f"{a.phase:<8} {a.position:>4} {a.layer:>5} {a.max_abs:>9} {a.mismatches:>9} {a.elements:>6}")
+    worst = max(a.max_abs for a in r.layers)
+    same = r.tokens == r.ref_tokens
+    print(f"tokens {'identical' if same else 'DIFFER'}; residual stream max |diff| {worst} INT8 units over "
+          f"{len(r.layers)} layer outputs; {r.instructions} instructions in {r.seconds:.2f} s "
+          f"({len(r.tokens) / r.seconds:.1f} tokens/s)")
+    return 0 if same and (worst == 0 or args.sfu == "float64") else 1
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("execute", help="run a prompt through a compiled program numerically and compare "
+                                              "every layer with the numpy reference")
+    p.add_argument("--checkpoint", help="Hugging Face LLaMA-style directory (config.json + *.safetensors); "
+                                        "default: a seeded random tiny model")
+    p.add_argument("--hw", default="vhk158", help="hardware design (u280, vhk158 or a YAML path)")
+    p.add_argument("--compression", default="flightllm", help="compression profile")
+    p.add_argument("--prefill", type=int, default=16, help="prompt tokens (one prefill chunk)")
+    p.add_argument("--decode", type=int, default=16, help="greedy decode steps")
+    p.add_argument("--prefill-bucket", type=int, help="prefill chunk (default: the whole prompt; at most the "
+                                                      "attention block)")
+    p.add_argument("--prompt", help="comma-separated token ids (default: seeded random)")
+    p.add_argument("--program", help="execute this .dfp instead of compiling one (decode bucket 1)")
+    p.add_argument("--sfu", choices=("fp16", "float64"), default="fp16",
+                   help="reference special functions: mirror the FP16 unit (bit-exact) or ideal float64")
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration batch, prompt and tiny model")
+    p.set_defaults(func=handler)
