@@ -49,6 +49,7 @@ def expected_shapes(m: ModelConfig) -> dict[str, tuple[int, ...]]:
                     p + "fc2.bias": (d,)})
     out[p0 + "final_layer_norm.weight"] = (d,)
     out[p0 + "final_layer_norm.bias"] = (d,)
+    out["lm_head.weight"] = (m.vocab, d)
     return out
 
 
