@@ -65,8 +65,10 @@ def write_panels(mem: np.ndarray, byte: int, value: np.ndarray) -> None:
 
 
 def _unpack_bits(raw: np.ndarray, count: int, width: int) -> np.ndarray:
-    bits = np.unpackbits(raw, bitorder="little")[: count * width].reshape(count, width)
-    return (bits.astype(np.int64) << np.arange(width)).sum(axis=1)
+    """`count` unsigned values of `width` <= 8 bits from an LSB-first bit stream."""
+    bits = np.zeros((count, 8), np.uint8)
+    bits[:, :width] = np.unpackbits(raw, bitorder="little")[: count * width].reshape(count, width)
+    return np.packbits(bits, axis=1, bitorder="little")[:, 0]
 
 
 def _fp16(x: np.ndarray) -> np.ndarray:
@@ -263,13 +265,14 @@ class Executor:
             at += size
         count = rows * kblk * n
         codes = _unpack_bits(raw["values"], count, bits).reshape(rows, kblk * n)
-        index = (_unpack_bits(raw["indices"], count, 4).reshape(rows, kblk, n) if n < m
-                 else np.broadcast_to(np.arange(m), (rows, kblk, m)))
+        index = _unpack_bits(raw["indices"], count, 4).reshape(rows, kblk, n).astype(np.int64) if n < m else None
         groups = math.ceil(kblk * n / self.group)
         scales = raw["scales"][: rows * groups * 2].view(np.float16).reshape(rows, groups).astype(np.float32)
         zeros = raw["zeros"][: rows * groups].reshape(rows, groups).astype(np.float32)
         g = np.arange(kblk * n) // self.group
         w8 = np.clip(np.rint(scales[:, g] * (codes.astype(np.float32) - zeros[:, g])), -QMAX, QMAX)
+        if n == m:
+            return w8.astype(np.int64)
         dense = np.zeros((rows, kblk, m), np.int64)
         np.put_along_axis(dense, index, w8.reshape(rows, kblk, n).astype(np.int64), axis=2)
         return dense.reshape(rows, kblk * m)
