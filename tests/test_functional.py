@@ -110,3 +110,16 @@ def test_panel_layout_makes_column_blocks_contiguous():
     write_panels(mem, 64, x)
     assert np.array_equal(read_panels(mem, 64, 4, 48), x)
     assert np.array_equal(read_panels(mem, 64 + 16 * 4, 4, 32), x[:, 16:])   # features 16.. start 16*T bytes on
+
+
+def test_execute_subcommand_prints_tokens_and_per_layer_agreement(tiny_dir, capsys):
+    import argparse
+
+    from dspflight.execute_cli import register
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["execute", "--checkpoint", str(tiny_dir), "--decode", "2"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "tokens identical; residual stream max |diff| 0 INT8 units over 6 layer outputs" in out
+    assert out.count("\nprefill ") == 2 and out.count("\ndecode ") == 4
