@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
+from rtl_tools import yosys  # noqa: F401 (fixtures)
 
 from hwmodel.errors import ConfigError
 from rtl import cli

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from rtl_tools import yosys  # noqa: F401 (fixtures)
 
 from hwmodel.hwconfig import load_hw
 from rtl.synth import FAMILIES, synth_report

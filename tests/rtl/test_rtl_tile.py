@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from rtl_tools import simulator, yosys  # noqa: F401 (fixtures)
 
 from hwmodel.gateware.dsp48 import FAMILY_DSP
 from hwmodel.hwconfig import load_hw
