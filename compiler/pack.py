@@ -78,7 +78,7 @@ def weight_record(hw: HwConfig, q: QuantLinear, rows: np.ndarray, k0: int, kblk:
     parts = weight_record_parts(hw, r, kblk, n, q.bits, group)
     out = bytearray()
     for name, data in (("values", _bits(codes, q.bits)), ("indices", _bits(index, 4) if n < m else b""),
-                       ("scales", scales.tobytes()), ("zeros", zeros.tobytes()), ("requant", requant.tobytes())):
+                       ("scales", scales.tobytes()), ("zeros", _bits(zeros, q.bits)), ("requant", requant.tobytes())):
         out += data + bytes(parts[name] - len(data))
     return bytes(out)
 

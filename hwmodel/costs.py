@@ -130,8 +130,8 @@ def work(hw: HwConfig, ins: Instr) -> Work:
 def weight_record_parts(hw: HwConfig, rows: int, kblk: int, n: int, bits: int, scale_group: int) -> dict[str, int]:
     """Bytes of each part of a weight tile record, in order, each padded to whole
     bursts: packed non-zero values, 4-bit indices (only when sparse), one FP16
-    scale and one 8-bit zero point per `scale_group` non-zeros of a row, and one
-    FP32 requantization multiplier per row (docs/numerics.md)."""
+    scale and one zero point (as wide as a value) per `scale_group` non-zeros of
+    a row, and one FP32 requantization multiplier per row (docs/numerics.md)."""
     burst = hw.hbm.burst_bytes
     nnz = rows * kblk * n
     groups = rows * math.ceil(kblk * n / scale_group)
@@ -144,7 +144,7 @@ def weight_record_parts(hw: HwConfig, rows: int, kblk: int, n: int, bits: int, s
         "values": padded(nnz * bits / 8),
         "indices": padded(nnz * index_bits / 8) if n < hw.sparsity_m else 0,
         "scales": padded(groups * 2),
-        "zeros": padded(groups),
+        "zeros": padded(groups * bits / 8),
         "requant": padded(rows * 4),
     }
 

@@ -268,7 +268,7 @@ class Executor:
         index = _unpack_bits(raw["indices"], count, 4).reshape(rows, kblk, n).astype(np.int64) if n < m else None
         groups = math.ceil(kblk * n / self.group)
         scales = raw["scales"][: rows * groups * 2].view(np.float16).reshape(rows, groups).astype(np.float32)
-        zeros = raw["zeros"][: rows * groups].reshape(rows, groups).astype(np.float32)
+        zeros = _unpack_bits(raw["zeros"], rows * groups, bits).reshape(rows, groups).astype(np.float32)
         g = np.arange(kblk * n) // self.group
         w8 = np.clip(np.rint(scales[:, g] * (codes.astype(np.float32) - zeros[:, g])), -QMAX, QMAX)
         if n == m:
