@@ -5,7 +5,7 @@ and core's regions, the compiler's tiles give each weight record's rows and K
 blocks. This module lays the compressed model out exactly as the LD
 instructions expect (docs/numerics.md): per core and tile a record of packed
 values | 4-bit indices | FP16 scales | zero points | FP32 requant multipliers,
-the layers' parameter records, the RoPE tables; plus what the host needs to
+the layers' parameter records, the RoPE table; plus what the host needs to
 feed the program (the INT8 embedding table).
 """
 from __future__ import annotations
@@ -20,10 +20,10 @@ import numpy as np
 
 from compiler.compression import load_compression
 from compiler.graph import build_graph
-from compiler.passes.allocate import NORM_HEADER, layer_record_offsets, rope_lanes
+from compiler.passes.allocate import NORM_HEADER, layer_record_offsets
 from compiler.passes.emit import POST, R_HEAD, R_IO, R_WEIGHTS
 from compiler.pipeline import run_passes
-from compiler.quantize import CompressedModel, QuantLinear, rope_inv_freq, score_scale
+from compiler.quantize import CompressedModel, QuantLinear, head_panel_order, rope_inv_freq, score_scale
 from hwmodel.costs import weight_record_parts
 from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
@@ -98,13 +98,15 @@ def _row_map(model, g: nx.DiGraph, name: str, core: int) -> tuple[str, list[tupl
         for h in range(kvh):                 # query rows, numbered in the concatenated [q; k; v] matrix
             kh = core * kvh + h
             f = np.arange(grp * hd)
-            p, gq = f // 16 // grp, f // 16 % grp
-            rows.append(np.where(kh < model.kv_heads, (kh * grp + gq) * hd + p * 16 + f % 16, -1))
+            dim = rope_dim_order(hd)[f // 16 // grp * 16 + f % 16]
+            rows.append(np.where(kh < model.kv_heads, (kh * grp + f // 16 % grp) * hd + dim, -1))
         qrows = model.heads * hd
-        for base in (qrows, qrows + model.kv_heads * hd):
-            for h in range(kvh):
-                kh = core * kvh + h
-                rows.append(np.where(kh < model.kv_heads, base + kh * hd + np.arange(hd), -1))
+        for h in range(kvh):
+            kh = core * kvh + h
+            rows.append(np.where(kh < model.kv_heads, qrows + kh * hd + rope_dim_order(hd), -1))
+        for h in range(kvh):
+            kh = core * kvh + h
+            rows.append(np.where(kh < model.kv_heads, qrows + (model.kv_heads + kh) * hd + np.arange(hd), -1))
         local = np.concatenate(rows)
     elif op == "up":
         ffn_core = rc // 2
@@ -141,18 +143,6 @@ def _stacked(cm: CompressedModel, layer: int, op: str) -> QuantLinear:
                        parts[0].n, parts[0].bits, parts[0].order)
 
 
-def _attention_o_columns(model, heads_core: int) -> np.ndarray:
-    """Model attention feature of each gathered attention-output feature (queries of a
-    KV head in (dim panel, query head, dim) order, core after core)."""
-    hd, grp = model.head_dim, model.group
-    j = np.arange(model.hidden)
-    core, f = j // (heads_core * hd), j % (heads_core * hd)
-    h, f = f // (grp * hd), f % (grp * hd)
-    p, gq, d = f // 16 // grp, f // 16 % grp, f % 16
-    head = (core * (heads_core // grp) + h) * grp + gq
-    return head * hd + p * 16 + d
-
-
 def _norm_record(gain: np.ndarray, eps: float, s_in: float, s_out: float) -> bytes:
     head = np.zeros(NORM_HEADER // 4, np.float32)
     head[0] = eps / (s_in * s_in)
@@ -160,14 +150,25 @@ def _norm_record(gain: np.ndarray, eps: float, s_in: float, s_out: float) -> byt
     return head.tobytes() + g + bytes(-len(g) % 64)
 
 
-def _rope_table(lanes: int, grp: int, hd: int, theta: float, max_ctx: int) -> bytes:
-    """[lane panel][position] 64-byte lines: 16 cos then 16 sin (FP16). Lane j of a
-    query block rotates dim ((j/16)/group)*16 + j%16 of its head."""
-    j = np.arange(lanes)
-    freq = rope_inv_freq(hd, theta)[(j // 16 // grp) * 16 + j % 16]
-    ang = np.arange(max_ctx)[None, :, None] * freq.reshape(lanes // 16, 1, 16)
-    table = np.concatenate([np.cos(ang), np.sin(ang)], axis=2).astype(np.float16)
-    return table.tobytes()
+def rope_dim_order(hd: int) -> np.ndarray:
+    """Model dim of each query/key dim on chip: rotate-half pairs (d, d + hd/2) made
+    adjacent (2i, 2i+1), so one RoPE instruction covers every head. Queries and keys
+    share the order, so their dot products are unchanged."""
+    i = np.arange(hd)
+    return i // 2 + (i % 2) * (hd // 2)
+
+
+def _rope_table(model, kv_core: int, theta: float, max_ctx: int) -> bytes:
+    """[lane/16][position] 64-byte lines: 16 cos then 16 sin (FP16). Lane i rotates
+    features 2i, 2i+1 of the core's [queries | keys]."""
+    hd, grp = model.head_dim, model.group
+    f = 2 * np.arange(kv_core * (grp + 1) * hd // 2)
+    q_width = kv_core * grp * hd
+    within = np.where(f < q_width, f % (grp * hd), (f - q_width) % hd)
+    head_dim_pos = np.where(f < q_width, within // 16 // grp * 16 + within % 16, within)
+    freq = rope_inv_freq(hd, theta)[head_dim_pos // 2]
+    ang = np.arange(max_ctx)[None, :, None] * freq.reshape(-1, 1, 16)
+    return np.concatenate([np.cos(ang), np.sin(ang)], axis=2).astype(np.float16).tobytes()
 
 
 def pack(cm: CompressedModel, prog: Program, hw: HwConfig) -> HbmImage:
@@ -199,13 +200,13 @@ def pack(cm: CompressedModel, prog: Program, hw: HwConfig) -> HbmImage:
     def put(offset_bursts: int, data: bytes) -> None:
         hbm[offset_bursts * burst: offset_bursts * burst + len(data)] = np.frombuffer(data, np.uint8)
 
-    o_cols = _attention_o_columns(model, g.nodes["L0.attn"]["heads_core"])
+    o_cols = head_panel_order(model)
     for name, a in g.nodes(data=True):
         if a["kind"] != "linear":
             continue
         layer = a["layer"]
         q = _stacked(cm, layer, a["op"])
-        if a["op"] == "o":           # columns in the order attention produces them
+        if a["op"] == "o":           # columns in the order attention produces them, core after core
             if not np.array_equal(q.order, o_cols):
                 raise CompileError(f"layer {layer} op o: compressed with input order other than the "
                                    f"accelerator's attention output order")
@@ -219,8 +220,8 @@ def pack(cm: CompressedModel, prog: Program, hw: HwConfig) -> HbmImage:
                 put(call.base[4 * c + reg] + off, weight_record(hw, q, rows, k0, kblk, cm.scale_group))
     s = cm.scales
     rec = layer_record_offsets(model)
-    q_lanes, k_lanes = rope_lanes(model)
-    rope_q, rope_k = prog.meta["hbm_layout"]["rope_bursts"]
+    rope = prog.meta["hbm_layout"]["rope_bursts"]
+    kv_core = g.nodes["L0.attn"]["kv_heads_core"]
     for c in range(cores):
         for layer in range(model.layers):
             base = calls[layer].base[4 * c + R_WEIGHTS] * burst
@@ -232,8 +233,7 @@ def pack(cm: CompressedModel, prog: Program, hw: HwConfig) -> HbmImage:
                 hbm[base + rec[part]: base + rec[part] + len(data)] = np.frombuffer(data, np.uint8)
         head = calls[POST].base[4 * c + R_HEAD]
         put(head, _norm_record(cm.norms["final_norm"], cm.norm_eps, s["res"], s["fn"]))
-        put(head + rope_q, _rope_table(q_lanes, model.group, model.head_dim, cm.rope_theta, max_ctx))
-        put(head + rope_k, _rope_table(k_lanes, 1, model.head_dim, cm.rope_theta, max_ctx))
+        put(head + rope, _rope_table(model, kv_core, cm.rope_theta, max_ctx))
     meta = {"format": IMAGE_FORMAT, "program_fingerprint": prog.hw_fingerprint, "model": prog.model,
             "vocab": model.vocab, "hidden": model.hidden, "cores": cores}
     return HbmImage(hbm, cm.embed, meta)

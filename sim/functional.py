@@ -358,14 +358,16 @@ class Executor:
             e = np.exp(x - x.max(axis=1, keepdims=True)).astype(np.float32)
             total = e.astype(np.float64).sum(axis=1, keepdims=True).astype(np.float32)
             write_panels(mem, dst, _rint8(e / total * np.float32(QMAX)))
-        elif func == MiscFunc.ROPE:
+        elif func == MiscFunc.ROPE:          # features 2i, 2i+1 rotate by lane i of the table
             x = read_panels(mem, src, t, n).astype(np.float32)
-            half = n // 2
-            table = mem[src2: src2 + half // 16 * t * 64].view(np.float16).reshape(half // 16, t, 2, 16)
-            cos = table[:, :, 0].transpose(1, 0, 2).reshape(t, half).astype(np.float32)
-            sin = table[:, :, 1].transpose(1, 0, 2).reshape(t, half).astype(np.float32)
-            a, b = x[:, :half], x[:, half:]
-            write_panels(mem, dst, _rint8(np.concatenate([a * cos - b * sin, b * cos + a * sin], axis=1)))
+            lanes = n // 2
+            table = mem[src2: src2 + lanes // 16 * t * 64].view(np.float16).reshape(lanes // 16, t, 2, 16)
+            cos = table[:, :, 0].transpose(1, 0, 2).reshape(t, lanes).astype(np.float32)
+            sin = table[:, :, 1].transpose(1, 0, 2).reshape(t, lanes).astype(np.float32)
+            a, b = x[:, 0::2], x[:, 1::2]
+            y = np.empty_like(x)
+            y[:, 0::2], y[:, 1::2] = a * cos - b * sin, b * cos + a * sin
+            write_panels(mem, dst, _rint8(y))
         elif func == MiscFunc.TOKEN_MAJOR:
             x = read_panels(mem, src, t, n)
             mem[dst: dst + t * n] = x.view(np.uint8).ravel()

@@ -2,7 +2,7 @@
 tile, parameter record and KV cache in HBM; refuse a model that does not fit.
 
 On chip (docs/numerics.md): the residual stream `x` sits at line 0 and is
-updated in place; the step's RoPE tables follow it. The top of the activation
+updated in place; the step's RoPE table follows it. The top of the activation
 buffer is the exchange window (SYS EXCHANGE gathers there in place). Each
 layer's parameter record (norm gains, softmax scale) is placed first in the
 layer's pool; each op's output gets the first free lines that fit and gives
@@ -10,7 +10,7 @@ them back once its last consumer has been placed (all layers share one
 layout, so they can share one instruction section). In HBM (addresses in
 bursts): per layer and core the parameter record then the weight tiles, a
 KV-cache region sized for the longest context the program serves; the LM
-head region (final-norm record, LM head tiles, RoPE tables); the host I/O area.
+head region (final-norm record, LM head tiles, RoPE table); the host I/O area.
 
 Where the layouts cannot express a tensor exactly (a shard that is not whole
 lines, an exchange split in pieces, fusion off, LayerNorm), the step still
@@ -44,9 +44,9 @@ def layer_record_offsets(model) -> dict[str, int]:
     return {"attn_norm": 0, "ffn_norm": norm, "softmax": 2 * norm, "bytes": 2 * norm + SOFTMAX_RECORD}
 
 
-def rope_lanes(model) -> tuple[int, int]:
-    """RoPE lanes (rotated pairs) of a KV head's query block and of its key block."""
-    return model.group * model.head_dim // 2, model.head_dim // 2
+def rope_lanes(model, hw: HwConfig) -> int:
+    """RoPE lanes (rotated feature pairs) of a core: its queries and keys."""
+    return math.ceil(model.kv_heads / hw.slrs) * (model.group + 1) * model.head_dim // 2
 
 
 def _local_features(g: nx.DiGraph, name: str) -> int:
@@ -108,11 +108,8 @@ def allocate(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
         return math.ceil(nbytes / line)
 
     x_lines = lines(tokens * model.hidden)
-    q_lanes, k_lanes = rope_lanes(model)
-    rope_q_lines = q_lanes // 16 * tokens          # one 64-byte line per 16 lanes and token
-    rope_k_lines = k_lanes // 16 * tokens
-    g.graph["rope_addr"] = (x_lines, x_lines + rope_q_lines)
-    first = x_lines + rope_q_lines + rope_k_lines
+    g.graph["rope_addr"] = x_lines
+    first = x_lines + rope_lanes(model, hw) // 16 * tokens          # one 64-byte line per 16 lanes and token
 
     for name, a in g.nodes(data=True):
         a["local"] = _local_features(g, name)
@@ -203,10 +200,8 @@ def _place_hbm(g: nx.DiGraph, hw: HwConfig) -> None:
             a["tile_hbm"].append((offset, nbytes // burst))
             offset += nbytes // burst
         per_layer[a["layer"]] = offset
-    q_lanes, k_lanes = rope_lanes(model)
-    rope_q = per_layer[-1]                       # [lane panel][position] 64-byte lines
-    rope_k = rope_q + q_lanes // 16 * max_ctx
-    per_layer[-1] = rope_k + k_lanes // 16 * max_ctx
+    rope = per_layer[-1]                         # [lane panel][position] 64-byte lines
+    per_layer[-1] = rope + rope_lanes(model, hw) // 16 * max_ctx
     kv_core = math.ceil(model.kv_heads / hw.slrs)
     kv_bursts = math.ceil(2 * kv_core * max_ctx * model.head_dim / burst)
     weights = sum(per_layer.values()) * hw.slrs * burst
@@ -222,6 +217,6 @@ def _place_hbm(g: nx.DiGraph, hw: HwConfig) -> None:
             f"{hw.hbm.capacity_bytes / GIB:.2f} GiB")
     g.graph["hbm_layout"] = {
         "layer_weight_bursts": per_layer, "kv_bursts": kv_bursts, "weight_bytes": weights, "kv_bytes": kv,
-        "io_bytes": io, "rope_bursts": [rope_q, rope_k], "max_context": max_ctx, "scale_group": comp.scale_group,
+        "io_bytes": io, "rope_bursts": rope, "max_context": max_ctx, "scale_group": comp.scale_group,
         "numerics_blockers": g.graph["numerics_blockers"],
     }

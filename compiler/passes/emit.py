@@ -3,9 +3,8 @@
 One section per distinct layer (layers with the same shapes and formats
 share one, addressed through base registers: r0 the layer's weights and
 parameter record, r1 its KV cache, r2 the host I/O area, r3 the LM head
-region), plus a `pre` section (load the embedded input and the step's RoPE
-tables) and a `post` section (final norm, LM head, logits to the host).
-Prefill lowers matrix ops to MM, decode to MV; attention skips the key
+region), plus a `pre` section (load the embedded input) and a `post`
+section (final norm, LM head, logits to the host). Prefill lowers matrix ops to MM, decode to MV; attention skips the key
 blocks its mask cuts. The data layouts the instructions imply are defined in
 docs/numerics.md; the functional executor (sim.functional) runs them.
 """
@@ -126,15 +125,13 @@ class Emitter:
     def op_embed(self, name: str, a: dict) -> None:
         self.load(R_IO, 0, 0, self.slot(name), math.ceil(self.tokens * self.model.hidden / self.burst))
 
-    def load_rope_tables(self) -> None:
+    def load_rope_table(self) -> None:
         """The cos/sin rows of the step's positions (in the layer section, so `pre`
         stays the same for every step)."""
         t = self.tokens
-        q_addr, k_addr = self.g.graph["rope_addr"]
-        pos0 = self.g.graph["context"] - t
-        for (lanes, table), addr in zip(zip(rope_lanes(self.model), self.g.graph["hbm_layout"]["rope_bursts"]),
-                                        (q_addr, k_addr)):
-            self.load(R_HEAD, table + pos0, addr, "rope", t, lanes // 16, self.max_ctx)
+        lanes = rope_lanes(self.model, self.hw)
+        self.load(R_HEAD, self.g.graph["hbm_layout"]["rope_bursts"] + self.g.graph["context"] - t,
+                  self.g.graph["rope_addr"], "rope", t, lanes // 16, self.max_ctx)
 
     def op_norm(self, name: str, a: dict) -> None:
         src = self.input_of(name)
@@ -199,17 +196,11 @@ class Emitter:
             self.b.add(Op.SYS, dict(kind=SysKind.HOST, lines=self.lines(nbytes)), reads=("logits",))
 
     def rope(self, name: str, a: dict) -> None:
-        """RoPE on the query block and the key block of every KV head of the core,
-        with the step's cos/sin tables (loaded by `pre`)."""
-        t, hd, group = self.tokens, self.model.head_dim, self.model.group
-        kvh = a["rows_core"] // ((group + 2) * hd)
-        q_table, k_table = self.g.graph["rope_addr"]
-        for h in range(kvh):
-            for width, offset, table in ((group * hd, h * group * hd, q_table),
-                                         (hd, kvh * group * hd + h * hd, k_table)):
-                addr = self.at(a["out_addr"], offset * t, name)
-                self.misc("rope", t, width, addr, addr, reads=(self.slot(name), "rope"), writes=self.slot(name),
-                          src2=table)
+        """RoPE on the queries and keys of the core (adjacent feature pairs, see
+        docs/numerics.md), with the step's cos/sin table."""
+        lanes = rope_lanes(self.model, self.hw)
+        self.misc("rope", self.tokens, 2 * lanes, a["out_addr"], a["out_addr"], reads=(self.slot(name), "rope"),
+                  writes=self.slot(name), src2=self.g.graph["rope_addr"])
 
     def op_attention(self, name: str, a: dict) -> None:
         hd, group, kvh = a["head_dim"], self.model.group, a["kv_heads_core"]
@@ -310,7 +301,7 @@ def emit(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
         if layer >= 0 or nodes != ["embed"]:
             em.load_params(layer)
         if layer >= 0 and g.graph["model"].positional == "rope":
-            em.load_rope_tables()
+            em.load_rope_table()
         for n in nodes:
             em.emit(n)
         b.finish()
