@@ -113,8 +113,8 @@ class Executor:
         self.burst = hw.hbm.burst_bytes
         self.cores = [Core(c, np.zeros(hw.onchip_bytes, np.uint8)) for c in range(hw.slrs)]
         self.hidden, self.vocab = image.meta["hidden"], image.meta["vocab"]
-        self.base: list[int] = []
         self.instructions = 0
+        self.host_lines = 0          # set by SYS HOST: lines of logits in each core's I/O area
 
     # ---- the host ------------------------------------------------------------------
     def generate(self, prompt: list[int], steps: int,
@@ -171,8 +171,6 @@ class Executor:
         return logits
 
     # ---- sections: all cores, token-ordered within a core, lockstep at exchanges ------
-    host_lines = 0
-
     def run_section(self, sec: Section, base: list[int]) -> None:
         runs = [self._core_run(core, sec, base[4 * core.index: 4 * core.index + 4]) for core in self.cores]
         while True:

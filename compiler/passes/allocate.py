@@ -157,6 +157,8 @@ def allocate(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
             a["out_addr"], a["out_lines"] = 0, x_lines
         else:
             head = a["kind"] == "linear" and a["op"] == "lm_head"
+            if head and a["local"] * 2 % line:
+                blockers.append(f"lm_head: a core's {a['local']} FP16 logits are not whole {line}-byte lines")
             if head and tokens > 1:
                 a["last_addr"] = need(name, lines(model.hidden))    # the last token's input vector
             a["out_lines"] = lines(a["local"] * 2) if head else lines(tokens * a["local"])   # FP16 logits

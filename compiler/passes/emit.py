@@ -250,6 +250,9 @@ class Emitter:
                                   reads=("kv",))
                     wk = k_addr + (self.lines(s * hd) if a["kv_resident"] else 0)
                     causal = q1 - q0 if prefill and s == q0 else 0
+                    if causal >= 1 << 9:           # the aux field's width; only numerics need the mask
+                        self.blockers.append(f"attn: a causal query block of {causal} tokens does not fit aux")
+                        causal = 0
                     self.matrix(rows_q, e - s, hd // 16, 16, 8, q_addr, wk,
                                 self.at(a["scores_addr"], done * rows_q * 2, name),
                                 reads=(self.slot(qkv), kq), writes=scores, mode=MatMode.SCORES, aux=causal)
