@@ -10,6 +10,7 @@ feed the program (the INT8 embedding table).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from compiler.quantize import CompressedModel, QuantLinear, head_panel_order, ro
 from hwmodel.costs import weight_record_parts
 from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
-from hwmodel.program import Program
+from hwmodel.program import Program, to_bytes
 
 IMAGE_FORMAT = 1
 
@@ -178,19 +179,22 @@ def pack(cm: CompressedModel, prog: Program, hw: HwConfig) -> HbmImage:
     if comp.scale_group != cm.scale_group or comp.name != cm.compression:
         raise CompileError(f"program compiled with compression {comp.name}, the model was compressed with "
                            f"{cm.compression}")
-    blockers = prog.meta.get("hbm_layout", {}).get("numerics_blockers", [])
-    if blockers:
-        raise CompileError(f"program for {prog.model} on {hw.name} cannot run numerically: {blockers[0]}")
     chunk = prog.meta["prefill_bucket"]
     if comp.attn_block % chunk:
         raise CompileError(f"program for {prog.model}: prefill chunks of {chunk} tokens cannot run numerically; "
                            f"a chunk must divide the attention block of {comp.attn_block} (one query block per "
                            f"chunk, so its queries are contiguous)")
     max_ctx = prog.meta["max_context"]
-    g = build_graph(model, comp, "decode", 1, max_ctx)
-    g.graph["max_context"] = max_ctx
-    g.graph["fusion"] = prog.meta.get("fusion", True)
-    g = run_passes(g, hw)
+    graphs = []
+    for phase, tokens, ctx in (("decode", 1, max_ctx), ("prefill", chunk, chunk)):
+        g = build_graph(model, comp, phase, tokens, ctx)
+        g.graph["max_context"] = max_ctx
+        g.graph["fusion"] = prog.meta.get("fusion", True)
+        graphs.append(run_passes(g, hw))
+        if g.graph["numerics_blockers"]:
+            raise CompileError(f"program for {prog.model} on {hw.name} cannot run numerically: "
+                               f"{g.graph['numerics_blockers'][0]}")
+    g = graphs[0]
     burst, cores = hw.hbm.burst_bytes, hw.slrs
     calls = {c.layer: c for s in prog.steps for c in s.calls}     # weight/head registers are step-independent
     end = max(c.base[4 * k + R_IO] for s in prog.steps for c in s.calls for k in range(cores))
@@ -220,7 +224,7 @@ def pack(cm: CompressedModel, prog: Program, hw: HwConfig) -> HbmImage:
                 put(call.base[4 * c + reg] + off, weight_record(hw, q, rows, k0, kblk, cm.scale_group))
     s = cm.scales
     rec = layer_record_offsets(model)
-    rope = prog.meta["hbm_layout"]["rope_bursts"]
+    rope = g.graph["hbm_layout"]["rope_bursts"]
     kv_core = g.nodes["L0.attn"]["kv_heads_core"]
     for c in range(cores):
         for layer in range(model.layers):
@@ -234,6 +238,7 @@ def pack(cm: CompressedModel, prog: Program, hw: HwConfig) -> HbmImage:
         head = calls[POST].base[4 * c + R_HEAD]
         put(head, _norm_record(cm.norms["final_norm"], cm.norm_eps, s["res"], s["fn"]))
         put(head + rope, _rope_table(model, kv_core, cm.rope_theta, max_ctx))
-    meta = {"format": IMAGE_FORMAT, "program_fingerprint": prog.hw_fingerprint, "model": prog.model,
-            "vocab": model.vocab, "hidden": model.hidden, "cores": cores}
+    meta = {"format": IMAGE_FORMAT, "program_sha256": hashlib.sha256(to_bytes(prog, hw)).hexdigest(),
+            "model": prog.model, "vocab": model.vocab, "hidden": model.hidden, "cores": cores,
+            "scale_group": cm.scale_group}
     return HbmImage(hbm, cm.embed, meta)

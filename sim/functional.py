@@ -15,6 +15,7 @@ between exchanges.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from hwmodel.costs import sparsity_n, weight_bits, weight_record_parts
 from hwmodel.errors import SimulationError
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import NUM_QUEUES, Instr, MatMode, MiscFunc, Op, SysKind, exchange_window, mask_to_queues
-from hwmodel.program import Program, Section, schedule_for
+from hwmodel.program import Program, Section, schedule_for, to_bytes
 
 QMAX = 127
 R_WEIGHTS, R_KV, R_IO, R_HEAD = range(4)
@@ -97,18 +98,15 @@ class Executor:
     def __init__(self, prog: Program, hw: HwConfig, image: Image):
         if prog.hw_fingerprint != hw.fingerprint:
             raise SimulationError(f"program for {prog.hw_name} run on {hw.name}")
-        layout = prog.meta.get("hbm_layout", {})
-        blockers = layout.get("numerics_blockers")
-        if blockers is None or "scale_group" not in layout:
-            raise SimulationError(f"program for {prog.model}: compiled without the numerics layout; recompile")
-        if blockers:
-            raise SimulationError(f"program for {prog.model} on {hw.name} cannot run numerically: {blockers[0]}")
+        if image.meta.get("program_sha256") != hashlib.sha256(to_bytes(prog, hw)).hexdigest():
+            raise SimulationError(f"HBM image of {image.meta.get('model')!r} was packed for another program than "
+                                  f"this {prog.model} program; pack it for this one")
         if prog.meta.get("decode_bucket", 1) != 1:
             raise SimulationError(f"program for {prog.model}: decode bucket {prog.meta['decode_bucket']} shares one "
                                   f"section among contexts; compile with a decode bucket of 1 to execute it")
         self.prog, self.hw, self.image = prog, hw, image
         self.hbm = image.hbm
-        self.group = layout["scale_group"]
+        self.group = image.meta["scale_group"]
         self.line = hw.line_bytes
         self.burst = hw.hbm.burst_bytes
         self.cores = [Core(c, np.zeros(hw.onchip_bytes, np.uint8)) for c in range(hw.slrs)]

@@ -17,7 +17,7 @@ from compiler.pipeline import Buckets, compile_program
 from compiler.quantize import compress
 from dspflight.execute_cli import execute
 from dspflight.reference import Reference
-from hwmodel.errors import CompileError
+from hwmodel.errors import CompileError, SimulationError
 from hwmodel.hwconfig import load_hw
 from hwmodel.program import read_program, write_program
 from sim.functional import Executor, Image, read_panels, write_panels
@@ -123,3 +123,14 @@ def test_execute_subcommand_prints_tokens_and_per_layer_agreement(tiny_dir, caps
     out = capsys.readouterr().out
     assert "tokens identical; residual stream max |diff| 0 INT8 units over 6 layer outputs" in out
     assert out.count("\nprefill ") == 2 and out.count("\ndecode ") == 4
+
+
+def test_an_image_runs_only_the_program_it_was_packed_for(tiny_dir):
+    hw = load_hw("vhk158")
+    comp = load_compression("flightllm", hw)
+    ck = load_checkpoint(tiny_dir)
+    cm = compress(ck, comp, np.random.default_rng(0).integers(0, 512, (2, 32)))
+    image = pack(cm, compile_program(ck.model, comp, hw, 16, 0, Buckets(16, 1)), hw)
+    other = compile_program(ck.model, comp, hw, 16, 2, Buckets(16, 1))
+    with pytest.raises(SimulationError, match="packed for another program"):
+        Executor(other, hw, Image(image.hbm, image.embed, image.meta))

@@ -14,8 +14,8 @@ head region (final-norm record, LM head tiles, RoPE table); the host I/O area.
 
 Where the layouts cannot express a tensor exactly (a shard that is not whole
 lines, an exchange split in pieces, fusion off, LayerNorm), the step still
-compiles for timing and the reason goes to `hbm_layout["numerics_blockers"]`,
-which the functional executor refuses to run.
+compiles for timing and the reason goes to `g.graph["numerics_blockers"]`;
+compiler.pack refuses to pack such a program for the functional executor.
 """
 from __future__ import annotations
 
@@ -219,6 +219,5 @@ def _place_hbm(g: nx.DiGraph, hw: HwConfig) -> None:
             f"{hw.hbm.capacity_bytes / GIB:.2f} GiB")
     g.graph["hbm_layout"] = {
         "layer_weight_bursts": per_layer, "kv_bursts": kv_bursts, "weight_bytes": weights, "kv_bytes": kv,
-        "io_bytes": io, "rope_bursts": rope, "max_context": max_ctx, "scale_group": comp.scale_group,
-        "numerics_blockers": g.graph["numerics_blockers"],
+        "io_bytes": io, "rope_bursts": rope,
     }
