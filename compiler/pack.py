@@ -37,12 +37,23 @@ IMAGE_FORMAT = 1
 class HbmImage:
     hbm: np.ndarray          # uint8, HBM bytes from address 0 to the end of the last I/O area
     embed: np.ndarray        # int8 [vocab, hidden]: the host's embedding table (INT8 at the residual scale)
-    meta: dict               # vocab, hidden, program fingerprint, ...
+    meta: dict               # vocab, hidden, program SHA-256, ...
 
-    def save(self, path: str | Path) -> Path:
+    def channel_images(self, hw: HwConfig) -> np.ndarray:
+        """The image as each HBM pseudo-channel holds it, [channel][bytes]: the
+        program's transfers stripe over all channels, burst b in channel
+        b mod channels at offset b // channels."""
+        step = hw.hbm.channels * hw.hbm.burst_bytes
+        flat = np.concatenate([self.hbm, np.zeros(-len(self.hbm) % step, np.uint8)])
+        return flat.reshape(-1, hw.hbm.channels, hw.hbm.burst_bytes).transpose(1, 0, 2).reshape(hw.hbm.channels, -1)
+
+    def save(self, path: str | Path, hw: HwConfig) -> Path:
+        """One .npz: the per-channel images, the embedding table and the meta (JSON)."""
         path = Path(path)
+        meta = dict(self.meta, burst_bytes=hw.hbm.burst_bytes)
         with open(path, "wb") as f:
-            np.savez(f, hbm=self.hbm, embed=self.embed, meta=np.frombuffer(json.dumps(self.meta).encode(), np.uint8))
+            np.savez(f, channels=self.channel_images(hw), embed=self.embed,
+                     meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
         return path
 
 

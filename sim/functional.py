@@ -44,9 +44,15 @@ class Image:
 
     @classmethod
     def load(cls, path: str | Path) -> "Image":
+        """Read an image saved by compiler.pack (per-channel images, interleaved back
+        into one address space: burst b is in channel b mod channels)."""
         try:
             with np.load(path) as z:
-                return cls(z["hbm"].copy(), z["embed"], json.loads(bytes(z["meta"]).decode()))
+                meta = json.loads(bytes(z["meta"]).decode())
+                ch = z["channels"]
+                burst = meta["burst_bytes"]
+                hbm = ch.reshape(ch.shape[0], -1, burst).transpose(1, 0, 2).reshape(-1)
+                return cls(hbm.copy(), z["embed"], meta)
         except (OSError, KeyError, ValueError) as exc:
             raise SimulationError(f"{path}: not an HBM image ({exc})") from None
 

@@ -134,3 +134,17 @@ def test_an_image_runs_only_the_program_it_was_packed_for(tiny_dir):
     other = compile_program(ck.model, comp, hw, 16, 2, Buckets(16, 1))
     with pytest.raises(SimulationError, match="packed for another program"):
         Executor(other, hw, Image(image.hbm, image.embed, image.meta))
+
+
+def test_saved_per_channel_image_loads_back_to_the_same_bytes(tiny_dir, tmp_path):
+    hw = load_hw("vhk158")
+    comp = load_compression("flightllm", hw)
+    ck = load_checkpoint(tiny_dir)
+    cm = compress(ck, comp, np.random.default_rng(0).integers(0, 512, (2, 32)))
+    image = pack(cm, compile_program(ck.model, comp, hw, 16, 0, Buckets(16, 1)), hw)
+    channels = image.channel_images(hw)
+    assert channels.shape[0] == hw.hbm.channels == 32
+    assert np.array_equal(channels[1][:64], image.hbm[64:128])          # burst 1 lives in channel 1
+    back = Image.load(image.save(tmp_path / "tiny.hbm.npz", hw))
+    assert np.array_equal(back.hbm[: len(image.hbm)], image.hbm) and not back.hbm[len(image.hbm):].any()
+    assert np.array_equal(back.embed, image.embed) and back.meta["program_sha256"] == image.meta["program_sha256"]
