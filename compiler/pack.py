@@ -21,13 +21,14 @@ import numpy as np
 
 from compiler.compression import load_compression
 from compiler.graph import build_graph
-from compiler.passes.allocate import NORM_HEADER, layer_record_offsets
-from compiler.passes.emit import POST, R_HEAD, R_IO, R_WEIGHTS
+from compiler.passes.allocate import layer_record_offsets
+from compiler.passes.emit import POST
 from compiler.pipeline import run_passes
 from compiler.quantize import CompressedModel, QuantLinear, head_panel_order, rope_inv_freq, score_scale
 from hwmodel.costs import weight_record_parts
 from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
+from hwmodel.isa import BASE_REGISTERS, PARAM_HEADER_BYTES, R_HEAD, R_IO, R_WEIGHTS
 from hwmodel.program import Program, to_bytes
 
 IMAGE_FORMAT = 1
@@ -156,7 +157,7 @@ def _stacked(cm: CompressedModel, layer: int, op: str) -> QuantLinear:
 
 
 def _norm_record(gain: np.ndarray, eps: float, s_in: float, s_out: float) -> bytes:
-    head = np.zeros(NORM_HEADER // 4, np.float32)
+    head = np.zeros(PARAM_HEADER_BYTES // 4, np.float32)
     head[0] = eps / (s_in * s_in)
     g = (gain / s_out).astype(np.float16).tobytes()
     return head.tobytes() + g + bytes(-len(g) % 64)
@@ -208,7 +209,7 @@ def pack(cm: CompressedModel, prog: Program, hw: HwConfig) -> HbmImage:
     g = graphs[0]
     burst, cores = hw.hbm.burst_bytes, hw.slrs
     calls = {c.layer: c for s in prog.steps for c in s.calls}     # weight/head registers are step-independent
-    end = max(c.base[4 * k + R_IO] for s in prog.steps for c in s.calls for k in range(cores))
+    end = max(c.base[BASE_REGISTERS * k + R_IO] for s in prog.steps for c in s.calls for k in range(cores))
     io = max(s.tokens for s in prog.steps) * max(model.hidden, 2 * model.vocab)
     hbm = np.zeros((end + math.ceil(io / burst)) * burst, np.uint8)
 
@@ -232,21 +233,21 @@ def pack(cm: CompressedModel, prog: Program, hw: HwConfig) -> HbmImage:
         for c in range(cores):
             _, tiles = _row_map(model, g, name, c)
             for (rows, k0, kblk), (off, _) in zip(tiles, a["tile_hbm"]):
-                put(call.base[4 * c + reg] + off, weight_record(hw, q, rows, k0, kblk, cm.scale_group))
+                put(call.base[BASE_REGISTERS * c + reg] + off, weight_record(hw, q, rows, k0, kblk, cm.scale_group))
     s = cm.scales
     rec = layer_record_offsets(model)
     rope = g.graph["hbm_layout"]["rope_bursts"]
     kv_core = g.nodes["L0.attn"]["kv_heads_core"]
     for c in range(cores):
         for layer in range(model.layers):
-            base = calls[layer].base[4 * c + R_WEIGHTS] * burst
+            base = calls[layer].base[BASE_REGISTERS * c + R_WEIGHTS] * burst
             p = f"L{layer}."
             parts = {"attn_norm": _norm_record(cm.norms[p + "attn_norm"], cm.norm_eps, s["res"], s[p + "n1"]),
                      "ffn_norm": _norm_record(cm.norms[p + "ffn_norm"], cm.norm_eps, s["res"], s[p + "n2"]),
                      "softmax": np.array([score_scale(cm, layer)], np.float32).tobytes()}
             for part, data in parts.items():
                 hbm[base + rec[part]: base + rec[part] + len(data)] = np.frombuffer(data, np.uint8)
-        head = calls[POST].base[4 * c + R_HEAD]
+        head = calls[POST].base[BASE_REGISTERS * c + R_HEAD]
         put(head, _norm_record(cm.norms["final_norm"], cm.norm_eps, s["res"], s["fn"]))
         put(head + rope, _rope_table(model, kv_core, cm.rope_theta, max_ctx))
     meta = {"format": IMAGE_FORMAT, "program_sha256": hashlib.sha256(to_bytes(prog, hw)).hexdigest(),

@@ -23,8 +23,9 @@ from compiler.checkpoint import Checkpoint
 from compiler.compression import Compression
 from compiler.model_config import ModelConfig
 from hwmodel.errors import CheckpointError
+from hwmodel.isa import INT8_MAX, SCORE_DIVISOR
 
-QMAX = 127                 # INT8 activations and dequantized weights are symmetric in [-127, 127]
+QMAX = INT8_MAX
 SMOOTH_ALPHA = 0.5
 LINEARS = ("q", "k", "v", "o", "gate", "up", "down")
 HF = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
@@ -255,9 +256,9 @@ def _set_requant(cm: CompressedModel) -> None:
 
 
 def score_scale(cm: CompressedModel, layer: int) -> np.float32:
-    """Softmax input = FP16 (q.k / 128) times this (docs/numerics.md)."""
+    """Softmax input = FP16(q.k / SCORE_DIVISOR) times this (docs/numerics.md)."""
     s = cm.scales
-    return np.float32(s[f"L{layer}.q"] * s[f"L{layer}.k"] / math.sqrt(cm.model.head_dim) * 128)
+    return np.float32(s[f"L{layer}.q"] * s[f"L{layer}.k"] / math.sqrt(cm.model.head_dim) * SCORE_DIVISOR)
 
 
 # ---- the compressed checkpoint file ------------------------------------------

@@ -19,6 +19,7 @@ import numpy as np
 
 from compiler.quantize import QMAX, CompressedModel, attention_keys, dequantize, rope_inv_freq, score_scale
 from hwmodel.errors import DspflightError
+from hwmodel.isa import SCORE_DIVISOR
 
 
 def _sat8(x: np.ndarray) -> np.ndarray:
@@ -82,9 +83,9 @@ class Reference:
                 kv = h // m.group
                 acc = self.k[layer][keys, kv] @ q[i, h]
                 if self.exact:
-                    s = self.f16(acc.astype(np.float32) / np.float32(128)) * scale
+                    s = self.f16(acc.astype(np.float32) / np.float32(SCORE_DIVISOR)) * scale
                 else:
-                    s = acc.astype(np.float64) / 128 * np.float64(scale)
+                    s = acc.astype(np.float64) / SCORE_DIVISOR * np.float64(scale)
                 e = np.exp(s - s.max()).astype(self.ft)
                 total = e.astype(np.float64).sum().astype(self.ft)
                 p = _sat8(e / total * self.ft(QMAX))

@@ -47,6 +47,18 @@ class MiscFunc(IntEnum):
     LAST_TOKEN = 12   # the last token of a feature-panel-major tensor, as one vector (for the LM head)
 
 
+# Base registers of a call, per core (LD/ST `base` field): a call's base list holds
+# BASE_REGISTERS values per core, core after core.
+R_WEIGHTS, R_KV, R_IO, R_HEAD = range(4)   # layer weights + parameters, its KV cache, host I/O, LM-head region
+BASE_REGISTERS = 4
+
+# Numeric conventions of the instructions (docs/numerics.md), shared by the
+# compiler, the functional executor and the reference.
+INT8_MAX = 127            # activations and dequantized weights saturate to [-127, 127]; P = rint(p * 127)
+SCORE_DIVISOR = 128       # a SCORES MM writes FP16(q.k / 128), which FP16 holds for head_dim <= 256
+PARAM_HEADER_BYTES = 64   # a norm's parameter block: eps (FP32) padded to this, then the FP16 gains
+
+
 class MatMode(IntEnum):
     """What the weight operand of an MM/MV is and what its output holds (docs/numerics.md)."""
     LINEAR = 0       # weight record (N:16 values, indices, scales); INT8 output, requantized per row

@@ -27,11 +27,11 @@ import numpy as np
 from hwmodel.costs import sparsity_n, weight_bits, weight_record_parts
 from hwmodel.errors import SimulationError
 from hwmodel.hwconfig import HwConfig
-from hwmodel.isa import NUM_QUEUES, Instr, MatMode, MiscFunc, Op, SysKind, exchange_window, mask_to_queues
+from hwmodel.isa import (BASE_REGISTERS, INT8_MAX, NUM_QUEUES, PARAM_HEADER_BYTES, R_IO, SCORE_DIVISOR, Instr,
+                         MatMode, MiscFunc, Op, SysKind, exchange_window, mask_to_queues)
 from hwmodel.program import Program, Section, schedule_for, to_bytes
 
-QMAX = 127
-R_WEIGHTS, R_KV, R_IO, R_HEAD = range(4)
+QMAX = INT8_MAX
 QUEUE_ORDER = (Op.LD, Op.ST, Op.MM, Op.MV, Op.MISC, Op.SYS)
 
 
@@ -154,7 +154,7 @@ class Executor:
         if tokens:
             x = self.image.embed[np.asarray(tokens)]
             for c in range(len(self.cores)):
-                io = step.calls[0].base[4 * c + R_IO] * self.burst
+                io = step.calls[0].base[BASE_REGISTERS * c + R_IO] * self.burst
                 write_panels(self.hbm, io, x)
         logits = None
         for call in step.calls:
@@ -168,7 +168,7 @@ class Executor:
             if self.host_lines:
                 parts = []
                 for c in range(len(self.cores)):
-                    io = call.base[4 * c + R_IO] * self.burst
+                    io = call.base[BASE_REGISTERS * c + R_IO] * self.burst
                     parts.append(self.hbm[io: io + self.host_lines * self.line].view(np.float16))
                 logits = np.concatenate(parts)[: self.vocab].astype(np.float32)
                 self.host_lines = 0
@@ -176,7 +176,8 @@ class Executor:
 
     # ---- sections: all cores, token-ordered within a core, lockstep at exchanges ------
     def run_section(self, sec: Section, base: list[int]) -> None:
-        runs = [self._core_run(core, sec, base[4 * core.index: 4 * core.index + 4]) for core in self.cores]
+        n = BASE_REGISTERS
+        runs = [self._core_run(core, sec, base[n * core.index: n * core.index + n]) for core in self.cores]
         while True:
             pending = [next(r, None) for r in runs]
             if all(p is None for p in pending):
@@ -310,7 +311,7 @@ class Executor:
         core.acc.pop(out, None)
         byte = out * line
         if mode == MatMode.SCORES:
-            s = (part.astype(np.float32) / np.float32(128)).astype(np.float16)
+            s = (part.astype(np.float32) / np.float32(SCORE_DIVISOR)).astype(np.float16)
             cols = math.ceil(rows / 16) * 16
             full = np.full((t, cols), -np.inf, np.float16)
             full[:, :rows] = s
@@ -349,7 +350,8 @@ class Executor:
         elif func == MiscFunc.RMSNORM:
             x = read_panels(mem, src, t, n).astype(np.int64)
             eps = mem[src2: src2 + 4].view(np.float32)[0]
-            gain = mem[src2 + 64: src2 + 64 + 2 * n].view(np.float16).astype(np.float32)
+            at = src2 + PARAM_HEADER_BYTES
+            gain = mem[at: at + 2 * n].view(np.float16).astype(np.float32)
             ms = np.float32((x * x).sum(axis=1) / n)
             r = (np.float32(1) / np.sqrt(ms + eps)).astype(np.float32)
             write_panels(mem, dst, _rint8(x.astype(np.float32) * r[:, None] * gain[None, :]))

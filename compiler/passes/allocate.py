@@ -26,16 +26,15 @@ import networkx as nx
 from hwmodel.costs import weight_record_bytes
 from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
-from hwmodel.isa import exchange_window
+from hwmodel.isa import PARAM_HEADER_BYTES, exchange_window
 
 GIB = 2**30
-NORM_HEADER = 64          # eps (FP32) and padding, before the FP16 gains
 SOFTMAX_RECORD = 64       # the score scale (FP32) and padding
 EXCHANGE_MAX_LINES = (1 << 16) - 1
 
 
 def norm_record_bytes(features: int) -> int:
-    return NORM_HEADER + math.ceil(features * 2 / 64) * 64
+    return PARAM_HEADER_BYTES + math.ceil(features * 2 / 64) * 64
 
 
 def layer_record_offsets(model) -> dict[str, int]:

@@ -18,9 +18,8 @@ from compiler.graph import layer_nodes
 from compiler.passes.allocate import EXCHANGE_MAX_LINES, layer_record_offsets, norm_record_bytes, rope_lanes
 from compiler.section_builder import Resource, SectionBuilder
 from hwmodel.hwconfig import HwConfig
-from hwmodel.isa import MatMode, MiscFunc, Op, SysKind
+from hwmodel.isa import R_HEAD, R_IO, R_KV, R_WEIGHTS, MatMode, MiscFunc, Op, SysKind
 
-R_WEIGHTS, R_KV, R_IO, R_HEAD = range(4)
 PRE, POST = -1, -2          # layer labels of the pre (input) and post (logits) sections
 MISC_CODES = {"rmsnorm": MiscFunc.RMSNORM, "layernorm": MiscFunc.LAYERNORM, "add": MiscFunc.ADD,
               "rope": MiscFunc.ROPE, "silu_mul": MiscFunc.SILU_MUL, "silu": MiscFunc.SILU, "gelu": MiscFunc.GELU,
