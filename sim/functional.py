@@ -9,9 +9,10 @@ panels, weights dequantized to INT8 from their records, INT32 accumulation,
 FP32 requantization, FP16 special functions (FP32 inside, reductions
 accumulated exactly), SYS EXCHANGE as an in-place all-gather in the exchange
 window. Within a core, instructions run in an order the dependency tokens
-allow (every queue runs ahead as far as its tokens let it, the LD queue
-first), so a missing token shows up as wrong numbers; cores run in lockstep
-between exchanges.
+allow, always the first queue in a priority order that can go (loads first
+by default, so they run as far ahead as their tokens let them; another order
+runs compute as early as possible), so a missing token shows up as wrong
+numbers; cores run in lockstep between exchanges.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from hwmodel.isa import (BASE_REGISTERS, INT8_MAX, NUM_QUEUES, PARAM_HEADER_BYTE
 from hwmodel.program import Program, Section, schedule_for, to_bytes
 
 QMAX = INT8_MAX
-QUEUE_ORDER = (Op.LD, Op.ST, Op.MM, Op.MV, Op.MISC, Op.SYS)
+LD_FIRST = (Op.LD, Op.ST, Op.MM, Op.MV, Op.MISC, Op.SYS)      # loads run as far ahead as their tokens allow
 
 
 @dataclass
@@ -101,7 +102,7 @@ class Executor:
     """Runs a program's schedule on an HBM image, all cores, with a host that
     embeds tokens, reads logits and picks the next token greedily."""
 
-    def __init__(self, prog: Program, hw: HwConfig, image: Image):
+    def __init__(self, prog: Program, hw: HwConfig, image: Image, priority: tuple[Op, ...] = LD_FIRST):
         if prog.hw_fingerprint != hw.fingerprint:
             raise SimulationError(f"program for {prog.hw_name} run on {hw.name}")
         if image.meta.get("program_sha256") != hashlib.sha256(to_bytes(prog, hw)).hexdigest():
@@ -110,7 +111,7 @@ class Executor:
         if prog.meta.get("decode_bucket", 1) != 1:
             raise SimulationError(f"program for {prog.model}: decode bucket {prog.meta['decode_bucket']} shares one "
                                   f"section among contexts; compile with a decode bucket of 1 to execute it")
-        self.prog, self.hw, self.image = prog, hw, image
+        self.prog, self.hw, self.image, self.priority = prog, hw, image, priority
         self.hbm = image.hbm
         self.group = image.meta["scale_group"]
         self.line = hw.line_bytes
@@ -187,41 +188,40 @@ class Executor:
             self._exchange(pending[0])
 
     def _core_run(self, core: Core, sec: Section, base: list[int]) -> Iterator[int]:
-        """Execute one core's copy of a section; yields the line count of each EXCHANGE."""
+        """Execute one core's copy of a section, always the head of the first queue in
+        priority order whose tokens are there; yields the line count of each EXCHANGE."""
         queues: list[list[int]] = [[] for _ in range(NUM_QUEUES)]
         for i, ins in enumerate(sec.instrs):
             queues[int(ins.op)].append(i)
         head = [0] * NUM_QUEUES
         tokens = [[0] * NUM_QUEUES for _ in range(NUM_QUEUES)]
-        left = len(sec.instrs)
-        while left:
-            progressed = False
-            for op in QUEUE_ORDER:
-                q = int(op)
-                while head[q] < len(queues[q]):
+        order = [int(op) for op in self.priority]
+        for _ in range(len(sec.instrs)):
+            for q in order:
+                if head[q] < len(queues[q]):
                     i = queues[q][head[q]]
-                    ins = sec.instrs[i]
-                    waits = mask_to_queues(q, ins.wait)
-                    if any(tokens[p][q] == 0 for p in waits):
+                    waits = mask_to_queues(q, sec.instrs[i].wait)
+                    if all(tokens[p][q] for p in waits):
                         break
-                    for p in waits:
-                        tokens[p][q] -= 1
-                    try:
-                        if ins.op == Op.SYS and ins["kind"] == SysKind.EXCHANGE:
-                            yield ins["lines"]
-                        else:
-                            self._execute(core, ins, base)
-                    except (ValueError, IndexError) as exc:
-                        raise SimulationError(f"section {sec.name}: instruction {i} ({ins.op.name}) on core "
-                                              f"{core.index}: {exc}") from None
-                    for c in mask_to_queues(q, ins.release):
-                        tokens[q][c] += 1
-                    head[q] += 1
-                    left -= 1
-                    progressed = True
-                    self.instructions += 1
-            if not progressed:
+            else:
                 raise SimulationError(f"section {sec.name}: dependency deadlock on core {core.index}")
+            ins = sec.instrs[i]
+            for p in waits:
+                tokens[p][q] -= 1
+            try:
+                if ins.op == Op.SYS and ins["kind"] == SysKind.EXCHANGE:
+                    yield ins["lines"]
+                else:
+                    self._execute(core, ins, base)
+            except (ValueError, IndexError) as exc:
+                raise SimulationError(f"section {sec.name}: instruction {i} ({ins.op.name}) on core "
+                                      f"{core.index}: {exc}") from None
+            for c in mask_to_queues(q, ins.release):
+                tokens[q][c] += 1
+            head[q] += 1
+            self.instructions += 1
+        if any(any(row) for row in tokens):
+            raise SimulationError(f"section {sec.name}: ends with unconsumed dependency tokens on core {core.index}")
 
     def _exchange(self, lines: int) -> None:
         cores = len(self.cores)

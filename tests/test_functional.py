@@ -20,7 +20,8 @@ from dspflight.reference import Reference
 from hwmodel.errors import CompileError, SimulationError
 from hwmodel.hwconfig import load_hw
 from hwmodel.program import read_program, write_program
-from sim.functional import Executor, Image, read_panels, write_panels
+from hwmodel.isa import Op, other_queues
+from sim.functional import LD_FIRST, Executor, Image, read_panels, write_panels
 from sim.stats import simulate
 
 pytestmark = pytest.mark.sim
@@ -148,3 +149,34 @@ def test_saved_per_channel_image_loads_back_to_the_same_bytes(tiny_dir, tmp_path
     back = Image.load(image.save(tmp_path / "tiny.hbm.npz", hw))
     assert np.array_equal(back.hbm[: len(image.hbm)], image.hbm) and not back.hbm[len(image.hbm):].any()
     assert np.array_equal(back.embed, image.embed) and back.meta["program_sha256"] == image.meta["program_sha256"]
+
+
+def test_results_do_not_depend_on_which_queue_runs_ahead_but_on_every_token(tiny_dir):
+    hw = load_hw("vhk158")
+    comp = load_compression("flightllm", hw)
+    ck = load_checkpoint(tiny_dir)
+    cm = compress(ck, comp, np.random.default_rng(0).integers(0, 512, (2, 32)))
+    prog = compile_program(ck.model, comp, hw, 16, 2, Buckets(16, 1))
+    prompt = list(range(16))
+
+    def run(program, priority):
+        states = []
+        packed = pack(cm, program, hw)
+        ex = Executor(program, hw, Image(packed.hbm, packed.embed, packed.meta), priority)
+        tokens = ex.generate(prompt, 2, lambda ph, p, layer, x: states.append(x))
+        return tokens, states
+
+    ld_first = run(prog, LD_FIRST)
+    sys_first = run(prog, tuple(reversed(LD_FIRST)))
+    assert ld_first[0] == sys_first[0]
+    assert all(np.array_equal(a, b) for a, b in zip(ld_first[1], sys_first[1]))
+    # drop the token pair between the first weight LD and its MV: the MV then runs on stale weights
+    section = prog.sections[prog.steps[-1].calls[1].section]
+    to_mv = 1 << other_queues(int(Op.LD)).index(int(Op.MV))
+    from_ld = 1 << other_queues(int(Op.MV)).index(int(Op.LD))
+    ld = next(i for i in section.instrs if i.op == Op.LD and i.release & to_mv)
+    mv = next(i for i in section.instrs if i.op == Op.MV and i.wait & from_ld)
+    ld.release &= ~to_mv
+    mv.wait &= ~from_ld
+    broken = run(prog, tuple(reversed(LD_FIRST)))
+    assert any(not np.array_equal(a, b) for a, b in zip(broken[1], sys_first[1]))
