@@ -13,7 +13,8 @@ import argparse
 import hashlib
 import tempfile
 import time
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,8 @@ from compiler.compression import load_compression
 from compiler.model_config import load_model
 from compiler.pack import pack
 from compiler.pipeline import Buckets, compile_program
-from compiler.quantize import compress
+from compiler.quantize import compress, save_compressed
+from dspflight.output import OutputSet
 from dspflight.reference import Reference
 from hwmodel.errors import DspflightError
 from hwmodel.hwconfig import load_hw
@@ -52,6 +54,7 @@ class Execution:
     seconds: float           # executor wall time
     program_sha256: str
     instructions: int
+    files: dict[str, bytes] = field(default_factory=dict)   # program.dfp, compressed model, HBM image
 
     @property
     def exact(self) -> bool:
@@ -60,9 +63,10 @@ class Execution:
 
 def execute(checkpoint: str | Path, hw_name: str = "vhk158", compression: str = "flightllm", prefill: int = 16,
             decode: int = 16, prompt: list[int] | None = None, seed: int = 0, sfu: str = "fp16",
-            program: str | Path | None = None, chunk: int | None = None) -> Execution:
+            program: str | Path | None = None, chunk: int | None = None, keep_files: bool = False) -> Execution:
     """Compress, compile (or read `program`; prefill in chunks of `chunk`, default
-    the whole prompt), pack, execute and compare."""
+    the whole prompt), pack, execute and compare; `keep_files` returns the program,
+    the compressed checkpoint and the HBM image as file contents."""
     ck = load_checkpoint(checkpoint)
     hw = load_hw(hw_name)
     comp = load_compression(compression, hw)
@@ -94,8 +98,14 @@ def execute(checkpoint: str | Path, hw_name: str = "vhk158", compression: str = 
             raise DspflightError(f"executor produced no residual stream for position {key[0]} layer {key[1]}")
         diff = np.abs(have.astype(np.int64) - want)
         layers.append(LayerAgreement(phase, key[0], key[1], int(diff.max()), int((diff > 0).sum()), diff.size))
+    files = {}
+    if keep_files:
+        with tempfile.TemporaryDirectory() as tmp:
+            files = {"program.dfp": dfp,
+                     "compressed.safetensors": save_compressed(cm, Path(tmp) / "c.safetensors").read_bytes(),
+                     "hbm.npz": image.save(Path(tmp) / "hbm.npz", hw).read_bytes()}
     return Execution(prompt, tokens, ref_tokens, layers, seconds, hashlib.sha256(dfp).hexdigest(),
-                     ex.instructions)
+                     ex.instructions, files)
 
 
 def handler(args: argparse.Namespace) -> int:
@@ -103,7 +113,7 @@ def handler(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.checkpoint or write_random_llama(Path(tmp) / "tiny", load_model("tiny"), args.seed)
         r = execute(checkpoint, args.hw, args.compression, args.prefill, args.decode, prompt, args.seed, args.sfu,
-                    args.program, args.prefill_bucket)
+                    args.program, args.prefill_bucket, keep_files=bool(args.out))
     print(f"program sha256 {r.program_sha256}")
     print(f"prompt    {r.prompt}")
     print(f"executor  {r.tokens}")
@@ -116,6 +126,14 @@ def handler(args: argparse.Namespace) -> int:
     print(f"tokens {'identical' if same else 'DIFFER'}; residual stream max |diff| {worst} INT8 units over "
           f"{len(r.layers)} layer outputs; {r.instructions} instructions in {r.seconds:.2f} s "
           f"({len(r.tokens) / r.seconds:.1f} tokens/s)")
+    if args.out:
+        out = OutputSet(args.out)
+        for name, data in r.files.items():
+            out.add_bytes(name, data)
+        report = {k: v for k, v in asdict(r).items() if k != "files"}
+        out.add_bytes("agreement.json", (json.dumps(report, indent=1) + "\n").encode())
+        out.commit()
+        print(f"wrote {', '.join(sorted(out.files))} to {args.out}")
     return 0 if same and (worst == 0 or args.sfu == "float64") else 1
 
 
@@ -135,4 +153,6 @@ def register(subparsers) -> None:
     p.add_argument("--sfu", choices=("fp16", "float64"), default="fp16",
                    help="reference special functions: mirror the FP16 unit (bit-exact) or ideal float64")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration batch, prompt and tiny model")
+    p.add_argument("-o", "--out", help="also write program.dfp, compressed.safetensors, hbm.npz and "
+                                       "agreement.json to this directory")
     p.set_defaults(func=handler)

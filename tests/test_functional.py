@@ -113,17 +113,24 @@ def test_panel_layout_makes_column_blocks_contiguous():
     assert np.array_equal(read_panels(mem, 64 + 16 * 4, 4, 32), x[:, 16:])   # features 16.. start 16*T bytes on
 
 
-def test_execute_subcommand_prints_tokens_and_per_layer_agreement(tiny_dir, capsys):
+def test_execute_subcommand_prints_tokens_and_per_layer_agreement(tiny_dir, capsys, tmp_path):
     import argparse
+    import json
 
     from dspflight.execute_cli import register
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
-    args = parser.parse_args(["execute", "--checkpoint", str(tiny_dir), "--decode", "2"])
+    out_dir = tmp_path / "out"
+    args = parser.parse_args(["execute", "--checkpoint", str(tiny_dir), "--decode", "2", "-o", str(out_dir)])
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "tokens identical; residual stream max |diff| 0 INT8 units over 6 layer outputs" in out
     assert out.count("\nprefill ") == 2 and out.count("\ndecode ") == 4
+    report = json.loads((out_dir / "agreement.json").read_text())
+    again = execute(tiny_dir, "vhk158", prefill=16, decode=2, program=out_dir / "program.dfp")
+    assert again.tokens == report["tokens"] and again.program_sha256 == report["program_sha256"]
+    image = Image.load(out_dir / "hbm.npz")
+    assert image.meta["program_sha256"] == report["program_sha256"]
 
 
 def test_an_image_runs_only_the_program_it_was_packed_for(tiny_dir):
