@@ -124,7 +124,7 @@ def test_execute_subcommand_prints_tokens_and_per_layer_agreement(tiny_dir, caps
     args = parser.parse_args(["execute", "--checkpoint", str(tiny_dir), "--decode", "2", "-o", str(out_dir)])
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert "tokens identical; residual stream max |diff| 0 INT8 units over 6 layer outputs" in out
+    assert "tokens identical; residual stream max |diff| 0 INT8 units over 6 layer outputs (bound 0)" in out
     assert out.count("\nprefill ") == 2 and out.count("\ndecode ") == 4
     report = json.loads((out_dir / "agreement.json").read_text())
     again = execute(tiny_dir, "vhk158", prefill=16, decode=2, program=out_dir / "program.dfp")
