@@ -17,6 +17,7 @@ from dspflight.output import OutputSet
 from dspflight.progress import progress_bar
 from hwmodel.errors import DspflightError
 from hwmodel.program import listing
+from dspflight.execute_cli import register as register_execute
 from rtl.cli import register as register_rtl
 
 
@@ -191,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_disasm)
 
     register_rtl(sub)
+    register_execute(sub)
     return ap
 
 

@@ -61,7 +61,7 @@ class Execution:
         return self.tokens == self.ref_tokens and all(a.mismatches == 0 for a in self.layers)
 
 
-def execute(checkpoint: str | Path, hw_name: str = "vhk158", compression: str = "flightllm", prefill: int = 16,
+def execute(checkpoint: str | Path, hw_name: str = "u280", compression: str = "flightllm", prefill: int = 16,
             decode: int = 16, prompt: list[int] | None = None, seed: int = 0, sfu: str = "fp16",
             program: str | Path | None = None, chunk: int | None = None, keep_files: bool = False) -> Execution:
     """Compress, compile (or read `program`; prefill in chunks of `chunk`, default
@@ -143,7 +143,7 @@ def register(subparsers) -> None:
                                               "every layer with the numpy reference")
     p.add_argument("--checkpoint", help="Hugging Face LLaMA-style directory (config.json + *.safetensors); "
                                         "default: a seeded random tiny model")
-    p.add_argument("--hw", default="vhk158", help="hardware design (u280, vhk158 or a YAML path)")
+    p.add_argument("--hw", default="u280", help="hardware design (u280, vhk158 or a YAML path)")
     p.add_argument("--compression", default="flightllm", help="compression profile")
     p.add_argument("--prefill", type=int, default=16, help="prompt tokens (one prefill chunk)")
     p.add_argument("--decode", type=int, default=16, help="greedy decode steps")

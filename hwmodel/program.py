@@ -151,8 +151,8 @@ def write_program(prog: Program, hw: HwConfig, path: str | Path) -> int:
     return len(data)
 
 
-def from_bytes(data: bytes, hw: HwConfig, source: str = "<program>") -> Program:
-    """Parse and verify a program; anything wrong is a ProgramFormatError naming `source`."""
+def _verified_header(data: bytes, source: str) -> tuple[dict, bytes, int]:
+    """Check magic, version and checksum; returns the header, the body and where the words start."""
     def bad(msg: str) -> ProgramFormatError:
         return ProgramFormatError(f"{source}: {msg}")
 
@@ -171,8 +171,22 @@ def from_bytes(data: bytes, hw: HwConfig, source: str = "<program>") -> Program:
         raise bad("header length does not match the file size")
     try:
         header = json.loads(body[_PRE.size:end])
+    except ValueError as exc:
+        raise bad(f"malformed header: {exc}") from None
+    if not isinstance(header, dict):
+        raise bad("malformed header: not a mapping")
+    return header, body, end
+
+
+def from_bytes(data: bytes, hw: HwConfig, source: str = "<program>") -> Program:
+    """Parse and verify a program; anything wrong is a ProgramFormatError naming `source`."""
+    def bad(msg: str) -> ProgramFormatError:
+        return ProgramFormatError(f"{source}: {msg}")
+
+    header, body, end = _verified_header(data, source)
+    try:
         fp, table, lib, sched = header["hw_fingerprint"], header["sections"], header["steps"], header["schedule"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError) as exc:
         raise bad(f"malformed header: {exc}") from None
     if fp != hw.fingerprint:
         raise bad(f"compiled for hardware {header.get('hw_name')!r} (fingerprint {fp}), "
@@ -218,18 +232,13 @@ def read_program(path: str | Path, hw: HwConfig) -> Program:
 
 
 def read_header(path: str | Path) -> dict:
-    """The header alone (to find which hardware a program is for)."""
+    """The verified header alone (to find which hardware a program is for)."""
     path = Path(path)
     try:
         data = path.read_bytes()
-        magic, version, _, hlen = _PRE.unpack_from(data)
-        if magic != MAGIC:
-            raise ValueError(f"magic {magic!r}")
-        return json.loads(data[_PRE.size:_PRE.size + hlen])
     except OSError as exc:
         raise ProgramFormatError(f"{path}: cannot read: {exc.strerror}") from None
-    except (ValueError, struct.error) as exc:
-        raise ProgramFormatError(f"{path}: not a dspflight program ({exc})") from None
+    return _verified_header(data, str(path))[0]
 
 
 def format_instr(ins: Instr) -> str:

@@ -6,8 +6,8 @@ import hashlib
 
 import numpy as np
 import pytest
+from conftest import edited_config
 
-import compiler.passes.partition as partition
 from compiler.checkpoint import load_checkpoint, write_random_llama
 from compiler.compression import load_compression
 from compiler.model_config import load_model
@@ -70,16 +70,16 @@ def test_block_sparse_attention_skips_blocks_and_still_agrees(tiny_dir):
     assert {a.position for a in r.layers} == {0, 64, *range(128, 136)}
 
 
-def test_u280_shards_of_part_lines_are_refused_clearly(tiny_dir):
-    with pytest.raises(CompileError, match=r"cannot run numerically: .*shard of 96 bytes is not whole 64-byte "
-                                           r"lines"):
-        execute(tiny_dir, "u280", prefill=16, decode=2)
+def test_shards_of_part_lines_are_refused_clearly(tmp_path):
+    # head dimension 80: one core's two heads are 160 bytes, not whole 64-byte lines
+    cfg = edited_config(tmp_path, "configs/models/tiny.yaml", "odd.yaml", "hidden: 256", "hidden: 320")
+    ck = write_random_llama(tmp_path / "odd", load_model(cfg), seed=1)
+    with pytest.raises(CompileError, match=r"cannot run numerically: attn.gather: a core's shard of 160 bytes is not "
+                                           r"whole 64-byte lines"):
+        execute(ck, "u280", prefill=16, decode=2)
 
 
-def test_u280_three_cores_agree_once_shards_are_whole_lines(tiny_dir, monkeypatch):
-    # the partition change the numerics need (docs/numerics.md): shards rounded to 64 rows
-    round_up = partition._round_up
-    monkeypatch.setattr(partition, "_round_up", lambda x, m: round_up(x, 64))
+def test_u280_three_cores_agree(tiny_dir):
     r = execute(tiny_dir, "u280", prefill=16, decode=4)
     assert r.tokens == r.ref_tokens and all(a.mismatches == 0 for a in r.layers)
 
@@ -114,20 +114,16 @@ def test_panel_layout_makes_column_blocks_contiguous():
 
 
 def test_execute_subcommand_prints_tokens_and_per_layer_agreement(tiny_dir, capsys, tmp_path):
-    import argparse
     import json
 
-    from dspflight.execute_cli import register
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
+    from dspflight.cli import main
     out_dir = tmp_path / "out"
-    args = parser.parse_args(["execute", "--checkpoint", str(tiny_dir), "--decode", "2", "-o", str(out_dir)])
-    assert args.func(args) == 0
+    assert main(["execute", "--checkpoint", str(tiny_dir), "--decode", "2", "-o", str(out_dir)]) == 0
     out = capsys.readouterr().out
     assert "tokens identical; residual stream max |diff| 0 INT8 units over 6 layer outputs (bound 0)" in out
     assert out.count("\nprefill ") == 2 and out.count("\ndecode ") == 4
     report = json.loads((out_dir / "agreement.json").read_text())
-    again = execute(tiny_dir, "vhk158", prefill=16, decode=2, program=out_dir / "program.dfp")
+    again = execute(tiny_dir, "u280", prefill=16, decode=2, program=out_dir / "program.dfp")
     assert again.tokens == report["tokens"] and again.program_sha256 == report["program_sha256"]
     image = Image.load(out_dir / "hbm.npz")
     assert image.meta["program_sha256"] == report["program_sha256"]

@@ -25,6 +25,7 @@ def partition(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
     model = g.graph["model"]
     cores = hw.slrs
     kv_core = math.ceil(model.kv_heads / cores)
+    line = hw.line_bytes       # INT8 features per on-chip line
     for name in list(g.nodes):
         a = g.nodes[name]
         if a["kind"] == "attention":
@@ -33,9 +34,9 @@ def partition(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
             if a["op"] == "qkv":
                 a["rows_core"] = kv_core * (model.group + 2) * model.head_dim
             elif a["op"] == "up" and model.gated_ffn:
-                a["rows_core"] = 2 * _round_up(math.ceil(model.ffn / cores), 16)  # gate and up rows in pairs
+                a["rows_core"] = 2 * _round_up(math.ceil(model.ffn / cores), line)  # gate and up rows in pairs
             else:
-                a["rows_core"] = _round_up(math.ceil(a["out_features"] / cores), 16)
+                a["rows_core"] = _round_up(math.ceil(a["out_features"] / cores), line)
     if cores == 1:
         return g
     for name in list(g.nodes):
