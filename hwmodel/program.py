@@ -222,23 +222,20 @@ def from_bytes(data: bytes, hw: HwConfig, source: str = "<program>") -> Program:
                    sections, steps, schedule)
 
 
-def read_program(path: str | Path, hw: HwConfig) -> Program:
-    path = Path(path)
+def _read(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise ProgramFormatError(f"{path}: cannot read: {exc.strerror}") from None
-    return from_bytes(data, hw, str(path))
+
+
+def read_program(path: str | Path, hw: HwConfig) -> Program:
+    return from_bytes(_read(Path(path)), hw, str(path))
 
 
 def read_header(path: str | Path) -> dict:
     """The verified header alone (to find which hardware a program is for)."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ProgramFormatError(f"{path}: cannot read: {exc.strerror}") from None
-    return _verified_header(data, str(path))[0]
+    return _verified_header(_read(Path(path)), str(path))[0]
 
 
 def format_instr(ins: Instr) -> str:

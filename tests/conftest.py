@@ -34,3 +34,12 @@ def edited_config(tmp_path: Path, source: str | Path, name: str, old: str, new: 
     path = tmp_path / name
     path.write_text(text.replace(old, new))
     return path
+
+
+def run_testbench(dut, bench) -> None:
+    """Run an async Amaranth testbench against `dut` on a 100 MHz clock."""
+    from amaranth.sim import Simulator
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()

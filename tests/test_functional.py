@@ -84,12 +84,17 @@ def test_u280_three_cores_agree(tiny_dir):
     assert r.tokens == r.ref_tokens and all(a.mismatches == 0 for a in r.layers)
 
 
-def test_a_corrupted_weight_record_shows_up_in_the_numbers(tiny_dir):
+def compressed_tiny(tiny_dir, decode: int):
+    """The tiny checkpoint compressed for VHK158 and a program of 16 + `decode` tokens."""
     hw = load_hw("vhk158")
     comp = load_compression("flightllm", hw)
     ck = load_checkpoint(tiny_dir)
     cm = compress(ck, comp, np.random.default_rng(0).integers(0, 512, (2, 32)))
-    prog = compile_program(ck.model, comp, hw, 16, 0, Buckets(16, 1))
+    return hw, ck, cm, compile_program(ck.model, comp, hw, 16, decode, Buckets(16, 1))
+
+
+def test_a_corrupted_weight_record_shows_up_in_the_numbers(tiny_dir):
+    hw, ck, cm, prog = compressed_tiny(tiny_dir, 0)
     image = pack(cm, prog, hw)
     layer0 = next(c for c in prog.steps[0].calls if c.layer == 0)
     hbm = image.hbm.copy()
@@ -155,11 +160,7 @@ def test_saved_per_channel_image_loads_back_to_the_same_bytes(tiny_dir, tmp_path
 
 
 def test_results_do_not_depend_on_which_queue_runs_ahead_but_on_every_token(tiny_dir):
-    hw = load_hw("vhk158")
-    comp = load_compression("flightllm", hw)
-    ck = load_checkpoint(tiny_dir)
-    cm = compress(ck, comp, np.random.default_rng(0).integers(0, 512, (2, 32)))
-    prog = compile_program(ck.model, comp, hw, 16, 2, Buckets(16, 1))
+    hw, ck, cm, prog = compressed_tiny(tiny_dir, 2)
     prompt = list(range(16))
 
     def run(program, priority):

@@ -3,7 +3,7 @@
 latency L+3, and back-pressure that holds the pipeline."""
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+from conftest import run_testbench
 
 from hwmodel.gateware.dsp48 import DSP48E1, DSP48E2
 from hwmodel.gateware.sparse_chain import SparseDspChain, pattern_code
@@ -65,10 +65,7 @@ def test_chain_partials_every_pattern(length, geometry):
                 cycle += 1
             got[n] = (beats, sent_at, results)
 
-    sim = Simulator(chain)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_testbench(chain, bench)
     for n, (beats, sent_at, results) in got.items():
         assert len(results) == len(beats)
         assert [c for c, _ in results] == [s + chain.latency for s in sent_at]
@@ -102,10 +99,7 @@ def test_chain_back_pressure_holds_results():
         await ctx.tick()
         assert not ctx.get(chain.o.valid)
 
-    sim = Simulator(chain)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_testbench(chain, bench)
 
 
 def test_chain_rejects_bad_parameters():

@@ -2,7 +2,7 @@
 """Dequantizer: packed signed 2..8-bit weights, power-of-two group scale, INT8 saturation."""
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+from conftest import run_testbench
 
 from hwmodel.gateware.dequantizer import SCALE_BITS, Dequantizer
 from hwmodel.gateware.reference import dequantize
@@ -29,10 +29,7 @@ def test_dequantizer_matches_numpy(bits):
             want = dequantize(q, np.full(LANES, scale))
             assert [ctx.get(dut.w[k]) for k in range(LANES)] == want.tolist()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_testbench(dut, bench)
 
 
 def test_dequantizer_rejects_bad_widths():

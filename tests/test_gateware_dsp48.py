@@ -2,8 +2,8 @@
 recovers both sums exactly up to the geometry's `max_terms` products."""
 import numpy as np
 import pytest
+from conftest import run_testbench
 from amaranth import Module
-from amaranth.sim import Simulator
 
 from hwmodel.gateware.dsp48 import DSP48E1, DSP48E2, INT8_PRODUCT_MAX, INT8_PRODUCT_MIN, Dsp48Slice, \
     OverflowAdjust, geometry_for
@@ -48,10 +48,7 @@ def run_cascade(geometry, terms, vectors):
                 await ctx.tick()
             out.append((ctx.get(adjust.sums.lo), ctx.get(adjust.sums.hi)))
 
-    sim = Simulator(m)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_testbench(m, bench)
     return out
 
 
@@ -91,7 +88,4 @@ def test_slice_latency_and_restart():
         await ctx.tick()
         assert ctx.get(s.p) == 5 * (-2 * 2**18 + 3)   # clock enable holds P
 
-    sim = Simulator(s)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_testbench(s, bench)

@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+from conftest import run_testbench
 
 from hwmodel.chain_timing import chain_latency
 from hwmodel.costs import matrix_cycles
@@ -46,10 +46,7 @@ def run_tile(tile, works):
                 cycle += 1
             out.append((np.array(results), first, last))
 
-    sim = Simulator(tile)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_testbench(tile, bench)
     return out
 
 
