@@ -85,7 +85,8 @@ def sys_cycles(hw: HwConfig, ins: Instr) -> int:
 
 
 def compute_cycles(hw: HwConfig, ins: Instr) -> int:
-    """Cycles of an instruction that does not touch HBM (MM/MV/MISC/SYS)."""
+    """Cycles of any instruction from start to finish on idle resources
+    (an LD/ST includes the HBM latency; see transfer_data_cycles)."""
     if ins.op in (Op.MM, Op.MV):
         return matrix_cycles(hw, ins)
     if ins.op == Op.MISC:
