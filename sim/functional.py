@@ -102,7 +102,12 @@ class Executor:
     """Runs a program's schedule on an HBM image, all cores, with a host that
     embeds tokens, reads logits and picks the next token greedily."""
 
-    def __init__(self, prog: Program, hw: HwConfig, image: Image, priority: tuple[Op, ...] = LD_FIRST):
+    def __init__(self, prog: Program, hw: HwConfig, image: Image, priority: tuple[Op, ...] = LD_FIRST, *,
+                 on_matrix: Callable[[int, Instr, np.ndarray, np.ndarray, np.ndarray], None] | None = None):
+        """`on_matrix(core, ins, act, w, sums)`, if given, sees every MM/MV as the MPE runs it:
+        its INT8 activations [tokens, kblk*16], its weights as INT8 [rows, kblk*16] (dequantized,
+        zeros where pruned; K or V rows for SCORES / CONTEXT) and its INT32 sums [tokens, rows],
+        this instruction's own (before pending K-split sums are added and before requantization)."""
         if prog.hw_fingerprint != hw.fingerprint:
             raise SimulationError(f"program for {prog.hw_name} run on {hw.name}")
         if image.meta.get("program_sha256") != hashlib.sha256(to_bytes(prog, hw)).hexdigest():
@@ -112,6 +117,7 @@ class Executor:
             raise SimulationError(f"program for {prog.model}: decode bucket {prog.meta['decode_bucket']} shares one "
                                   f"section among contexts; compile with a decode bucket of 1 to execute it")
         self.prog, self.hw, self.image, self.priority = prog, hw, image, priority
+        self.on_matrix = on_matrix
         self.hbm = image.hbm
         self.group = image.meta["scale_group"]
         self.line = hw.line_bytes
@@ -291,13 +297,16 @@ class Executor:
         mode = MatMode(ins["mode"])
         act = read_panels(mem, ins["act"] * line, t, k).astype(np.int64)
         if mode in (MatMode.LINEAR, MatMode.LOGITS):
-            part = act @ self._weights(mem, ins).T
+            w = self._weights(mem, ins)
         else:
             raw = mem[ins["wgt"] * line:].view(np.int8)
             if mode == MatMode.SCORES:          # K rows: [rows keys][k dims]
-                part = act @ raw[: rows * k].reshape(rows, k).astype(np.int64).T
+                w = raw[: rows * k].reshape(rows, k).astype(np.int64)
             else:                               # V rows read transposed: [k keys][rows dims]
-                part = act @ raw[: k * rows].reshape(k, rows).astype(np.int64)
+                w = raw[: k * rows].reshape(k, rows).astype(np.int64).T
+        part = act @ w.T
+        if self.on_matrix is not None:
+            self.on_matrix(core.index, ins, act, w, part)
         out = ins["out"]
         if ins["acc"]:
             if out not in core.acc or core.acc[out].shape != part.shape:

@@ -29,3 +29,10 @@ def yosys() -> None:
 def simulator(request, yosys) -> str:
     require(missing(request.param))
     return request.param
+
+
+@pytest.fixture
+def icarus(yosys) -> str:
+    """Icarus Verilog only (and Yosys for the export), for benches that need no Verilator run."""
+    require(missing("icarus"))
+    return "icarus"
