@@ -29,7 +29,7 @@ from compiler.passes.tile import tile
 from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import isa_for
-from hwmodel.program import Call, Program, Section, Step, schedule_for
+from hwmodel.program import Call, Program, Section, Step, schedule_for, section_words
 
 Pass = Callable[[nx.DiGraph, HwConfig], nx.DiGraph]
 PIPELINE: list[tuple[str, Pass]] = [
@@ -133,10 +133,11 @@ def compile_steps(model: ModelConfig, comp: Compression, hw: HwConfig, spec: lis
         layout = g.graph["hbm_layout"]
         local = []
         for b in g.graph["builders"]:
-            words = tuple(w for j, ins in enumerate(b.instrs) for w in isa.encode(ins, j))
+            sec = b.section()
+            words = tuple(section_words(isa, sec))
             if words not in seen:
                 seen[words] = len(sections)
-                sections.append(b.section())
+                sections.append(sec)
             local.append(seen[words])
         ls = g.graph["layer_section"]
         bases = _base_registers(model, hw, layout)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from compiler.compression import load_compression
-from compiler.model_config import load_model
+from compiler.compression import Compression, load_compression
+from compiler.model_config import ModelConfig, load_model
 from compiler.pipeline import Buckets, compile_program
 from compiler.storage import compile_all_lengths, storage_report
 from hwmodel.energy_table import load_energy_table
@@ -43,12 +43,16 @@ class Compiled:
     compile_s: float
 
 
+def load_configs(model: str, hw: str, compression: str) -> tuple[HwConfig, ModelConfig, Compression]:
+    """The design, the model and the compression profile (checked against the design)."""
+    hwc = load_hw(hw)
+    return hwc, load_model(model), load_compression(compression, hwc)
+
+
 def compile_model(model: str, hw: str, compression: str, prefill: int, decode: int,
                   buckets: Buckets = Buckets(), fusion: bool = True, progress: Progress | None = None,
                   dump_after: str | None = None, dump_dir: Path | None = None) -> Compiled:
-    hwc = load_hw(hw)
-    m = load_model(model)
-    comp = load_compression(compression, hwc)
+    hwc, m, comp = load_configs(model, hw, compression)
     t0 = time.perf_counter()
     prog = compile_program(m, comp, hwc, prefill, decode, buckets, fusion, progress, dump_after, dump_dir)
     dfp = to_bytes(prog, hwc)
@@ -119,9 +123,7 @@ def run_cases(model: str, hw: str, compression: str, cases: list[tuple[int, int]
     sections shared between cases are timed once."""
     max_prompt = max(p for p, _ in cases)
     max_context = max(p + d for p, d in cases)
-    hwc = load_hw(hw)
-    m = load_model(model)
-    comp = load_compression(compression, hwc)
+    hwc, m, comp = load_configs(model, hw, compression)
     t0 = time.perf_counter()
     prog = compile_program(m, comp, hwc, *cases[0], buckets, progress=progress, cover=(max_prompt, max_context))
     dfp = to_bytes(prog, hwc)
@@ -202,9 +204,8 @@ def stats_json(stats: Stats, hw: HwConfig) -> dict:
 def instruction_storage(model: str, hw: str, compression: str, max_prompt: int, max_context: int,
                         buckets: Buckets = Buckets(), progress: Progress | None = None) -> dict:
     """Compile one program for every length and report its instruction storage."""
-    hwc = load_hw(hw)
-    prog = compile_all_lengths(load_model(model), load_compression(compression, hwc), hwc, max_prompt,
-                               max_context, buckets, progress)
+    hwc, m, comp = load_configs(model, hw, compression)
+    prog = compile_all_lengths(m, comp, hwc, max_prompt, max_context, buckets, progress)
     return storage_report(prog, hwc, max_prompt, max_context)
 
 

@@ -40,6 +40,7 @@ class Section:
     name: str
     instrs: list[Instr]
     labels: list[tuple[int, str]] = field(default_factory=list)   # (first instruction, op label)
+    words: list[int] | None = field(default=None, repr=False, compare=False)   # set by section_words
 
     def label_of(self) -> list[str]:
         """The op label of every instruction."""
@@ -108,11 +109,14 @@ def schedule_for(prog: Program, prefill: int, decode: int) -> list[tuple[int, in
     return out
 
 
-def _section_words(isa, sec: Section) -> list[int]:
-    words: list[int] = []
-    for i, ins in enumerate(sec.instrs):
-        words.extend(isa.encode(ins, i))
-    return words
+def section_words(isa, sec: Section) -> list[int]:
+    """The section's instruction words, encoded once (its instructions are final by then)."""
+    if sec.words is None:
+        words: list[int] = []
+        for i, ins in enumerate(sec.instrs):
+            words.extend(isa.encode(ins, i))
+        sec.words = words
+    return sec.words
 
 
 def to_bytes(prog: Program, hw: HwConfig) -> bytes:
@@ -120,7 +124,7 @@ def to_bytes(prog: Program, hw: HwConfig) -> bytes:
     words: list[int] = []
     table = []
     for sec in prog.sections:
-        w = _section_words(isa, sec)
+        w = section_words(isa, sec)
         table.append({"name": sec.name, "offset": len(words), "words": len(w), "count": len(sec.instrs),
                       "labels": [list(x) for x in sec.labels]})
         words.extend(w)
