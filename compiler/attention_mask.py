@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 
 def kept_blocks(query_block: int, density: float) -> list[int]:
     """Key block indices a query block attends to, in increasing order."""
@@ -30,3 +32,8 @@ def kept_ranges(query_block: int, density: float, block: int, context: int) -> l
         else:
             ranges.append((start, end))
     return ranges
+
+
+def attention_keys(pos: int, block: int, density: float) -> np.ndarray:
+    """Key positions a query at `pos` attends to under the block-sparse causal mask."""
+    return np.concatenate([np.arange(s, e) for s, e in kept_ranges(pos // block, density, block, pos + 1)])

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.attention_mask import kept_ranges
+from compiler.attention_mask import attention_keys
 from compiler.checkpoint import Checkpoint
 from compiler.compression import Compression
 from compiler.model_config import ModelConfig
@@ -138,11 +138,6 @@ def _rope(x: np.ndarray, pos: np.ndarray, theta: float) -> np.ndarray:
 
 def _rms(x: np.ndarray, gain: np.ndarray, eps: float) -> np.ndarray:
     return x / np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps) * gain
-
-
-def attention_keys(pos: int, block: int, density: float) -> np.ndarray:
-    """Key positions a query at `pos` attends to under the block-sparse causal mask."""
-    return np.concatenate([np.arange(s, e) for s, e in kept_ranges(pos // block, density, block, pos + 1)])
 
 
 def float_forward(m: ModelConfig, w: dict[str, np.ndarray], norms: dict[str, np.ndarray], tokens: np.ndarray,

@@ -17,7 +17,8 @@ import math
 
 import numpy as np
 
-from compiler.quantize import QMAX, CompressedModel, attention_keys, dequantize, rope_inv_freq, score_scale
+from compiler.attention_mask import attention_keys
+from compiler.quantize import QMAX, CompressedModel, dequantize, rope_inv_freq, score_scale
 from hwmodel.errors import DspflightError
 from hwmodel.isa import SCORE_DIVISOR
 

@@ -10,7 +10,8 @@ from compiler.attention_mask import kept_ranges
 from compiler.checkpoint import load_checkpoint, write_random_llama
 from compiler.compression import load_compression
 from compiler.model_config import load_model
-from compiler.quantize import attention_keys, compress
+from compiler.attention_mask import attention_keys
+from compiler.quantize import compress
 from dspflight.reference import FP16_MAX_DIFF, FP16_MEAN_DIFF, Reference
 from hwmodel.errors import DspflightError
 
