@@ -20,7 +20,7 @@ from hwmodel.energy_table import load_energy_table
 from hwmodel.gpu import all_gpus
 from hwmodel.hwconfig import HwConfig, load_hw
 from hwmodel.isa import QUEUES
-from hwmodel.program import (Program, instruction_bytes, listing, read_header, read_program, schedule_for,
+from hwmodel.program import (Program, instruction_bytes, listing, read_program, schedule_for,
                              to_bytes)
 from sim.cost import cost_report
 from sim.energy import energy_report
@@ -61,9 +61,7 @@ def compile_model(model: str, hw: str, compression: str, prefill: int, decode: i
 
 def load_program(path: str | Path, hw: str | None = None) -> tuple[Program, HwConfig]:
     """Read a .dfp; the hardware defaults to the one named in its header."""
-    header = read_header(path)
-    hwc = load_hw(hw or header.get("hw_name", ""))
-    return read_program(path, hwc), hwc
+    return read_program(path, load_hw(hw) if hw else None)
 
 
 def compile_info(program_path: str | Path) -> dict:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from hwmodel.errors import ProgramFormatError
-from hwmodel.hwconfig import HwConfig
+from hwmodel.hwconfig import HwConfig, load_hw
 from hwmodel.isa import QUEUES, WORDS, Instr, isa_for, mask_to_queues
 
 MAGIC = b"DSPF"
@@ -233,13 +233,12 @@ def _read(path: Path) -> bytes:
         raise ProgramFormatError(f"{path}: cannot read: {exc.strerror}") from None
 
 
-def read_program(path: str | Path, hw: HwConfig) -> Program:
-    return from_bytes(_read(Path(path)), hw, str(path))
-
-
-def read_header(path: str | Path) -> dict:
-    """The verified header alone (to find which hardware a program is for)."""
-    return _verified_header(_read(Path(path)), str(path))[0]
+def read_program(path: str | Path, hw: HwConfig | None = None) -> tuple[Program, HwConfig]:
+    """Read and verify a .dfp; without `hw`, the design its header names."""
+    data = _read(Path(path))
+    if hw is None:
+        hw = load_hw(_verified_header(data, str(path))[0].get("hw_name", ""))
+    return from_bytes(data, hw, str(path)), hw
 
 
 def format_instr(ins: Instr) -> str:

@@ -40,7 +40,7 @@ def vhk158_run(tiny_dir, tmp_path_factory):
     path = tmp_path_factory.mktemp("prog") / "program.dfp"
     prog = compile_program(load_model("tiny"), load_compression("flightllm", hw), hw, 16, 16, Buckets(16, 1))
     write_program(prog, hw, path)
-    stats = simulate(read_program(path, hw), hw)
+    stats = simulate(read_program(path, hw)[0], hw)
     return path, stats, execute(tiny_dir, "vhk158", prefill=16, decode=16, program=path)
 
 
