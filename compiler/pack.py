@@ -28,7 +28,8 @@ from compiler.quantize import CompressedModel, QuantLinear, head_panel_order, ro
 from hwmodel.costs import weight_record_parts
 from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
-from hwmodel.isa import BASE_REGISTERS, PARAM_HEADER_BYTES, R_HEAD, R_IO, R_WEIGHTS
+from hwmodel.isa import BASE_REGISTERS, PARAM_HEADER_BYTES, R_HEAD, R_WEIGHTS
+from hwmodel.placement import Placement
 from hwmodel.program import Program, to_bytes
 
 IMAGE_FORMAT = 1
@@ -41,12 +42,9 @@ class HbmImage:
     meta: dict               # vocab, hidden, program SHA-256, ...
 
     def channel_images(self, hw: HwConfig) -> np.ndarray:
-        """The image as each HBM pseudo-channel holds it, [channel][bytes]: the
-        program's transfers stripe over all channels, burst b in channel
-        b mod channels at offset b // channels."""
-        step = hw.hbm.channels * hw.hbm.burst_bytes
-        flat = np.concatenate([self.hbm, np.zeros(-len(self.hbm) % step, np.uint8)])
-        return flat.reshape(-1, hw.hbm.channels, hw.hbm.burst_bytes).transpose(1, 0, 2).reshape(hw.hbm.channels, -1)
+        """The image as each HBM pseudo-channel holds it, [channel][bytes], placed
+        by the program's placement (hwmodel.placement)."""
+        return Placement.from_json(self.meta["placement"], hw, "HBM image").channel_images(self.hbm, hw)
 
     def save(self, path: str | Path, hw: HwConfig) -> Path:
         """One .npz: the per-channel images, the embedding table and the meta (JSON)."""
@@ -202,6 +200,7 @@ def pack(cm: CompressedModel, prog: Program, hw: HwConfig) -> HbmImage:
         g = build_graph(model, comp, phase, tokens, ctx)
         g.graph["max_context"] = max_ctx
         g.graph["fusion"] = prog.meta.get("fusion", True)
+        g.graph["plan"] = prog.meta.get("plan", "spread")
         graphs.append(run_passes(g, hw))
         if g.graph["numerics_blockers"]:
             raise CompileError(f"program for {prog.model} on {hw.name} cannot run numerically: "
@@ -209,9 +208,8 @@ def pack(cm: CompressedModel, prog: Program, hw: HwConfig) -> HbmImage:
     g = graphs[0]
     burst, cores = hw.hbm.burst_bytes, hw.slrs
     calls = {c.layer: c for s in prog.steps for c in s.calls}     # weight/head registers are step-independent
-    end = max(c.base[BASE_REGISTERS * k + R_IO] for s in prog.steps for c in s.calls for k in range(cores))
-    io = max(s.tokens for s in prog.steps) * max(model.hidden, 2 * model.vocab)
-    hbm = np.zeros((end + math.ceil(io / burst)) * burst, np.uint8)
+    placement = Placement.from_json(prog.meta["placement"], hw, f"program for {prog.model}")
+    hbm = np.zeros(placement.end * burst, np.uint8)
 
     def put(offset_bursts: int, data: bytes) -> None:
         hbm[offset_bursts * burst: offset_bursts * burst + len(data)] = np.frombuffer(data, np.uint8)
@@ -252,5 +250,5 @@ def pack(cm: CompressedModel, prog: Program, hw: HwConfig) -> HbmImage:
         put(head + rope, _rope_table(model, kv_core, cm.rope_theta, max_ctx))
     meta = {"format": IMAGE_FORMAT, "program_sha256": hashlib.sha256(to_bytes(prog, hw)).hexdigest(),
             "model": prog.model, "vocab": model.vocab, "hidden": model.hidden, "cores": cores,
-            "scale_group": cm.scale_group}
+            "scale_group": cm.scale_group, "placement": placement.to_json()}
     return HbmImage(hbm, cm.embed, meta)

@@ -24,11 +24,13 @@ from compiler.passes.annotate_compression import annotate_compression
 from compiler.passes.emit import POST, PRE, R_HEAD, R_IO, R_KV, R_WEIGHTS, emit
 from compiler.passes.onchip_fusion import onchip_fusion
 from compiler.passes.partition import partition
+from compiler.passes.place_hbm import place_hbm
 from compiler.passes.schedule_tokens import schedule_tokens
 from compiler.passes.tile import tile
 from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
-from hwmodel.isa import isa_for
+from hwmodel.isa import BASE_REGIONS, isa_for
+from hwmodel.placement import Placement
 from hwmodel.program import Call, Program, Section, Step, schedule_for, section_words
 
 Pass = Callable[[nx.DiGraph, HwConfig], nx.DiGraph]
@@ -38,6 +40,7 @@ PIPELINE: list[tuple[str, Pass]] = [
     ("partition", partition),
     ("tile", tile),
     ("allocate", allocate),
+    ("place_hbm", place_hbm),
     ("emit", emit),
     ("schedule_tokens", schedule_tokens),
 ]
@@ -81,7 +84,7 @@ def compile_program(model: ModelConfig, comp: Compression, hw: HwConfig, prefill
                     buckets: Buckets = Buckets(), fusion: bool = True,
                     progress: Callable[[int, int], None] | None = None,
                     dump_after: str | None = None, dump_dir: Path | None = None,
-                    cover: tuple[int, int] | None = None) -> Program:
+                    cover: tuple[int, int] | None = None, plan: str = "spread") -> Program:
     """Compile the steps an inference of `prefill` + `decode` tokens needs into a
     Program whose schedule is that case. With `cover=(max_prompt, max_context)`
     the step library covers every prompt and context up to those bounds, so one
@@ -105,10 +108,12 @@ def compile_program(model: ModelConfig, comp: Compression, hw: HwConfig, prefill
                            f"the model supports {model.max_context}")
     spec = [("prefill", chunk, end) for end in range(chunk, prompt_end + 1, chunk)]
     spec += [("decode", 1, ctx) for ctx in decode_ctx]
-    sections, steps, layout = compile_steps(model, comp, hw, spec, max_ctx, fusion, progress, dump_after, dump_dir)
+    sections, steps, layout = compile_steps(model, comp, hw, spec, max_ctx, fusion, progress, dump_after, dump_dir,
+                                            plan)
     meta = {"prefill": prefill, "decode": decode, "prefill_bucket": chunk, "decode_bucket": buckets.decode,
-            "cover": [max_prompt, max_context], "compression": comp.name, "fusion": fusion,
-            "max_context": max_ctx, "hbm_layout": {k: v for k, v in layout.items() if k != "layer_weight_bursts"},
+            "cover": [max_prompt, max_context], "compression": comp.name, "fusion": fusion, "plan": plan,
+            "placement": layout["placement"].to_json(), "max_context": max_ctx,
+            "hbm_layout": {k: v for k, v in layout.items() if k not in ("layer_weight_bursts", "placement")},
             "model_linear_params": model.linear_params, "slrs": hw.slrs}
     prog = Program(hw.fingerprint, hw.name, model.name, meta, sections, steps, [])
     prog.schedule = schedule_for(prog, prefill, decode)
@@ -117,9 +122,10 @@ def compile_program(model: ModelConfig, comp: Compression, hw: HwConfig, prefill
 
 def compile_steps(model: ModelConfig, comp: Compression, hw: HwConfig, spec: list[tuple[str, int, int]],
                   max_ctx: int, fusion: bool = True, progress: Callable[[int, int], None] | None = None,
-                  dump_after: str | None = None, dump_dir: Path | None = None
+                  dump_after: str | None = None, dump_dir: Path | None = None, plan: str = "spread"
                   ) -> tuple[list[Section], list[Step], dict]:
-    """Compile (phase, tokens, context) steps; identical sections are stored once."""
+    """Compile (phase, tokens, context) steps; identical sections are stored once.
+    The returned layout holds the laid-out placement under "placement"."""
     isa = isa_for(hw)
     sections: list[Section] = []
     seen: dict[tuple, int] = {}
@@ -129,8 +135,11 @@ def compile_steps(model: ModelConfig, comp: Compression, hw: HwConfig, spec: lis
         g = build_graph(model, comp, phase, tokens, ctx)
         g.graph["max_context"] = max_ctx
         g.graph["fusion"] = fusion
+        g.graph["plan"] = plan
         g = run_passes(g, hw, dump_after, dump_dir)
-        layout = g.graph["hbm_layout"]
+        io = layout.get("io_bytes", 0)
+        layout = dict(g.graph["hbm_layout"])
+        layout["io_bytes"] = max(io, layout["io_bytes"])        # the I/O area serves every step
         local = []
         for b in g.graph["builders"]:
             sec = b.section()
@@ -140,7 +149,7 @@ def compile_steps(model: ModelConfig, comp: Compression, hw: HwConfig, spec: lis
                 sections.append(sec)
             local.append(seen[words])
         ls = g.graph["layer_section"]
-        bases = _base_registers(model, hw, layout)
+        bases, layout["placement"] = _base_registers(model, hw, layout, g.graph["placement"])
         calls = [Call(local[ls[PRE]], bases(PRE), PRE)]
         calls += [Call(local[ls[layer]], bases(layer), layer) for layer in range(model.layers)]
         post = Call(local[ls[POST]], bases(POST), POST)
@@ -159,35 +168,54 @@ def compile_decode_step(model: ModelConfig, comp: Compression, hw: HwConfig, con
     """A program of one decode step at `context` (for benchmarks and exact-length checks)."""
     sections, steps, layout = compile_steps(model, comp, hw, [("decode", 1, context)], context)
     meta = {"prefill": context - 1, "decode": 1, "prefill_bucket": context, "decode_bucket": 1,
-            "compression": comp.name, "max_context": context, "slrs": hw.slrs}
+            "compression": comp.name, "max_context": context, "slrs": hw.slrs, "plan": "spread",
+            "placement": layout["placement"].to_json()}
     return Program(hw.fingerprint, hw.name, model.name, meta, sections, steps, [(0, 1)])
 
 
-def _base_registers(model: ModelConfig, hw: HwConfig, layout: dict) -> Callable[[int], list[int]]:
-    """HBM map (bursts): [layer][core] weights, [core] LM head, [layer][core] KV, [core] I/O.
-    A call's base list holds 4 registers per core: r0 weights, r1 KV, r2 I/O, r3 LM head."""
+def _base_registers(model: ModelConfig, hw: HwConfig, layout: dict, placement: Placement
+                    ) -> tuple[Callable[[int], list[int]], Placement]:
+    """Allocate every region in the space of its channel group, each at a whole
+    row on every PC of the group, and lay the spaces out. Returns the base
+    registers of a layer's call (4 per core: r0 weights, r1 KV, r2 I/O, r3 LM
+    head; hwmodel.isa.BASE_REGIONS) and the laid-out placement."""
     per_layer = layout["layer_weight_bursts"]
-    cores = hw.slrs
-    layer_start, pos = {}, 0
-    for layer in range(model.layers):
-        layer_start[layer] = pos
-        pos += per_layer[layer] * cores
-    head_start = pos
-    pos += per_layer.get(-1, 0) * cores
-    kv_start = pos
-    pos += model.layers * cores * layout["kv_bursts"]
-    io_start = pos
-    io_core = math.ceil(layout["io_bytes"] / hw.hbm.burst_bytes)
+    row = hw.hbm.address_map.row_bytes // hw.hbm.burst_bytes
+    sizes: dict[tuple[int, ...], int] = {}
+    offset: dict[tuple, tuple[tuple[int, ...], int]] = {}
+
+    def alloc(core: int, region: str, key: tuple, bursts: int) -> None:
+        pcs = placement.pcs_of(core, *placement.group(region))
+        unit = len(pcs) * row
+        offset[(core,) + key] = (pcs, sizes.get(pcs, 0))
+        sizes[pcs] = sizes.get(pcs, 0) + -(-bursts // unit) * unit
+
+    for core in range(hw.slrs):
+        for layer in range(model.layers):
+            alloc(core, "weights", ("w", layer), per_layer[layer])
+        alloc(core, "weights", ("head",), per_layer.get(-1, 0))
+        for layer in range(model.layers):
+            alloc(core, "kv", ("kv", layer), layout["kv_bursts"])
+        alloc(core, "io", ("io",), math.ceil(layout["io_bytes"] / hw.hbm.burst_bytes))
+    for pcs, bursts in sizes.items():
+        if bursts // len(pcs) * hw.hbm.burst_bytes > hw.hbm.address_map.pc_bytes:
+            raise CompileError(f"{hw.source}: field hbm.capacity_gb: {model.name} with plan {placement.name} needs "
+                               f"{bursts * hw.hbm.burst_bytes / 2**30:.2f} GiB on PCs {list(pcs)}, which hold "
+                               f"{len(pcs) * hw.hbm.address_map.pc_bytes / 2**30:.2f} GiB")
+    placement = placement.laid_out(sizes, row * hw.hbm.channels)
+    start = {s.pcs: s.start for s in placement.spaces}
+
+    def at(core: int, *key) -> int:
+        pcs, off = offset[(core,) + key]
+        return start[pcs] + off
 
     def bases(layer: int) -> list[int]:
         regs = []
-        for c in range(cores):
-            r = [0, 0, io_start + c * io_core, head_start + c * per_layer.get(-1, 0)]
-            if layer >= 0:
-                r[R_WEIGHTS] = layer_start[layer] + c * per_layer[layer]
-                r[R_KV] = kv_start + (layer * cores + c) * layout["kv_bursts"]
-            regs.extend(r)
+        for c in range(hw.slrs):
+            w = ("w", layer) if layer >= 0 else ("head",)
+            kv = ("kv", max(layer, 0))
+            regs.extend([at(c, *w), at(c, *kv), at(c, "io"), at(c, "head")])
         return regs
 
-    assert (R_WEIGHTS, R_KV, R_IO, R_HEAD) == (0, 1, 2, 3)
-    return bases
+    assert (R_WEIGHTS, R_KV, R_IO, R_HEAD) == (0, 1, 2, 3) and BASE_REGIONS[R_HEAD] == "weights"
+    return bases, placement

@@ -51,10 +51,11 @@ def load_configs(model: str, hw: str, compression: str) -> tuple[HwConfig, Model
 
 def compile_model(model: str, hw: str, compression: str, prefill: int, decode: int,
                   buckets: Buckets = Buckets(), fusion: bool = True, progress: Progress | None = None,
-                  dump_after: str | None = None, dump_dir: Path | None = None) -> Compiled:
+                  dump_after: str | None = None, dump_dir: Path | None = None, plan: str = "spread") -> Compiled:
     hwc, m, comp = load_configs(model, hw, compression)
     t0 = time.perf_counter()
-    prog = compile_program(m, comp, hwc, prefill, decode, buckets, fusion, progress, dump_after, dump_dir)
+    prog = compile_program(m, comp, hwc, prefill, decode, buckets, fusion, progress, dump_after, dump_dir,
+                           plan=plan)
     dfp = to_bytes(prog, hwc)
     return Compiled(prog, hwc, dfp, listing(prog), time.perf_counter() - t0)
 
@@ -116,14 +117,15 @@ class Cases:
 
 def run_cases(model: str, hw: str, compression: str, cases: list[tuple[int, int]] = FLIGHTLLM_CASES,
               buckets: Buckets = Buckets(), energy_table: str = DEFAULT_ENERGY,
-              progress: Progress | None = None) -> Cases:
+              progress: Progress | None = None, fusion: bool = True, plan: str = "spread") -> Cases:
     """Compile one program covering every case, then time each case's schedule;
     sections shared between cases are timed once."""
     max_prompt = max(p for p, _ in cases)
     max_context = max(p + d for p, d in cases)
     hwc, m, comp = load_configs(model, hw, compression)
     t0 = time.perf_counter()
-    prog = compile_program(m, comp, hwc, *cases[0], buckets, progress=progress, cover=(max_prompt, max_context))
+    prog = compile_program(m, comp, hwc, *cases[0], buckets, fusion, progress=progress,
+                           cover=(max_prompt, max_context), plan=plan)
     dfp = to_bytes(prog, hwc)
     compiled = Compiled(prog, hwc, dfp, listing(prog), time.perf_counter() - t0)
     timings: dict = {}

@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from compiler.passes.place_hbm import PLANS
 from compiler.pipeline import PIPELINE, Buckets
 from compiler.storage import format_storage
 from dspflight import api
@@ -30,6 +31,8 @@ def _compile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prefill-bucket", type=int, default=128, help="prefill lengths share a section per bucket")
     p.add_argument("--decode-bucket", type=int, default=16, help="decode contexts share a section per bucket")
     p.add_argument("--no-fusion", action="store_true", help="disable always-on-chip decode (spill activations)")
+    p.add_argument("--plan", default="spread", choices=sorted(PLANS),
+                   help="HBM data placement (compiler/passes/place_hbm.py; default: spread)")
     p.add_argument("--dump-after", choices=[n for n, _ in PIPELINE], help="dump the graph after this pass")
 
 
@@ -38,7 +41,7 @@ def _do_compile(args) -> api.Compiled:
         raise DspflightError("--prefill-bucket and --decode-bucket must be >= 1")
     return api.compile_model(args.model, args.hw, args.compression, args.prefill, args.decode,
                              Buckets(args.prefill_bucket, args.decode_bucket), not args.no_fusion,
-                             progress_bar("compile"), args.dump_after, Path(args.out))
+                             progress_bar("compile"), args.dump_after, Path(args.out), args.plan)
 
 
 def cmd_compile(args) -> int:
@@ -94,7 +97,7 @@ def cmd_report(args) -> int:
 def cmd_cases(args) -> int:
     cases = api.run_cases(args.model, args.hw, args.compression,
                           buckets=Buckets(args.prefill_bucket, args.decode_bucket), energy_table=args.energy,
-                          progress=progress_bar("compile"))
+                          progress=progress_bar("compile"), fusion=not args.no_fusion, plan=args.plan)
     out = OutputSet(args.out)
     out.add_bytes("program.dfp", cases.compiled.dfp)
     out.add_text("program.asm", cases.compiled.asm)

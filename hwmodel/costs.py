@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from hwmodel.chain_timing import chain_latency, row_cycles
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import Instr, MiscFunc, Op, SysKind
+from hwmodel.transfer import transfer_bytes
 
 TWO_PASS = (MiscFunc.SOFTMAX, MiscFunc.LAYERNORM, MiscFunc.RMSNORM)
 
@@ -42,40 +43,6 @@ def misc_cycles(hw: HwConfig, ins: Instr) -> int:
     return math.ceil(misc_elements(ins) * passes / hw.sfu_lanes) + hw.misc_latency_cycles
 
 
-def transfer_bytes(hw: HwConfig, ins: Instr) -> int:
-    """Bytes an LD or ST moves between HBM and an on-chip buffer."""
-    if ins.op == Op.LD:
-        return ins.f["x_len"] * ins.f["y_len"] * ins.f["z_len"] * hw.hbm.burst_bytes
-    return ins.f["len"] * hw.hbm.burst_bytes
-
-
-def transfer_channels(hw: HwConfig, ins: Instr) -> list[int]:
-    count = 1 << ins.f["ch_log2"]
-    return [(ins.f["ch_first"] + i) % hw.hbm.channels for i in range(count)]
-
-
-def channel_bytes_per_cycle(hw: HwConfig, channels_spanned: int) -> float:
-    """What one core gets from one channel during a transfer: the channel's peak
-    times the efficiency for a transfer inside one channel or striped across
-    several, divided among the cores, which share every channel."""
-    eff = hw.hbm.efficiency_in_channel if channels_spanned == 1 else hw.hbm.efficiency_cross_channel
-    return hw.hbm_channel_bytes_per_cycle * eff / hw.slrs
-
-
-def transfer_data_cycles(hw: HwConfig, ins: Instr) -> int:
-    """Cycles the spanned channels stream an LD/ST's bytes. The DMA issues the
-    next transfer's requests once these are issued, so back-to-back transfers
-    overlap their latency; only this part occupies the queue and the channels."""
-    count = 1 << ins.f["ch_log2"]
-    per_channel = transfer_bytes(hw, ins) / count
-    return math.ceil(per_channel / channel_bytes_per_cycle(hw, count))
-
-
-def transfer_cycles(hw: HwConfig, ins: Instr) -> int:
-    """LD/ST from issue to the last byte in place: HBM latency + streaming."""
-    return hw.hbm.latency_cycles + transfer_data_cycles(hw, ins)
-
-
 def sys_cycles(hw: HwConfig, ins: Instr) -> int:
     """SLR sync: a handshake; an exchange also moves each core's share to the others."""
     if ins.f["kind"] == SysKind.EXCHANGE:
@@ -85,15 +52,15 @@ def sys_cycles(hw: HwConfig, ins: Instr) -> int:
 
 
 def compute_cycles(hw: HwConfig, ins: Instr) -> int:
-    """Cycles of any instruction from start to finish on idle resources
-    (an LD/ST includes the HBM latency; see transfer_data_cycles)."""
+    """Cycles of an MM, MV, MISC or SYS instruction from start to finish (LD/ST
+    depend on the data placement: hwmodel.transfer.transfer_timing)."""
     if ins.op in (Op.MM, Op.MV):
         return matrix_cycles(hw, ins)
     if ins.op == Op.MISC:
         return misc_cycles(hw, ins)
     if ins.op == Op.SYS:
         return sys_cycles(hw, ins)
-    return transfer_cycles(hw, ins)
+    raise ValueError(f"{ins.op.name}: a transfer is timed by hwmodel.transfer.transfer_timing")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hwmodel.configio import Fields, load_mapping, resolve_config
 from hwmodel.errors import ConfigError
+from hwmodel.hbm import Hbm, load_hbm
 
 BRAM36_BYTES = 4096   # data bytes of one BRAM36 at 32-bit width (36 Kb with parity)
 URAM_BYTES = 32768    # data bytes of one UltraRAM at 64-bit width (288 Kb with parity)
@@ -34,17 +35,6 @@ class Buffer:
     @property
     def blocks(self) -> int:
         return math.ceil(self.bytes / (URAM_BYTES if self.kind == "uram" else BRAM36_BYTES))
-
-
-@dataclass(frozen=True)
-class Hbm:
-    capacity_bytes: int
-    channels: int
-    peak_gbps: float
-    efficiency_in_channel: float
-    efficiency_cross_channel: float
-    burst_bytes: int
-    latency_cycles: int
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,8 +86,14 @@ class HwConfig:
         return self.dsp_per_core
 
     @property
-    def hbm_channel_bytes_per_cycle(self) -> float:
-        return self.hbm.peak_gbps * 1e9 / self.hbm.channels / self.clock_hz
+    def hbm_latency_cycles(self) -> int:
+        """Request to first data of an LD, in kernel cycles."""
+        return math.ceil(self.hbm.latency_ns * self.clock_mhz / 1000)
+
+    @property
+    def dma_port_gbps(self) -> float:
+        """What a core's DMA moves through one HBM port: a buffer line per kernel cycle."""
+        return self.line_bytes * self.clock_mhz / 1000
 
     @property
     def onchip_bytes(self) -> int:
@@ -184,20 +180,7 @@ def load_hw(name_or_path: str | Path) -> HwConfig:
         buffers[name] = Buffer(name, b.text("kind", choices=("uram", "bram36")), size, base)
         base += size
 
-    h = f.sub("hbm")
-    h.check_known({"capacity_gb", "channels", "peak_gbps", "efficiency_in_channel", "efficiency_cross_channel",
-                   "burst_bytes", "latency_cycles"})
-    hbm = Hbm(
-        capacity_bytes=int(h.number("capacity_gb", lo=0.001) * 2**30),
-        channels=h.integer("channels", lo=1, hi=256),
-        peak_gbps=h.number("peak_gbps", lo=0.001),
-        efficiency_in_channel=h.number("efficiency_in_channel", lo=0.01, hi=1.0),
-        efficiency_cross_channel=h.number("efficiency_cross_channel", lo=0.01, hi=1.0),
-        burst_bytes=h.integer("burst_bytes", lo=1),
-        latency_cycles=h.integer("latency_cycles", lo=0),
-    )
-    if hbm.channels & (hbm.channels - 1):
-        raise h.error("channels", f"expected a power of two, got {hbm.channels}")
+    hbm = load_hbm(f.sub("hbm"), line)
     ddr = f.sub("ddr")
     ddr.check_known({"capacity_gb", "peak_gbps"})
     link = f.sub("slr_link")

@@ -51,6 +51,7 @@ class MiscFunc(IntEnum):
 # BASE_REGISTERS values per core, core after core.
 R_WEIGHTS, R_KV, R_IO, R_HEAD = range(4)   # layer weights + parameters, its KV cache, host I/O, LM-head region
 BASE_REGISTERS = 4
+BASE_REGIONS = ("weights", "kv", "io", "weights")   # the placement region (hwmodel.placement) each register points into
 
 # Numeric conventions of the instructions (docs/numerics.md), shared by the
 # compiler, the functional executor and the reference.
@@ -134,10 +135,11 @@ class Isa:
     def __init__(self, hw: HwConfig):
         self.hw = hw
         a, h, c = hw.onchip_addr_bits, hw.hbm_addr_bits, hw.hbm_channel_bits
+        n = hw.hbm.channels.bit_length()           # ch_count: 1 .. channels PCs
         spec = {
-            Op.LD: [("base", 4), ("hbm", h), ("ch_first", c), ("ch_log2", 3), ("addr", a), ("x_len", 16),
+            Op.LD: [("base", 4), ("hbm", h), ("ch_first", c), ("ch_count", n), ("addr", a), ("x_len", 16),
                     ("y_len", 12), ("y_stride", 24), ("z_len", 10), ("z_stride", 28), ("zero", 1)],
-            Op.ST: [("base", 4), ("hbm", h), ("ch_first", c), ("ch_log2", 3), ("addr", a), ("len", 20)],
+            Op.ST: [("base", 4), ("hbm", h), ("ch_first", c), ("ch_count", n), ("addr", a), ("len", 20)],
             Op.MM: [("rows", 14), ("kblk", 11), ("tokens", 12), ("n_log2", 2), ("wbits", 3), ("act", a),
                     ("wgt", a), ("out", a), ("acc", 1), ("bias", 1), ("fuse", 4), ("mode", 2), ("hold", 1),
                    ("aux", 9)],

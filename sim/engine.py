@@ -3,22 +3,26 @@
 Each queue runs its instructions in order, one at a time. An instruction
 starts when its queue is free and, for every queue in its wait mask, a token
 from that queue is available (it consumes one); when it ends it releases one
-token to every queue in its release mask. LD/ST also need their HBM channels:
-a transfer starts when all the channels it spans are free. Cycle counts come
-from hwmodel.costs. A section starts and ends with every queue idle, so its
-timing is independent of where it runs and is computed once per section.
+token to every queue in its release mask. LD/ST also need their HBM
+pseudo-channels (PCs) over all cores, which run the same section in
+lockstep: a transfer starts when every PC it uses is free, after a
+read/write turnaround where a PC changes direction. Cycle counts come from
+hwmodel.costs and hwmodel.transfer. A section starts and ends with every
+queue idle, and its transfers' timing does not depend on base registers
+(hwmodel.placement), so it is timed once, wherever it runs.
 """
 from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
 
-from hwmodel.costs import (Work, compute_cycles, transfer_bytes, transfer_channels, transfer_cycles,
-                           transfer_data_cycles, work)
+from hwmodel.costs import Work, compute_cycles, work
 from hwmodel.errors import SimulationError
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import NUM_QUEUES, QUEUES, Instr, Op, mask_to_queues
+from hwmodel.placement import Placement
 from hwmodel.program import Section, format_instr
+from hwmodel.transfer import transfer_bytes, transfer_timing, turnaround_cycles
 
 WORK_FIELDS = tuple(Work.__dataclass_fields__)
 
@@ -54,7 +58,16 @@ def _check_buffers(hw: HwConfig, ins: Instr, index: int, section: str) -> None:
                               f"byte {start} overflow the on-chip buffers ({where})")
 
 
-def time_section(hw: HwConfig, sec: Section, keep_trace: bool = False) -> SectionTiming:
+def _check_group(placement: Placement, ins: Instr, index: int, section: str) -> None:
+    """An LD/ST must name a channel group every core has."""
+    first, count = ins.f["ch_first"], ins.f["ch_count"]
+    if count < 1 or any(first + count > len(pcs) for pcs in placement.core_pcs):
+        raise SimulationError(f"section {section}: instruction {index} ({ins.op.name}): channel group "
+                              f"{first}+{count} is outside the cores' {min(map(len, placement.core_pcs))} channels "
+                              f"(placement {placement.name})")
+
+
+def time_section(hw: HwConfig, sec: Section, placement: Placement, keep_trace: bool = False) -> SectionTiming:
     instrs = sec.instrs
     labels = sec.label_of()
     n = len(instrs)
@@ -67,9 +80,11 @@ def time_section(hw: HwConfig, sec: Section, keep_trace: bool = False) -> Sectio
         releases.append(mask_to_queues(q, ins.release))
         if ins.op in (Op.LD, Op.ST):
             _check_buffers(hw, ins, i, sec.name)
-            cycles.append(transfer_cycles(hw, ins))
-            occupy.append(transfer_data_cycles(hw, ins))
-            chans.append(transfer_channels(hw, ins))
+            _check_group(placement, ins, i, sec.name)
+            tt = transfer_timing(hw, placement, ins)
+            cycles.append(tt.cycles)
+            occupy.append(tt.data_cycles)
+            chans.append(tt.pcs)
         else:
             cycles.append(compute_cycles(hw, ins))
             occupy.append(cycles[-1])
@@ -79,6 +94,8 @@ def time_section(hw: HwConfig, sec: Section, keep_trace: bool = False) -> Sectio
     running = [False] * NUM_QUEUES
     tokens = [[0] * NUM_QUEUES for _ in range(NUM_QUEUES)]   # tokens[p][c]: released by p for c
     ch_free = [0] * hw.hbm.channels
+    ch_writing = [False] * hw.hbm.channels
+    turn = {True: turnaround_cycles(hw, True), False: turnaround_cycles(hw, False)}
     events: list[tuple[int, int, int]] = []   # (time, queue, instr): instr done, or -1: queue may issue
     start_of = [0] * n
     now, done, last_end = 0, 0, 0
@@ -93,11 +110,14 @@ def time_section(hw: HwConfig, sec: Section, keep_trace: bool = False) -> Sectio
                 tokens[p][q] -= 1
             start = max(now, busy_until[q])
             if chans[i] is not None:
-                start = max(start, max(ch_free[c] for c in chans[i]))
+                writing = instrs[i].op == Op.ST
+                start = max(start, max(ch_free[c] + (turn[writing] if ch_writing[c] != writing else 0)
+                                       for c in chans[i]))
             free = start + occupy[i]
             if chans[i] is not None:
                 for c in chans[i]:
                     ch_free[c] = free
+                    ch_writing[c] = writing
             start_of[i] = start
             running[q] = True
             busy_until[q] = free

@@ -26,10 +26,11 @@ from typing import Callable, Iterator
 import numpy as np
 
 from hwmodel.costs import sparsity_n, weight_bits, weight_record_parts
-from hwmodel.errors import SimulationError
+from hwmodel.errors import ProgramFormatError, SimulationError
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import (BASE_REGISTERS, INT8_MAX, NUM_QUEUES, PARAM_HEADER_BYTES, R_IO, SCORE_DIVISOR, Instr,
                          MatMode, MiscFunc, Op, SysKind, exchange_window, mask_to_queues)
+from hwmodel.placement import Placement
 from hwmodel.program import Program, Section, schedule_for, to_bytes
 
 QMAX = INT8_MAX
@@ -44,18 +45,16 @@ class Image:
     meta: dict
 
     @classmethod
-    def load(cls, path: str | Path) -> "Image":
-        """Read an image saved by compiler.pack (per-channel images, interleaved back
-        into one address space: burst b is in channel b mod channels)."""
+    def load(cls, path: str | Path, hw: HwConfig) -> "Image":
+        """Read an image saved by compiler.pack: per-PC images, gathered back into
+        the program's logical address space by the placement they were saved with."""
         try:
             with np.load(path) as z:
                 meta = json.loads(bytes(z["meta"]).decode())
-                ch = z["channels"]
-                burst = meta["burst_bytes"]
-                hbm = ch.reshape(ch.shape[0], -1, burst).transpose(1, 0, 2).reshape(-1)
-                return cls(hbm.copy(), z["embed"], meta)
-        except (OSError, KeyError, ValueError) as exc:
-            raise SimulationError(f"{path}: not an HBM image ({exc})") from None
+                placement = Placement.from_json(meta["placement"], hw, str(path))
+                return cls(placement.from_channel_images(z["channels"], hw), z["embed"], meta)
+        except (OSError, KeyError, ValueError, ProgramFormatError) as exc:
+            raise SimulationError(f"{path}: not an HBM image of this design ({exc})") from None
 
 
 # ---- layouts -------------------------------------------------------------------

@@ -5,9 +5,9 @@ bytes are what the simulator moved over HBM, so each point says how close an
 op came to its roof and which roof it is under. The compute peak depends on
 the phase: batch-1 decode runs matrix-vector products, which cannot use the
 second MAC of a packed DSP (`mv_macs_per_cycle`); prefill packs two tokens
-(`mm_macs_per_cycle`). The bandwidth roof is the HBM peak times the
-cross-channel efficiency, because weights are striped across channels; the
-raw peak is recorded next to it.
+(`mm_macs_per_cycle`). The bandwidth roof is what the placement's weight
+PCs sustain on a linear read (hwmodel.transfer.streaming_gbps: refresh,
+column spacing, ports); the raw peak is recorded next to it.
 
 The GPUs run the same ops dense at FP16: 2 x dense MACs operations and 2 bytes
 per dense weight (for attention, per K/V element the design reads), which is
@@ -22,6 +22,8 @@ from pathlib import Path
 from hwmodel.gpu import GpuPreset
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import QUEUES, Op
+from hwmodel.placement import Placement
+from hwmodel.transfer import streaming_gbps
 from sim.stats import Stats
 from sim.trace import write_atomic
 
@@ -38,10 +40,16 @@ def fpga_peak_ops(hw: HwConfig, phase: str) -> float:
     return 2.0 * macs * hw.slrs * hw.clock_hz
 
 
-def hbm_bandwidth(hw: HwConfig) -> tuple[float, float]:
-    """(peak, effective) HBM bytes per second; effective = peak x cross-channel efficiency."""
-    peak = hw.hbm.peak_gbps * 1e9
-    return peak, peak * hw.hbm.efficiency_cross_channel
+def hbm_bandwidth(hw: HwConfig, placement: Placement) -> tuple[float, float]:
+    """(peak, effective) HBM bytes per second; effective = what the weight PCs sustain."""
+    return hw.hbm.peak_gbps * 1e9, streaming_gbps(hw, placement)[1] * 1e9
+
+
+def bandwidth_basis(hw: HwConfig, placement: Placement) -> dict:
+    """Where the effective bandwidth comes from, for reports."""
+    pcs, total = streaming_gbps(hw, placement)
+    return {"plan": placement.name, "weight_pcs": pcs, "pc_peak_gbps": hw.hbm.pc_gbps,
+            "pc_sustained_gbps": total / pcs if pcs else 0.0, "refresh_duty": hw.hbm.refresh_duty}
 
 
 def dense_weights(work: dict[str, int]) -> float:
@@ -69,7 +77,7 @@ def _gpu_op(gpu: GpuPreset, work: dict[str, int], cores: int) -> dict:
 def _fpga_op(stats: Stats, hw: HwConfig, phase: str, o: dict, gpus: list[GpuPreset]) -> dict:
     w, cores = o["work"], hw.slrs
     peak = fpga_peak_ops(hw, phase)
-    bw_peak, bw_eff = hbm_bandwidth(hw)
+    bw_peak, bw_eff = hbm_bandwidth(hw, stats.placement)
     ops = 2.0 * w["macs"] * cores
     nbytes = w["hbm_bytes"] * cores
     time_s = stats.seconds(o["cycles"])
@@ -99,7 +107,7 @@ def _overlap(memory_s: float, compute_s: float, total_s: float) -> float | None:
 
 def _phase_summary(stats: Stats, hw: HwConfig, phase: str) -> dict:
     ph = stats.phases[phase]
-    bw_peak, bw_eff = hbm_bandwidth(hw)
+    bw_peak, bw_eff = hbm_bandwidth(hw, stats.placement)
     time_s = stats.seconds(ph.cycles)
     nbytes = ph.work["hbm_bytes"] * hw.slrs
     ops = 2.0 * ph.work["macs"] * hw.slrs
@@ -116,7 +124,7 @@ def _phase_summary(stats: Stats, hw: HwConfig, phase: str) -> dict:
         "hbm_bytes": nbytes, "bytes_per_token": nbytes / ph.tokens if ph.tokens else 0.0,
         "bandwidth_attained_bytes_per_s": attained_bw,
         "bandwidth_effective_bytes_per_s": bw_eff, "bandwidth_peak_bytes_per_s": bw_peak,
-        "efficiency_cross_channel": hw.hbm.efficiency_cross_channel,
+        "bandwidth_basis": bandwidth_basis(hw, stats.placement),
         "hbm_utilization": attained_bw / bw_peak,
         "fraction_of_effective_bandwidth": attained_bw / bw_eff,
         "memory_floor_s": nbytes / bw_eff,
@@ -141,10 +149,10 @@ def roofline(stats: Stats, hw: HwConfig, gpus: list[GpuPreset]) -> dict:
     """Per phase: a breakdown (`phases`), per-op points (`ops`), per-layer points
     (`layers`; negative layers are the sections outside the decoder layers:
     embedding, LM head), and the GPU presets' roofs and estimates (`gpus`)."""
-    bw_peak, bw_eff = hbm_bandwidth(hw)
+    bw_peak, bw_eff = hbm_bandwidth(hw, stats.placement)
     out = {"hardware": hw.name, "model": stats.model, "cores": hw.slrs, "clock_hz": hw.clock_hz,
            "fpga": {"bandwidth_peak_bytes_per_s": bw_peak, "bandwidth_effective_bytes_per_s": bw_eff,
-                    "efficiency_cross_channel": hw.hbm.efficiency_cross_channel,
+                    "bandwidth_basis": bandwidth_basis(hw, stats.placement),
                     "peak_ops_per_s": {p: fpga_peak_ops(hw, p) for p in stats.phases},
                     "ridge_ops_per_byte": {p: fpga_peak_ops(hw, p) / bw_eff for p in stats.phases}},
            "phases": {}, "ops": {}, "layers": {}, "gpus": {}, "published": PUBLISHED}
@@ -175,8 +183,7 @@ def explain_decode(data: dict) -> list[str]:
     bw_eff = _gbps(d["bandwidth_effective_bytes_per_s"])
     return [
         f"HBM bytes per token: {_size(d['bytes_per_token'])} (weights, indices, scales, KV cache)",
-        f"effective HBM bandwidth: {_gbps(d['bandwidth_peak_bytes_per_s'])} peak x "
-        f"{d['efficiency_cross_channel']:.2f} cross-channel efficiency = {bw_eff}",
+        _basis_line(d["bandwidth_basis"], bw_eff),
         f"memory floor per token: {_size(d['bytes_per_token'])} / {bw_eff} = {_ms(d['memory_floor_s'] / n)}",
         f"per token, queues busy: memory {_ms(d['memory_time_s'] / n)}, compute (MM+MV+MISC) "
         f"{_ms(d['compute_time_s'] / n)}, sync {_ms(d['sync_time_s'] / n)}; "
@@ -185,6 +192,12 @@ def explain_decode(data: dict) -> list[str]:
         f"attained {_gbps(d['bandwidth_attained_bytes_per_s'])} = {d['hbm_utilization']:.1%} of peak, "
         f"{d['fraction_of_effective_bandwidth']:.1%} of effective",
     ]
+
+
+def _basis_line(b: dict, bw_eff: str) -> str:
+    return (f"effective HBM bandwidth: {b['weight_pcs']} PCs streaming weights (plan {b['plan']}) x "
+            f"{b['pc_sustained_gbps']:.4g} GB/s sustained per PC ({b['pc_peak_gbps']:.4g} GB/s peak, "
+            f"{b['refresh_duty']:.1%} lost to refresh) = {bw_eff}")
 
 
 def _size(nbytes: float) -> str:

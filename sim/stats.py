@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from hwmodel.errors import SimulationError
 from hwmodel.hwconfig import HwConfig
-from hwmodel.isa import QUEUES
-from hwmodel.program import Program
+from hwmodel.isa import BASE_REGIONS, BASE_REGISTERS, QUEUES
+from hwmodel.placement import Placement
+from hwmodel.program import Call, Program
 from sim.engine import WORK_FIELDS, SectionTiming, time_section
 
 
@@ -39,6 +41,7 @@ class Stats:
     sections_timed: int
     section_calls: int
     timings: dict[int, SectionTiming]
+    placement: Placement
 
     def seconds(self, cycles: float) -> float:
         return cycles / self.clock_hz
@@ -51,6 +54,7 @@ def simulate(prog: Program, hw: HwConfig, progress: Callable[[int, int], None] |
     dict to several calls on one program to time each section only once."""
     schedule = prog.schedule if schedule is None else schedule
     timings = {} if timings is None else timings
+    placement = program_placement(prog, hw)
     phases: dict[str, PhaseStats] = {}
     steps, calls = [], 0
     for si, (index, repeat) in enumerate(schedule):
@@ -61,7 +65,7 @@ def simulate(prog: Program, hw: HwConfig, progress: Callable[[int, int], None] |
         for call in step.calls:
             t = timings.get(call.section)
             if t is None:
-                t = timings[call.section] = time_section(hw, prog.sections[call.section], keep_trace)
+                t = timings[call.section] = time_section(hw, prog.sections[call.section], placement, keep_trace)
             calls += 1
             cycles += t.cycles
             _accumulate(ph, t, call.layer, repeat)
@@ -72,7 +76,30 @@ def simulate(prog: Program, hw: HwConfig, progress: Callable[[int, int], None] |
                       "repeat": repeat, "cycles": cycles})
         if progress:
             progress(si + 1, len(schedule))
-    return Stats(hw.name, prog.model, hw.slrs, hw.clock_hz, phases, steps, len(timings), calls, timings)
+    return Stats(hw.name, prog.model, hw.slrs, hw.clock_hz, phases, steps, len(timings), calls, timings, placement)
+
+
+def program_placement(prog: Program, hw: HwConfig) -> Placement:
+    """The program's data placement, with every call's base registers checked
+    against it (a section is timed once for all its calls only if they are aligned)."""
+    placement = Placement.from_json(prog.meta.get("placement"), hw, f"program for {prog.model}")
+    for step in prog.steps:
+        for call in step.calls:
+            _check_bases(prog, hw, placement, call)
+    return placement
+
+
+def _check_bases(prog: Program, hw: HwConfig, placement: Placement, call: Call) -> None:
+    row = hw.hbm.address_map.row_bytes // hw.hbm.burst_bytes
+    for core in range(hw.slrs):
+        for reg, region in enumerate(BASE_REGIONS):
+            base = call.base[BASE_REGISTERS * core + reg]
+            space = placement.space_of(core, *placement.group(region))
+            if space is None or not space.start <= base <= space.start + space.bursts \
+                    or (base - space.start) % (len(space.pcs) * row):
+                raise SimulationError(f"program for {prog.model}: section {call.section} (layer {call.layer}), core "
+                                      f"{core}: base register {reg} = {base} is not a row-aligned address of its "
+                                      f"{region} space")
 
 
 def _accumulate(ph: PhaseStats, t: SectionTiming, layer: int, repeat: int) -> None:

@@ -130,7 +130,7 @@ def test_execute_subcommand_prints_tokens_and_per_layer_agreement(tiny_dir, caps
     report = json.loads((out_dir / "agreement.json").read_text())
     again = execute(tiny_dir, "u280", prefill=16, decode=2, program=out_dir / "program.dfp")
     assert again.tokens == report["tokens"] and again.program_sha256 == report["program_sha256"]
-    image = Image.load(out_dir / "hbm.npz")
+    image = Image.load(out_dir / "hbm.npz", hw)
     assert image.meta["program_sha256"] == report["program_sha256"]
 
 

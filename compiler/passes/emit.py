@@ -18,7 +18,7 @@ from compiler.graph import layer_nodes
 from compiler.passes.allocate import EXCHANGE_MAX_LINES, layer_record_offsets, norm_record_bytes, rope_lanes
 from compiler.section_builder import Resource, SectionBuilder
 from hwmodel.hwconfig import HwConfig
-from hwmodel.isa import R_HEAD, R_IO, R_KV, R_WEIGHTS, MatMode, MiscFunc, Op, SysKind
+from hwmodel.isa import BASE_REGIONS, R_HEAD, R_IO, R_KV, R_WEIGHTS, MatMode, MiscFunc, Op, SysKind
 
 PRE, POST = -1, -2          # layer labels of the pre (input) and post (logits) sections
 MISC_CODES = {"rmsnorm": MiscFunc.RMSNORM, "layernorm": MiscFunc.LAYERNORM, "add": MiscFunc.ADD,
@@ -40,7 +40,7 @@ class Emitter:
         self.wgt_half = hw.buffers["wgt"].bytes // 2 // self.line
         self.glb_base = hw.buffers["glb"].base // self.line
         self.glb_quarter = hw.buffers["glb"].bytes // 4 // self.line
-        self.ch_log2 = hw.hbm.channels.bit_length() - 1
+        self.placement = g.graph["placement"]
         self.model = g.graph["model"]
         self.max_ctx = g.graph.get("max_context", g.graph["context"])
         self.blockers = g.graph.setdefault("numerics_blockers", [])
@@ -63,12 +63,14 @@ class Emitter:
     # ---- helpers ---------------------------------------------------------
     def load(self, reg: int, hbm: int, addr: int, writes: Resource, x_len: int, y_len: int = 1, y_stride: int = 0,
              reads: tuple[Resource, ...] = ()) -> None:
-        self.b.add(Op.LD, dict(base=reg, hbm=hbm, ch_first=0, ch_log2=self.ch_log2, addr=addr, x_len=x_len,
+        first, count = self.placement.group(BASE_REGIONS[reg])
+        self.b.add(Op.LD, dict(base=reg, hbm=hbm, ch_first=first, ch_count=count, addr=addr, x_len=x_len,
                                y_len=y_len, y_stride=y_stride, z_len=1, z_stride=0, zero=0),
                    reads=reads, writes=(writes,))
 
     def store(self, reg: int, hbm: int, addr: int, nbytes: int, reads: Resource, writes: Resource) -> None:
-        self.b.add(Op.ST, dict(base=reg, hbm=hbm, ch_first=0, ch_log2=self.ch_log2, addr=addr,
+        first, count = self.placement.group(BASE_REGIONS[reg])
+        self.b.add(Op.ST, dict(base=reg, hbm=hbm, ch_first=first, ch_count=count, addr=addr,
                                len=math.ceil(nbytes / self.burst)),
                    reads=(reads,), writes=(writes,))
 
