@@ -39,8 +39,8 @@ PIPELINE: list[tuple[str, Pass]] = [
     ("onchip_fusion", onchip_fusion),
     ("partition", partition),
     ("tile", tile),
-    ("allocate", allocate),
     ("place_hbm", place_hbm),
+    ("allocate", allocate),
     ("emit", emit),
     ("schedule_tokens", schedule_tokens),
 ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from compiler.passes.place_hbm import spread
+
 from compiler.compression import load_compression
 from compiler.model_config import load_model
 from compiler.pipeline import compile_program
@@ -44,7 +46,7 @@ def hand_stats(u280):
     cycles = 2_250_000                                    # 10 ms at 225 MHz
     op = {"cycles": cycles, "busy": [0] * len(QUEUES), "work": dict(HAND_WORK)}
     ph = PhaseStats(cycles=cycles, steps=1, tokens=1, work=dict(HAND_WORK), ops={"mv": op})
-    return Stats("u280", "hand", 3, u280.clock_hz, {"decode": ph}, [], 0, 0, {})
+    return Stats("u280", "hand", 3, u280.clock_hz, {"decode": ph}, [], 0, 0, {}, spread(u280))
 
 
 def test_energy_matches_hand_computation(u280, hand_stats, tmp_path):
@@ -86,8 +88,8 @@ def llama_reports(u280):
 def test_u280_power_and_tokens_per_joule_vs_v100s(u280, llama_reports):
     stats, energy, _ = llama_reports
     dec = energy["phases"]["decode"]
-    # HBM at ~157 GB/s x 56 pJ/B is ~9 W of dynamic power on top of 35 W static
-    assert 35.0 < energy["power_w"] < 55.0
+    # HBM at ~373 GB/s x 56 pJ/B is ~21 W of dynamic power on top of 35 W static
+    assert 35.0 < energy["power_w"] < 70.0
     assert dec["actions"]["hbm_byte"]["joules"] > 0.9 * dec["dynamic_j"]
     # V100S naive, computed another way: batch-1 decode reads one FP16 weight or K/V element per dense MAC
     ph = stats.phases["decode"]
@@ -107,7 +109,7 @@ def test_u280_cost_vs_v100s(u280, llama_reports):
     tps = ph.tokens / stats.seconds(ph.cycles)
     assert cost["fpga"]["tokens_per_s_per_dollar"] == pytest.approx(tps / 8000)
     assert cost["vs_v100s_mean"] == pytest.approx((cost["vs_v100s"]["naive"] + cost["vs_v100s"]["vllm"]) / 2)
-    assert 1.0 < cost["vs_v100s_mean"] < 3.0                    # FlightLLM published 1.8x
+    assert 1.0 < cost["vs_v100s_mean"] < 6.0                    # FlightLLM published 1.8x; we predict 2.3x its speed
 
 
 def test_shipped_energy_table_has_every_action_with_a_source():

@@ -3,20 +3,41 @@ from __future__ import annotations
 
 import pytest
 
-from hwmodel.costs import compute_cycles, transfer_cycles, transfer_data_cycles
+import math
+
+from compiler.passes.place_hbm import spread
+from hwmodel.costs import compute_cycles
 from hwmodel.errors import SimulationError
 from hwmodel.isa import Instr, MiscFunc, Op, SysKind, queues_to_mask
 from hwmodel.program import Section
-from sim.engine import time_section
+from hwmodel.transfer import transfer_timing
+from sim.engine import time_section as _time_section
 
 LD, ST, MM, MV, MISC, SYS = (int(op) for op in Op)
 
 
-def ld(u280, lines=64, wait=(), release=(), addr=None):
+def time_section(hw, sec):
+    return _time_section(hw, sec, spread(hw))
+
+
+def transfer_cycles(hw, ins):
+    return transfer_timing(hw, spread(hw), ins).cycles
+
+
+def transfer_data_cycles(hw, ins):
+    return transfer_timing(hw, spread(hw), ins).data_cycles
+
+
+def ld(u280, lines=64, wait=(), release=(), addr=None, count=10, rows=1, stride=0, hbm=0):
     addr = u280.buffers["wgt"].base // u280.line_bytes if addr is None else addr
     return Instr(Op.LD, queues_to_mask(LD, wait), queues_to_mask(LD, release),
-                 dict(base=0, hbm=0, ch_first=0, ch_log2=5, addr=addr, x_len=lines, y_len=1, y_stride=0,
-                      z_len=1, z_stride=0, zero=0))
+                 dict(base=0, hbm=hbm, ch_first=0, ch_count=count, addr=addr, x_len=lines, y_len=rows,
+                      y_stride=stride, z_len=1, z_stride=0, zero=0))
+
+
+def st(u280, lines=64, wait=(), release=()):
+    return Instr(Op.ST, queues_to_mask(ST, wait), queues_to_mask(ST, release),
+                 dict(base=0, hbm=0, ch_first=0, ch_count=10, addr=0, len=lines))
 
 
 def mv(rows=256, kblk=256, n_log2=3, wait=(), release=()):
@@ -49,7 +70,7 @@ def test_dependent_pair_serializes_and_independent_pair_overlaps(u280):
 def test_back_to_back_loads_hide_latency_but_share_channels(u280):
     a = ld(u280, lines=512)
     t = time_section(u280, Section("two", [a, ld(u280, lines=512)]))
-    assert t.cycles == u280.hbm.latency_cycles + 2 * transfer_data_cycles(u280, a)
+    assert t.cycles == u280.hbm_latency_cycles + 2 * transfer_data_cycles(u280, a)
 
 
 def test_double_buffered_stream_is_bound_by_the_slower_queue(u280):
@@ -62,7 +83,7 @@ def test_double_buffered_stream_is_bound_by_the_slower_queue(u280):
     t = time_section(u280, Section("stream", instrs))
     per_ld = transfer_data_cycles(u280, instrs[0])
     assert per_ld > compute_cycles(u280, instrs[1])
-    assert n * per_ld <= t.cycles <= n * per_ld + u280.hbm.latency_cycles + compute_cycles(u280, instrs[1])
+    assert n * per_ld <= t.cycles <= n * per_ld + u280.hbm_latency_cycles + compute_cycles(u280, instrs[1])
 
 
 def test_deadlock_names_the_head_of_every_stuck_queue(u280):
@@ -90,3 +111,41 @@ def test_load_past_the_end_of_a_buffer(u280):
     end = (u280.buffers["wgt"].base + u280.buffers["wgt"].bytes) // u280.line_bytes
     with pytest.raises(SimulationError, match=r"instruction 0 \(LD\).*overflow.*buffer wgt"):
         time_section(u280, Section("big", [ld(u280, lines=64, addr=end - 10)]))
+
+
+def test_a_linear_load_streams_at_the_sustained_rate_of_its_pcs(u280):
+    """8192 bursts over a core's 10 PCs: each PC streams its share at 14.4 GB/s x (1 - tRFC/tREFI)."""
+    ins = ld(u280, lines=8192)
+    per_pc = math.ceil(8192 / 10) * 64
+    ns = per_pc / (14.4 * (1 - 260 / 3900))
+    assert transfer_data_cycles(u280, ins) == math.ceil(ns * 0.225)
+    assert transfer_timing(u280, spread(u280), ins).pcs == tuple(range(30))   # every core's PCs, lockstep
+
+
+def test_small_strided_reads_are_bound_by_row_openings(u280):
+    """One burst per 2 KB row stride opens a row per read: slower per byte than a linear read, and
+    slower on 4 PCs than on 10."""
+    strided = ld(u280, lines=1, rows=4096, stride=32, count=10)
+    linear = ld(u280, lines=4096, count=10)
+    assert transfer_data_cycles(u280, strided) > 1.5 * transfer_data_cycles(u280, linear)
+    narrow = ld(u280, lines=1, rows=4096, stride=32, count=4)
+    assert transfer_data_cycles(u280, narrow) > 2 * transfer_data_cycles(u280, strided)
+
+
+def test_timing_does_not_depend_on_the_row_aligned_base(u280):
+    row_unit = 10 * u280.hbm.address_map.row_bytes // u280.hbm.burst_bytes
+    for ins in (ld(u280, lines=777, hbm=5), ld(u280, lines=2, rows=300, stride=22, hbm=3)):
+        moved = Instr(ins.op, 0, 0, dict(ins.f, hbm=ins.f["hbm"] + 7 * row_unit))
+        assert transfer_timing(u280, spread(u280), moved) == transfer_timing(u280, spread(u280), ins)
+
+
+def test_a_store_after_a_load_on_the_same_pcs_pays_the_turnaround(u280):
+    a, b = ld(u280, lines=640), st(u280, lines=640)
+    t = time_section(u280, Section("rw", [a, b]))
+    turn = math.ceil(u280.hbm.timing.tRTW * 0.225)
+    assert t.cycles == transfer_data_cycles(u280, a) + turn + transfer_cycles(u280, b)
+
+
+def test_a_group_outside_the_cores_channels_is_refused(u280):
+    with pytest.raises(SimulationError, match=r"instruction 0 \(LD\): channel group 5\+10 is outside"):
+        time_section(u280, Section("wide", [Instr(Op.LD, 0, 0, dict(ld(u280).f, ch_first=5))]))

@@ -123,6 +123,7 @@ def test_execute_subcommand_prints_tokens_and_per_layer_agreement(tiny_dir, caps
 
     from dspflight.cli import main
     out_dir = tmp_path / "out"
+    hw = load_hw("u280")
     assert main(["execute", "--checkpoint", str(tiny_dir), "--decode", "2", "-o", str(out_dir)]) == 0
     out = capsys.readouterr().out
     assert "tokens identical; residual stream max |diff| 0 INT8 units over 6 layer outputs (bound 0)" in out
@@ -154,7 +155,7 @@ def test_saved_per_channel_image_loads_back_to_the_same_bytes(tiny_dir, tmp_path
     channels = image.channel_images(hw)
     assert channels.shape[0] == hw.hbm.channels == 32
     assert np.array_equal(channels[1][:64], image.hbm[64:128])          # burst 1 lives in channel 1
-    back = Image.load(image.save(tmp_path / "tiny.hbm.npz", hw))
+    back = Image.load(image.save(tmp_path / "tiny.hbm.npz", hw), hw)
     assert np.array_equal(back.hbm[: len(image.hbm)], image.hbm) and not back.hbm[len(image.hbm):].any()
     assert np.array_equal(back.embed, image.embed) and back.meta["program_sha256"] == image.meta["program_sha256"]
 

@@ -77,5 +77,5 @@ def test_design_whose_addresses_do_not_fit_is_rejected(tmp_path, u280):
     big_act = edited_config(tmp_path, u280.source, "big.yaml", "act: {kind: uram, bytes: 8388608}",
                             "act: {kind: uram, bytes: 268435456}")
     bad = edited_config(tmp_path, big_act, "huge.yaml", "uram: 960", "uram: 100000")
-    with pytest.raises(ConfigError, match=r"huge.yaml: field buffers: the MM instruction needs 143 bits"):
+    with pytest.raises(ConfigError, match=r"huge.yaml: field buffers or hbm.capacity_gb: the ST instruction needs 99 bits"):
         Isa(load_hw(bad))

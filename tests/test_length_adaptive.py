@@ -68,17 +68,18 @@ def test_bucketing_error_is_below_two_percent(all_lengths, llama, u280):
         b = math.ceil(ctx / 16) * 16
         index = next(i for i, s in enumerate(prog.steps) if s.phase == "decode" and s.context == b)
         t_bucket = simulate(prog, u280, schedule=[(index, 1)], timings=timings).phases["decode"].cycles
-        assert t_bucket >= t_exact                      # padding to the bucket never makes a step faster
-        assert (t_bucket - t_exact) / t_exact < 0.02, ctx
+        # padding to the bucket costs < 2 %; it may even gain a little, as the layouts differ (the RoPE
+        # table's stride is the program's longest context, which moves its rows across DRAM rows)
+        assert -0.01 < (t_bucket - t_exact) / t_exact < 0.02, ctx
 
 
 def test_each_distinct_section_is_timed_once(monkeypatch, u280):
     calls = []
     real = engine.time_section
 
-    def counting(hw, sec, keep_trace=False):
+    def counting(hw, sec, placement, keep_trace=False):
         calls.append(sec.name)
-        return real(hw, sec, keep_trace)
+        return real(hw, sec, placement, keep_trace)
 
     monkeypatch.setattr("sim.stats.time_section", counting)
     cases = api.run_cases("tiny", "u280", "flightllm", buckets=Buckets(128, 16))

@@ -22,6 +22,10 @@ GEMV = ("qkv", "o", "up", "down")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+# 30 PCs (plan spread: 10 per core) x 14.4 GB/s x (1 - tRFC/tREFI)
+EFFECTIVE = 30 * 14.4e9 * (1 - 260 / 3900)
+
+
 @pytest.fixture(scope="module")
 def llama(u280):
     prog = compile_program(load_model("llama2-7b"), load_compression("flightllm", u280), u280, 128, 512)
@@ -32,12 +36,12 @@ def llama(u280):
 def test_decode_gemv_ops_are_memory_bound(u280, llama):
     _, data = llama
     ridge = data["fpga"]["ridge_ops_per_byte"]["decode"]
-    assert ridge == pytest.approx(2 * 2048 * 3 * 225e6 / (460e9 * 0.35))   # MV peak / effective bandwidth
+    assert ridge == pytest.approx(2 * 2048 * 3 * 225e6 / EFFECTIVE)   # MV peak / effective bandwidth
     for label in GEMV:
         o = data["ops"]["decode"][label]
-        assert o["intensity"] < ridge / 2, label            # 2..6 ops/byte against a ridge of ~17
+        assert o["intensity"] < ridge, label                # 2..6 ops/byte against a ridge of ~6.9
         assert o["bound"] == "memory"
-        assert o["roof_ops_per_s"] == pytest.approx(o["intensity"] * 161e9)
+        assert o["roof_ops_per_s"] == pytest.approx(o["intensity"] * EFFECTIVE)
         # the simulated op runs within 15 % of its bandwidth roof and never above it
         assert 0.85 * o["roof_ops_per_s"] <= o["attained_ops_per_s"] <= o["roof_ops_per_s"] * 1.001, label
 
@@ -84,9 +88,9 @@ def test_phase_breakdown_explains_decode(u280, llama):
     ph = stats.phases["decode"]
     assert d["bytes_per_token"] == ph.work["hbm_bytes"] * 3 / ph.tokens
     assert 2.5e9 < d["bytes_per_token"] < 3.5e9
-    assert d["bandwidth_effective_bytes_per_s"] == pytest.approx(460e9 * 0.35)
+    assert d["bandwidth_effective_bytes_per_s"] == pytest.approx(EFFECTIVE)
     assert d["memory_floor_s"] <= d["time_s"]
-    assert d["hbm_utilization"] == pytest.approx(d["bytes_per_token"] * d["tokens_per_s"] / 460e9)
+    assert d["hbm_utilization"] == pytest.approx(d["bytes_per_token"] * d["tokens_per_s"] / 460.8e9)
     assert d["tokens_per_s"] * d["time_per_token_s"] == pytest.approx(1.0)
     assert 0.0 <= d["overlap"] <= 1.0
     assert sum(o["hbm_bytes"] for o in data["ops"]["decode"].values()) == d["hbm_bytes"]

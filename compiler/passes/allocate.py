@@ -43,6 +43,17 @@ def layer_record_offsets(model) -> dict[str, int]:
     return {"attn_norm": 0, "ffn_norm": norm, "softmax": 2 * norm, "bytes": 2 * norm + SOFTMAX_RECORD}
 
 
+def v_region_bursts(g: nx.DiGraph, hw: HwConfig) -> int:
+    """Offset of the V cache in a layer's KV region: after the K cache, at a whole
+    row on every PC of the KV group, so K and V loads see the same row pattern at
+    every context (hwmodel.placement)."""
+    model = g.graph["model"]
+    max_ctx = g.graph.get("max_context", g.graph["context"])
+    k_bursts = math.ceil(math.ceil(model.kv_heads / hw.slrs) * model.head_dim * max_ctx / hw.hbm.burst_bytes)
+    unit = g.graph["placement"].group("kv")[1] * hw.hbm.address_map.row_bytes // hw.hbm.burst_bytes
+    return math.ceil(k_bursts / unit) * unit
+
+
 def rope_lanes(model, hw: HwConfig) -> int:
     """RoPE lanes (rotated feature pairs) of a core: its queries and keys."""
     return math.ceil(model.kv_heads / hw.slrs) * (model.group + 1) * model.head_dim // 2
@@ -204,7 +215,7 @@ def _place_hbm(g: nx.DiGraph, hw: HwConfig) -> None:
     rope = per_layer[-1]                         # [lane panel][position] 64-byte lines
     per_layer[-1] = rope + rope_lanes(model, hw) // 16 * max_ctx
     kv_core = math.ceil(model.kv_heads / hw.slrs)
-    kv_bursts = math.ceil(2 * kv_core * max_ctx * model.head_dim / burst)
+    kv_bursts = v_region_bursts(g, hw) + math.ceil(kv_core * max_ctx * model.head_dim / burst)
     weights = sum(per_layer.values()) * hw.slrs * burst
     kv = model.layers * hw.slrs * kv_bursts * burst
     head = next(a for _, a in g.nodes(data=True) if a["kind"] == "linear" and a["op"] == "lm_head")

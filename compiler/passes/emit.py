@@ -15,7 +15,8 @@ import math
 import networkx as nx
 
 from compiler.graph import layer_nodes
-from compiler.passes.allocate import EXCHANGE_MAX_LINES, layer_record_offsets, norm_record_bytes, rope_lanes
+from compiler.passes.allocate import (EXCHANGE_MAX_LINES, layer_record_offsets, norm_record_bytes, rope_lanes,
+                                     v_region_bursts)
 from compiler.section_builder import Resource, SectionBuilder
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import BASE_REGIONS, R_HEAD, R_IO, R_KV, R_WEIGHTS, MatMode, MiscFunc, Op, SysKind
@@ -208,7 +209,7 @@ class Emitter:
         qkv = self.input_of(name)
         qkv_addr = self.g.nodes[qkv]["out_addr"]
         row_bursts = kvh * hd // self.burst
-        v_region = self.max_ctx * row_bursts
+        v_region = v_region_bursts(self.g, self.hw)
         ctx, t = self.g.graph["context"], self.tokens
         prefill = self.g.graph["phase"] == "prefill"
         # the new tokens' K and V go to the cache first (rows ctx-t .. ctx-1), token-major
