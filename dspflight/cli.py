@@ -17,7 +17,9 @@ from dspflight import api
 from dspflight.output import OutputSet
 from dspflight.progress import progress_bar
 from hwmodel.errors import DspflightError
+from hwmodel.hwconfig import load_hw
 from hwmodel.program import listing
+from sim.hbm_bench import format_bench, hbm_bench
 from dspflight.execute_cli import register as register_execute
 from rtl.cli import register as register_rtl
 
@@ -115,6 +117,16 @@ def cmd_cases(args) -> int:
     return 0
 
 
+def cmd_hbm_bench(args) -> int:
+    points = hbm_bench(load_hw(args.hw))
+    if args.out:
+        out = OutputSet(args.out)
+        out.add_json("hbm-bench.json", points)
+        out.commit()
+    print(format_bench(points))
+    return 0
+
+
 def cmd_run(args) -> int:
     if args.cases:
         return cmd_cases(args)
@@ -188,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode-bucket", type=int, default=16)
     p.add_argument("-o", "--out", default="out")
     p.set_defaults(func=cmd_storage)
+
+    p = sub.add_parser("hbm-bench", help="the vendors' HBM experiments on the memory model: published vs model")
+    p.add_argument("--hw", default="u280", help="hardware design: u280, vhk158 or a YAML path (default: u280)")
+    p.add_argument("-o", "--out", help="also write hbm-bench.json into this directory")
+    p.set_defaults(func=cmd_hbm_bench)
 
     p = sub.add_parser("disasm", help="print the .asm listing of a .dfp program")
     p.add_argument("program")
