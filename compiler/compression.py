@@ -4,7 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from compiler.model_config import ModelConfig
 from hwmodel.configio import Fields, load_mapping, resolve_config
+from hwmodel.errors import ConfigError
 from hwmodel.hwconfig import HwConfig
 
 OP_KINDS = ("qkv", "o", "up", "down", "lm_head")
@@ -24,7 +26,8 @@ class Compression:
     kv_bits: int
     scale_group: int
     attn_block: int
-    attn_density: float
+    attn_density: float | tuple[float, ...]   # kept fraction of causal blocks: every layer, or one per layer
+    attn_density_default: float | None         # every layer's, when the list does not match the model's depth
     default: WeightFormat
     ops: dict[str, WeightFormat] = field(default_factory=dict)
     overrides: tuple[tuple[frozenset, frozenset, dict], ...] = ()   # (layers, ops, {n/bits})
@@ -35,6 +38,20 @@ class Compression:
             if layer in layers and (not ops or op in ops):
                 fmt = WeightFormat(values.get("n", fmt.n), values.get("bits", fmt.bits))
         return fmt
+
+    def attn_densities(self, model: ModelConfig) -> tuple[float, ...]:
+        """Each decoder layer's kept fraction of causal attention blocks. A list holds
+        for a model of its length only (masks are measured per layer of one model);
+        another depth gets `density_default` on every layer, or an error."""
+        if isinstance(self.attn_density, float):
+            return (self.attn_density,) * model.layers
+        if len(self.attn_density) == model.layers:
+            return self.attn_density
+        if self.attn_density_default is not None:
+            return (self.attn_density_default,) * model.layers
+        raise ConfigError(f"{self.source}: field attention.density: {len(self.attn_density)} values, one per "
+                          f"decoder layer, but {model.name} has {model.layers} layers (give one value per "
+                          f"layer, or attention.density_default for models of another depth)")
 
 
 def _format(f: Fields, key: str, hw: HwConfig, base: WeightFormat | None = None) -> WeightFormat:
@@ -82,11 +99,25 @@ def load_compression(name_or_path: str | Path, hw: HwConfig) -> Compression:
         _check_supported(o, values.get("n", hw.sparsity_n[-1]), values.get("bits", hw.weight_bits[-1]), hw)
         overrides.append((frozenset(layers), frozenset(kinds), values))
     att = f.sub("attention")
-    att.check_known({"block", "density"})
+    att.check_known({"block", "density", "density_default"})
+    density, density_default = _attn_density(att)
     act_bits = f.integer("activation_bits", lo=8, hi=8)
     return Compression(
         name=f.text("name"), source=str(path), activation_bits=act_bits,
         kv_bits=f.integer("kv_bits", lo=8, hi=8), scale_group=f.integer("scale_group", lo=16),
-        attn_block=att.integer("block", lo=16), attn_density=att.number("density", lo=0.01, hi=1.0),
+        attn_block=att.integer("block", lo=16), attn_density=density, attn_density_default=density_default,
         default=default, ops=ops, overrides=tuple(overrides),
     )
+
+
+def _attn_density(att: Fields) -> tuple[float | tuple[float, ...], float | None]:
+    """`density`: one fraction for every layer or a list with one per decoder layer;
+    `density_default` stands in for a list on a model of another depth."""
+    lo, hi = 0.01, 1.0
+    per_layer = isinstance(att.raw("density"), list)
+    density = att.number_list("density", lo=lo, hi=hi) if per_layer else att.number("density", lo=lo, hi=hi)
+    if not att.has("density_default"):
+        return density, None
+    if not per_layer:
+        raise att.error("density_default", "applies only when density is a per-layer list")
+    return density, att.number("density_default", lo=lo, hi=hi)

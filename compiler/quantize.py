@@ -55,7 +55,7 @@ class CompressedModel:
     compression: str
     scale_group: int
     attn_block: int
-    attn_density: float
+    attn_density: tuple[float, ...]                     # kept fraction of causal blocks, per decoder layer
     rope_theta: float
     norm_eps: float
     scales: dict[str, float]                            # activation scales by name (docs/numerics.md)
@@ -141,7 +141,8 @@ def _rms(x: np.ndarray, gain: np.ndarray, eps: float) -> np.ndarray:
 
 
 def float_forward(m: ModelConfig, w: dict[str, np.ndarray], norms: dict[str, np.ndarray], tokens: np.ndarray,
-                  theta: float, eps: float, block: int, density: float, record: dict[str, list]) -> None:
+                  theta: float, eps: float, block: int, densities: tuple[float, ...],
+                  record: dict[str, list]) -> None:
     """Run the float model over `tokens` (one sequence) and append each op input's
     values to `record[name]` (statistics only; no output needed)."""
     t, hd, g = len(tokens), m.head_dim, m.group
@@ -160,7 +161,7 @@ def float_forward(m: ModelConfig, w: dict[str, np.ndarray], norms: dict[str, np.
             record.setdefault(p + name, []).append(val.reshape(t, -1))
         att = np.zeros((t, m.heads, hd))
         for qi in range(t):
-            keys = attention_keys(qi, block, density)
+            keys = attention_keys(qi, block, densities[i])
             for head in range(m.heads):
                 s = k[keys, head // g] @ q[qi, head] / math.sqrt(hd)
                 e = np.exp(s - s.max())
@@ -202,8 +203,9 @@ def compress(ck: Checkpoint, comp: Compression, calibration: np.ndarray) -> Comp
     if m.positional != "rope" or m.norm != "rmsnorm" or not m.gated_ffn:
         raise CheckpointError(f"{m.source}: only LLaMA-style models (RoPE, RMSNorm, gated FFN) are compressed "
                               f"for numerical execution")
+    densities = comp.attn_densities(m)
     w, norms = _hf(ck)
-    args = (ck.rope_theta, ck.norm_eps, comp.attn_block, comp.attn_density)
+    args = (ck.rope_theta, ck.norm_eps, comp.attn_block, densities)
     stats: dict[str, list] = {}
     for seq in calibration:
         float_forward(m, w, norms, seq, *args, stats)
@@ -229,7 +231,7 @@ def compress(ck: Checkpoint, comp: Compression, calibration: np.ndarray) -> Comp
         float_forward(m, w, norms, seq, *args, stats)
     scales = {k: float(max(_absmax(stats, k), 1e-6) / QMAX) for k in stats}
     embed = np.clip(np.rint(w["embed"] / scales["res"]), -QMAX, QMAX).astype(np.int8)
-    cm = CompressedModel(m, comp.name, comp.scale_group, comp.attn_block, comp.attn_density, ck.rope_theta,
+    cm = CompressedModel(m, comp.name, comp.scale_group, comp.attn_block, densities, ck.rope_theta,
                          ck.norm_eps, scales, embed, {k: v.astype(np.float32) for k, v in norms.items()}, linears)
     _set_requant(cm)
     return cm
@@ -298,5 +300,5 @@ def load_compressed(path: str | Path) -> CompressedModel:
                                     t[f"{name}.order"])
     norms = {k[5:]: v for k, v in t.items() if k.startswith("norm.")}
     return CompressedModel(model, meta["compression"], meta["scale_group"], meta["attn_block"],
-                           meta["attn_density"], meta["rope_theta"], meta["norm_eps"], meta["scales"], t["embed"],
-                           norms, linears)
+                           tuple(meta["attn_density"]), meta["rope_theta"], meta["norm_eps"], meta["scales"],
+                           t["embed"], norms, linears)

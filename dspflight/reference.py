@@ -85,7 +85,7 @@ class Reference:
         scale = score_scale(cm, layer)
         out = np.zeros((t, m.heads, m.head_dim), np.int64)
         for i in range(t):
-            keys = attention_keys(pos0 + i, cm.attn_block, cm.attn_density)
+            keys = attention_keys(pos0 + i, cm.attn_block, cm.attn_density[layer])
             for h in range(m.heads):
                 kv = h // m.group
                 acc = self.k[layer][keys, kv] @ q[i, h]

@@ -7,6 +7,7 @@ mapping read through `Fields`, so a wrong type or a missing key always reads
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -82,9 +83,20 @@ class Fields:
         return value
 
     def number(self, key: str, default: Any = ..., lo: float | None = None, hi: float | None = None) -> float:
+        return self._number(key, self.raw(key, default), lo, hi)
+
+    def number_list(self, key: str, default: Any = ..., lo: float | None = None,
+                    hi: float | None = None) -> tuple[float, ...]:
+        """A non-empty list of numbers; an error names the entry (`key[i]`)."""
         value = self.raw(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.error(key, f"expected a number, got {value!r}")
+        if not isinstance(value, list) or not value:
+            raise self.error(key, f"expected a non-empty list of numbers, got {value!r}")
+        return tuple(self._number(f"{key}[{i}]", v, lo, hi) for i, v in enumerate(value))
+
+    def _number(self, key: str, value: Any, lo: float | None, hi: float | None) -> float:
+        # NaN passes every range comparison, so finiteness is checked first
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self.error(key, f"expected a finite number, got {value!r}")
         self._check_range(key, value, lo, hi)
         return float(value)
 

@@ -36,6 +36,14 @@ def edited_config(tmp_path: Path, source: str | Path, name: str, old: str, new: 
     return path
 
 
+def density_profile(tmp_path: Path, density: str, name: str = "per-layer.yaml") -> Path:
+    """The flightllm profile with its attention section's density lines replaced by `density`."""
+    text = Path("configs/compression/flightllm.yaml").read_text()
+    path = tmp_path / name
+    path.write_text(text[: text.index("attention:")] + f"attention:\n  block: 64\n  {density}\n")
+    return path
+
+
 def run_testbench(dut, bench) -> None:
     """Run an async Amaranth testbench against `dut` on a 100 MHz clock."""
     from amaranth.sim import Simulator

@@ -116,6 +116,7 @@ def test_compressed_checkpoint_round_trips(tmp_path, tiny_dir, u280):
     path = save_compressed(cm, tmp_path / "tiny.cmp.safetensors")
     back = load_compressed(path)
     assert back.model == cm.model and back.scales == cm.scales
+    assert back.attn_density == cm.attn_density == (0.30, 0.30)    # flightllm's default for a 2-layer model
     for name, q in cm.linears.items():
         assert np.array_equal(dequantize(back.linears[name], 128), dequantize(q, 128)), name
     tensors = load_file(str(path))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import edited_config
+from conftest import density_profile, edited_config
 from dspflight.cli import main
 
 SUMMARY_KEYS = {"model", "hardware", "prefill_tokens", "decode_tokens", "prefill_ms", "decode_ms_per_token",
@@ -127,3 +127,15 @@ def test_corrupt_program(tmp_path, capsys):
 def test_context_beyond_the_model(tmp_path, capsys):
     _bad(tmp_path, capsys, ["compile", "--model", "opt-6.7b", "--prefill", "1024", "--decode", "1500"],
          r"opt-6.7b.yaml: field max_context: .* supports 2048")
+
+
+def test_density_list_of_another_depth(tmp_path, capsys):
+    bad = density_profile(tmp_path, "density: [0.5, 0.3, 0.2]", "bad.yaml")
+    _bad(tmp_path, capsys, ["compile", *TINY, "--compression", str(bad)],
+         r"bad.yaml: field attention.density: 3 values, one per decoder layer, but tiny has 2 layers")
+
+
+def test_density_that_is_not_a_number(tmp_path, capsys):
+    bad = density_profile(tmp_path, "density: [0.5, .nan]", "bad.yaml")
+    _bad(tmp_path, capsys, ["compile", *TINY, "--compression", str(bad)],
+         r"bad.yaml: field attention.density\[1\]: expected a finite number, got nan")

@@ -5,7 +5,7 @@ import json
 import math
 
 import pytest
-from conftest import edited_config
+from conftest import density_profile, edited_config
 
 from compiler.attention_mask import kept_blocks, kept_ranges
 from compiler.compression import load_compression
@@ -16,7 +16,7 @@ from compiler.pipeline import PIPELINE, Buckets, compile_program, run_passes
 from hwmodel.costs import transfer_bytes, weight_record_bytes
 from hwmodel.errors import CompileError, ConfigError
 from hwmodel.hwconfig import load_hw
-from hwmodel.isa import Op
+from hwmodel.isa import MatMode, Op
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +100,18 @@ def test_prefill_lowers_to_mm_and_decode_to_mv(llama, flight, u280):
     assert Op.MV in ops(dec) and Op.MM not in ops(dec)   # MHA: one query per KV head
 
 
-def kv_load_bytes(g, hw):
-    return sum(transfer_bytes(hw, i) for b in g.graph["builders"][1:2] for i in b.instrs
-               if i.op == Op.LD and i.f["base"] == R_KV)
+def layer_section(g, layer=0):
+    return g.graph["builders"][g.graph["layer_section"][layer]]
+
+
+def kv_load_bytes(g, hw, layer=0):
+    return sum(transfer_bytes(hw, i) for i in layer_section(g, layer).instrs if i.op == Op.LD and i.f["base"] == R_KV)
+
+
+def scored_keys(g, layer):
+    """Keys the layer's score MVs/MMs cover (the SCORES mode's `rows` are keys)."""
+    return sum(i.f["rows"] for i in layer_section(g, layer).instrs
+               if i.op in (Op.MV, Op.MM) and i.f["mode"] == MatMode.SCORES)
 
 
 def test_kv_reads_grow_with_context(llama, flight, u280):
@@ -110,14 +119,17 @@ def test_kv_reads_grow_with_context(llama, flight, u280):
     assert sizes == sorted(sizes) and sizes[-1] > 4 * sizes[0]
 
 
-def test_fully_masked_blocks_are_not_loaded(llama, flight, u280):
-    dense = load_compression("dense-int8", u280)
+def test_each_layer_loads_and_scores_only_the_blocks_its_density_keeps(llama, flight, u280):
     ctx = 2048
-    sparse_bytes = kv_load_bytes(lowered(llama, flight, u280, "decode", 1, ctx), u280)
-    full_bytes = kv_load_bytes(lowered(llama, dense, u280, "decode", 1, ctx), u280)
-    kept = len(kept_blocks((ctx - 1) // 64, 0.5))
-    assert kept == 16
-    assert sparse_bytes / full_bytes == pytest.approx(kept / 32, rel=1e-9)
+    sparse = lowered(llama, flight, u280, "decode", 1, ctx)
+    full_bytes = kv_load_bytes(lowered(llama, load_compression("dense-int8", u280), u280, "decode", 1, ctx), u280)
+    densities = flight.attn_densities(llama)
+    assert densities[0] == 0.45 and densities[31] == 0.60          # FlightLLM's released masks, per layer
+    kept = [len(kept_blocks((ctx - 1) // 64, d)) for d in densities]
+    assert kept[:3] == [15, 13, 8] and kept[31] == 20
+    for layer in range(32):
+        assert kv_load_bytes(sparse, u280, layer) / full_bytes == pytest.approx(kept[layer] / 32, rel=1e-9)
+        assert scored_keys(sparse, layer) == 11 * 64 * kept[layer]   # 11 KV heads per core
 
 
 def test_mask_keeps_sink_and_recent_blocks():
@@ -131,7 +143,8 @@ def test_identical_layers_share_a_section(u280, llama, flight):
     prog = compile_program(llama, flight, u280, 128, 16)
     decode = next(s for s in prog.steps if s.phase == "decode")
     layer_sections = [c.section for c in decode.calls if c.layer >= 0]
-    # layers 0, 1, 30, 31 keep a dense 5-bit down projection: two distinct layer sections
+    # at context 144 every layer's density keeps 2 of the 3 causal blocks; layers 0, 1, 30, 31
+    # keep a dense 5-bit down projection: two distinct layer sections
     assert len(set(layer_sections)) == 2
     assert layer_sections[2:30] == [layer_sections[2]] * 28
     bases = [c.base[0] for c in decode.calls if c.layer >= 0]
@@ -179,3 +192,51 @@ def test_pipeline_names_and_dump(tmp_path, u280, flight):
     dumps = sorted(p.name for p in tmp_path.iterdir())
     assert dumps and all("-tile" in d for d in dumps)
     assert "tiles" in (tmp_path / dumps[0]).read_text()
+
+
+def test_layers_that_keep_different_blocks_get_their_own_sections(u280, llama, flight):
+    g = lowered(llama, flight, u280, "decode", 1, 2048)
+    kept = [len(kept_blocks(31, d)) for d in flight.attn_densities(llama)]
+    down = [flight.weight_format("down", layer) for layer in range(32)]
+    sections = g.graph["layer_section"]
+    for a in range(32):
+        for b in range(32):
+            assert (sections[a] == sections[b]) == ((kept[a], down[a]) == (kept[b], down[b])), (a, b)
+
+
+def test_a_density_list_holds_for_its_depth_and_the_default_for_others(tmp_path, u280):
+    comp = load_compression(density_profile(tmp_path, "density: [0.5, 0.25]"), u280)
+    tiny = load_model("tiny")
+    assert comp.attn_densities(tiny) == (0.5, 0.25)
+    g = lowered(tiny, comp, u280, "decode", 1, 2048)
+    assert [g.nodes[f"L{i}.attn"]["density"] for i in range(2)] == [0.5, 0.25]
+    with pytest.raises(ConfigError, match=r"per-layer.yaml: field attention.density: 2 values, one per decoder "
+                                          r"layer, but llama2-7b has 32 layers"):
+        comp.attn_densities(load_model("llama2-7b"))
+    flight = load_compression("flightllm", u280)
+    assert flight.attn_densities(tiny) == (0.30, 0.30)
+    assert load_compression("dense-int8", u280).attn_densities(tiny) == (1.0, 1.0)
+
+
+def test_a_wrong_length_density_list_fails_before_the_passes(tmp_path, u280, llama):
+    comp = load_compression(density_profile(tmp_path, "density: [0.5, 0.25, 0.3]"), u280)
+    with pytest.raises(ConfigError, match=r"field attention.density: 3 values, .* but llama2-7b has 32 layers"):
+        compile_program(llama, comp, u280, 128, 16)
+
+
+@pytest.mark.parametrize("density, message", [
+    ("density: .nan", r"field attention.density: expected a finite number, got nan"),
+    ("density: [0.5, .inf]", r"field attention.density\[1\]: expected a finite number, got inf"),
+    ("density: [0.5, .nan]", r"field attention.density\[1\]: expected a finite number, got nan"),
+    ("density: [0.5, 0]", r"field attention.density\[1\]: expected >= 0.01, got 0"),
+    ("density: [1.5, 0.5]", r"field attention.density\[0\]: expected <= 1.0, got 1.5"),
+    ("density: -0.2", r"field attention.density: expected >= 0.01, got -0.2"),
+    ("density: []", r"field attention.density: expected a non-empty list of numbers"),
+    ("density: [0.5, half]", r"field attention.density\[1\]: expected a finite number, got 'half'"),
+    ("density: 0.5\n  density_default: 0.3", r"field attention.density_default: applies only when density is a "
+                                              r"per-layer list"),
+    ("density: [0.5]\n  density_default: 2", r"field attention.density_default: expected <= 1.0, got 2"),
+])
+def test_bad_attention_densities_are_refused(tmp_path, u280, density, message):
+    with pytest.raises(ConfigError, match=r"per-layer.yaml: " + message):
+        load_compression(density_profile(tmp_path, density), u280)

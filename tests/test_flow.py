@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import pytest
+from conftest import edited_config
 
 from compiler.attention_mask import kept_ranges
 from compiler.compression import load_compression
 from compiler.model_config import load_model
-from compiler.pipeline import compile_program
+from compiler.pipeline import compile_decode_step, compile_program
 from hwmodel.hwconfig import load_hw
 from hwmodel.transfer import streaming_gbps
 from sim.stats import simulate
@@ -84,25 +85,49 @@ def test_vhk158_is_faster_but_not_by_all_its_bandwidth():
 def test_decode_time_per_token_grows_with_context():
     hw, _, stats, _ = run("llama2-7b", "u280", 128, 1536)
     decode = [s for s in stats.steps if s["phase"] == "decode"]
-    # the block-sparse mask keeps a sink block and a sliding window, so the keys read
-    # (and the time) follow the kept keys, which grow with the context in steps
-    keys = [sum(e - s for s, e in kept_ranges((c - 1) // 64, 0.5, 64, c)) for c in
-            (s["context"] for s in decode)]
-    by_keys = [cyc for _, cyc in sorted(zip(keys, (s["cycles"] for s in decode)))]
-    assert by_keys == sorted(by_keys)
-    first, last = decode[0], decode[-1]
+    # the block-sparse mask keeps a sink block and a sliding window, each layer its own
+    # fraction, so the keys read (and the time) follow the kept keys of all 32 layers,
+    # which grow with the context in steps
+    densities = load_compression("flightllm", hw).attn_densities(load_model("llama2-7b"))
+    keys = [sum(kept_keys(s["context"], d) for d in densities) for s in decode]
     assert keys[-1] > 4 * keys[0]
-    assert last["cycles"] > first["cycles"]
-    # the growth is the extra KV traffic (K and V, 32 layers, 11 heads x 128 per core, INT8) plus the
-    # attention compute between K and V loads (scores MV, two-pass softmax), which sits on the critical path
-    extra_keys = keys[-1] - keys[0]
-    per_core_bw = streaming_gbps(hw, stats.placement)[1] * 1e9 / hw.slrs
-    kv_s = 2 * 32 * 11 * 128 * extra_keys / per_core_bw    # a lower bound: strided KV rows also open DRAM rows
-    softmax_cycles = 32 * 11 * extra_keys * hw.sfu_passes_softmax / hw.sfu_lanes
-    scores_cycles = 32 * 11 * extra_keys / hw.chains * (128 // 16) * 16 / hw.chain_length
-    output_cycles = 32 * 11 * (extra_keys / 16) * 16 / hw.chain_length    # 128 rows on 128 chains
-    growth_s = stats.seconds(last["cycles"] - first["cycles"])
-    pcs = streaming_gbps(hw, stats.placement)[0] // hw.slrs
-    row_opens_s = 2 * 32 * 11 * extra_keys * 2 * hw.hbm.row_miss_ns * 1e-9 / pcs   # <= one row per 64-B burst
-    assert kv_s <= growth_s <= max(kv_s, row_opens_s) + stats.seconds(softmax_cycles + scores_cycles +
-                                                                      output_cycles)
+    assert decode[-1]["cycles"] > decode[0]["cycles"]
+    for step, k in zip(decode, keys):
+        lo, hi = attention_growth_s(hw, stats.placement, k - keys[0])
+        assert lo <= stats.seconds(step["cycles"] - decode[0]["cycles"]) <= hi, step["context"]
+
+
+def kept_keys(context: int, density: float) -> int:
+    """Keys one decode query at `context` attends to."""
+    return sum(e - s for s, e in kept_ranges((context - 1) // 64, density, 64, context))
+
+
+def attention_growth_s(hw, placement, extra_keys: int) -> tuple[float, float]:
+    """Bounds on the LLaMA2-7B decode time that `extra_keys` more keys (summed over
+    layers) cost: at least the extra KV traffic (K and V, 11 heads x 128 per core, INT8)
+    at the streaming rate, at most that traffic at one row opening per 64-byte burst
+    plus the attention compute between K and V loads (scores MV, two-pass softmax,
+    output MV), which sits on the critical path."""
+    pcs, gbps = streaming_gbps(hw, placement)
+    kv_s = 2 * 11 * 128 * extra_keys / (gbps * 1e9 / hw.slrs)
+    row_opens_s = 2 * 11 * extra_keys * 2 * hw.hbm.row_miss_ns * 1e-9 / (pcs // hw.slrs)
+    softmax_cycles = 11 * extra_keys * hw.sfu_passes_softmax / hw.sfu_lanes
+    scores_cycles = 11 * extra_keys / hw.chains * (128 // 16) * 16 / hw.chain_length
+    output_cycles = 11 * (extra_keys / 16) * 16 / hw.chain_length    # 128 rows on 128 chains
+    return kv_s, max(kv_s, row_opens_s) + (softmax_cycles + scores_cycles + output_cycles) / hw.clock_hz
+
+
+def test_a_denser_layer_costs_decode_time_in_that_layer_only(tmp_path):
+    hw, model = load_hw("u280"), load_model("llama2-7b")
+    # layer 5 of the released masks keeps 24 %; make it keep every causal block
+    denser = edited_config(tmp_path, "configs/compression/flightllm.yaml", "denser.yaml",
+                           "0.23, 0.24, 0.28", "0.23, 1.0, 0.28")
+    ctx = 2048
+    base_stats, dense_stats = (simulate(compile_decode_step(model, load_compression(c, hw), hw, ctx), hw)
+                               for c in ("flightllm", denser))
+    base, dense5 = base_stats.phases["decode"], dense_stats.phases["decode"]
+    grew = {layer: dense5.layers[layer]["cycles"] - base.layers[layer]["cycles"] for layer in range(32)}
+    assert all(g == 0 for layer, g in grew.items() if layer != 5)
+    assert dense5.cycles - base.cycles == grew[5] > 0
+    lo, hi = attention_growth_s(hw, base_stats.placement, kept_keys(ctx, 1.0) - kept_keys(ctx, 0.24))
+    assert lo <= grew[5] / hw.clock_hz <= hi

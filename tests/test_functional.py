@@ -6,7 +6,7 @@ import hashlib
 
 import numpy as np
 import pytest
-from conftest import edited_config
+from conftest import density_profile, edited_config
 
 from compiler.checkpoint import load_checkpoint, write_random_llama
 from compiler.compression import load_compression
@@ -63,11 +63,26 @@ def test_the_executed_program_is_the_timed_file(vhk158_run):
 
 
 def test_block_sparse_attention_skips_blocks_and_still_agrees(tiny_dir):
-    # contexts up to 136 with 64-key blocks at density 0.5: queries in block 2 skip block 1
+    # contexts up to 136 with 64-key blocks at flightllm's 0.30 for a 2-layer model: queries in block 2
+    # skip block 1
     r = execute(tiny_dir, "vhk158", prefill=128, decode=8, chunk=64)
     assert r.tokens == r.ref_tokens
     assert all(a.mismatches == 0 for a in r.layers)
     assert {a.position for a in r.layers} == {0, 64, *range(128, 136)}
+
+
+def test_per_layer_densities_run_bit_exact(tiny_dir, tmp_path):
+    # layer 0 keeps every causal block, layer 1 a quarter: at contexts 129..136 layer 0 attends to
+    # block 1 and layer 1 skips it, so the two layers run different sections
+    profile = density_profile(tmp_path, "density: [1.0, 0.25]")
+    hw = load_hw("vhk158")
+    prog = compile_program(load_model("tiny"), load_compression(profile, hw), hw, 128, 8, Buckets(64, 1))
+    decode = next(s for s in prog.steps if s.phase == "decode")
+    assert len({c.section for c in decode.calls if c.layer >= 0}) == 2
+    r = execute(tiny_dir, "vhk158", str(profile), prefill=128, decode=8, chunk=64)
+    assert r.tokens == r.ref_tokens
+    assert all(a.mismatches == 0 and a.max_abs == 0 for a in r.layers)
+    assert len(r.layers) == 2 * (2 + 8)
 
 
 def test_shards_of_part_lines_are_refused_clearly(tmp_path):

@@ -1,8 +1,8 @@
 """Pass: lower the tiled, allocated graph of one step to instruction sections.
 
-One section per distinct layer (layers with the same shapes and formats
-share one, addressed through base registers: r0 the layer's weights and
-parameter record, r1 its KV cache, r2 the host I/O area, r3 the LM head
+One section per distinct layer (layers with the same shapes, formats and
+kept attention blocks share one, addressed through base registers: r0 the
+layer's weights and parameter record, r1 its KV cache, r2 the host I/O area, r3 the LM head
 region), plus a `pre` section (load the embedded input) and a `post`
 section (final norm, LM head, logits to the host). Prefill lowers matrix ops to MM, decode to MV; attention skips the key
 blocks its mask cuts. The data layouts the instructions imply are defined in
@@ -287,7 +287,7 @@ def _split_at(chunks: list[tuple[int, int]], q0: int) -> list[tuple[int, int]]:
 
 
 def _signature(g: nx.DiGraph, layer: int) -> tuple:
-    return tuple((n.split(".", 1)[1], g.nodes[n].get("n"), g.nodes[n].get("bits"))
+    return tuple((n.split(".", 1)[1], g.nodes[n].get("n"), g.nodes[n].get("bits"), g.nodes[n].get("qblocks"))
                  for n in layer_nodes(g, layer))
 
 

@@ -76,6 +76,7 @@ def tile(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
                 qblocks = [(q, min(q + block, context),
                             kept_ranges(q // block, a["density"], block, min(q + block, context)))
                            for q in range(start, context, block)]
-            a["qblocks"] = [(q0, q1, _chunks(r, limit)) for q0, q1, r in qblocks]
+            # a tuple: it is part of emit's section key (layers may keep different blocks)
+            a["qblocks"] = tuple((q0, q1, tuple(_chunks(r, limit))) for q0, q1, r in qblocks)
             a["kv_resident"] = phase == "prefill" and context * hd <= quarter
     return g
