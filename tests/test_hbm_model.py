@@ -73,3 +73,61 @@ def _write(tmp_path, source):
 def test_a_kv_cache_on_4_shared_pcs_is_slower_than_the_spread_plan():
     u280 = load_hw("u280")
     assert decode_s(u280, "kv-4pc") > 1.02 * decode_s(u280, "spread")
+
+
+def layer_trace(hw, fusion):
+    from sim.engine import time_section
+    from sim.stats import program_placement
+    prog = compile_program(load_model("llama2-7b"), load_compression("flightllm", hw), hw, 128, 1, fusion=fusion)
+    sec = next(s for s in prog.sections if "decode" in s.name and "layer" in s.name)
+    return time_section(hw, sec, program_placement(prog, hw), keep_trace=True).trace
+
+
+def test_unfused_decode_fetches_no_weights_before_the_previous_op_is_back_from_hbm():
+    """Without always-on-chip decode an op's input round-trips through HBM, and its weight
+    loads queue behind that reload: prefetch stops at every op boundary. Fused, the next
+    op's weights stream while the previous op computes."""
+    hw = load_hw("u280")
+    ld, st, mv = 0, 1, 3
+    unfused = layer_trace(hw, False)
+    for op in ("qkv", "o", "up", "down"):
+        first_ld = min(s for q, s, e, lab in unfused if q == ld and lab == op)
+        spill = max((s, e) for q, s, e, lab in unfused if q == st and s < first_ld)   # the previous op's output
+        assert first_ld >= spill[1], op
+    fused = layer_trace(hw, True)
+    up_ld = min(s for q, s, e, lab in fused if q == ld and lab == "up")
+    o_mv_end = max(e for q, s, e, lab in fused if q == mv and lab == "o")
+    assert up_ld < o_mv_end                     # the FFN's weights arrive while o still computes
+
+
+def test_fusion_ablation_direction():
+    """FlightLLM reports HBM utilization 35.6 % unfused and 65.9 % fused; the model predicts a much
+    smaller gap (docs/performance-model.md), but in the same direction."""
+    hw = load_hw("u280")
+    fused, unfused = decode_s(hw), decode_s(hw, fusion=False)
+    assert 1.02 * fused < unfused < 1.5 * fused
+
+
+def test_lockstep_timing_equals_timing_each_core_on_its_own_pcs():
+    """Under the spread plan no PC serves two cores, so timing one core alone on its own PCs gives
+    the lockstep figure for every core; with the KV cache on 4 PCs shared by all cores, KV loads
+    are slower in lockstep than alone and the rest is unchanged."""
+    from dataclasses import replace
+
+    from compiler.passes.place_hbm import plan_placement
+    from hwmodel.transfer import transfer_timing
+    hw = load_hw("u280")
+    for name in ("spread", "kv-4pc"):
+        plan = plan_placement(name, hw)
+        prog = compile_program(load_model("llama2-7b"), load_compression("flightllm", hw), hw, 128, 1, plan=name)
+        loads = [i for s in prog.sections for i in s.instrs if i.op in (0, 1)]
+        shared_kv = 0
+        for core in range(hw.slrs):
+            alone = replace(plan, core_pcs=(plan.core_pcs[core],))
+            for ins in loads:
+                both = transfer_timing(hw, plan, ins).data_cycles
+                own = transfer_timing(hw, alone, ins).data_cycles
+                on_kv = (ins.f["ch_first"], ins.f["ch_count"]) == plan.group("kv") and name == "kv-4pc"
+                assert both >= 2 * own if on_kv and own > 8 else both == own or on_kv
+                shared_kv += on_kv
+        assert (shared_kv > 0) == (name == "kv-4pc")
