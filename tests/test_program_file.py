@@ -56,3 +56,36 @@ def test_schedule_for_other_lengths_and_outside_the_cover(u280):
                       ("decode", 48, 8), ("decode", 64, 16), ("decode", 80, 16), ("decode", 96, 10)]
     with pytest.raises(ProgramFormatError, match="no decode step for context 144 .*up to 128"):
         schedule_for(prog, 64, 80)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda p: p.pop("spaces"), "malformed"),
+    (lambda p: p.update(core_pcs=[[0, 1]]), "one PC list per core"),
+    (lambda p: p["core_pcs"][0].__setitem__(0, 99), "a PC outside 0..31"),
+    (lambda p: p.update(groups=[["weights", 0, 99], ["kv", 0, 1], ["io", 0, 1]]), "group weights"),
+    (lambda p: p.update(groups=[["weights", 0, 1]]), "one group for each of weights, kv, io"),
+    (lambda p: p["spaces"].append([[0, 11], 0, 64]), "PC 0 belongs to two spaces"),
+    (lambda p: p["spaces"][0].__setitem__(2, 1 << 40), "larger than its PCs"),
+    (lambda p: p.update(core_pcs="x"), "malformed"),
+])
+def test_a_bad_placement_in_the_header_is_one_line_naming_the_placement(tiny_program, u280, edit, message):
+    import copy
+
+    from sim.stats import simulate
+    bad = copy.deepcopy(tiny_program)
+    edit(bad.meta["placement"])
+    back = from_bytes(to_bytes(bad, u280), u280, "prog.dfp")
+    with pytest.raises(ProgramFormatError, match=f"placement: .*{message}") as err:
+        simulate(back, u280)
+    assert "\n" not in str(err.value)
+
+
+def test_a_base_register_outside_its_space_is_refused(tiny_program, u280):
+    import copy
+
+    from hwmodel.errors import SimulationError
+    from sim.stats import simulate
+    bad = copy.deepcopy(tiny_program)
+    bad.steps[0].calls[1].base[1] += 1           # core 0's KV base off its row
+    with pytest.raises(SimulationError, match="base register 1 .* not a row-aligned address of its kv space"):
+        simulate(bad, u280)
