@@ -60,6 +60,9 @@ def build_graph(model: ModelConfig, compression: Compression, phase: str, tokens
     return g
 
 
-def layer_nodes(g: nx.DiGraph, layer: int) -> list[str]:
-    """The nodes of one layer (-1: outside the decoder layers) in execution order."""
-    return [n for n in nx.topological_sort(g) if g.nodes[n]["layer"] == layer]
+def nodes_by_layer(g: nx.DiGraph) -> dict[int, list[str]]:
+    """The nodes of each layer (-1: outside the decoder layers) in execution order."""
+    out: dict[int, list[str]] = {}
+    for n in nx.topological_sort(g):
+        out.setdefault(g.nodes[n]["layer"], []).append(n)
+    return out

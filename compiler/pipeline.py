@@ -84,7 +84,7 @@ def compile_program(model: ModelConfig, comp: Compression, hw: HwConfig, prefill
                     buckets: Buckets = Buckets(), fusion: bool = True,
                     progress: Callable[[int, int], None] | None = None,
                     dump_after: str | None = None, dump_dir: Path | None = None,
-                    cover: tuple[int, int] | None = None, plan: str = "spread") -> Program:
+                    cover: tuple[int, int] | None = None, plan: str = "spread", pool_map: Callable = map) -> Program:
     """Compile the steps an inference of `prefill` + `decode` tokens needs into a
     Program whose schedule is that case. With `cover=(max_prompt, max_context)`
     the step library covers every prompt and context up to those bounds, so one
@@ -109,7 +109,7 @@ def compile_program(model: ModelConfig, comp: Compression, hw: HwConfig, prefill
     spec = [("prefill", chunk, end) for end in range(chunk, prompt_end + 1, chunk)]
     spec += [("decode", 1, ctx) for ctx in decode_ctx]
     sections, steps, layout = compile_steps(model, comp, hw, spec, max_ctx, fusion, progress, dump_after, dump_dir,
-                                            plan)
+                                            plan, pool_map)
     meta = {"prefill": prefill, "decode": decode, "prefill_bucket": chunk, "decode_bucket": buckets.decode,
             "cover": [max_prompt, max_context], "compression": comp.name, "fusion": fusion, "plan": plan,
             "placement": layout["placement"].to_json(), "max_context": max_ctx,
@@ -122,34 +122,34 @@ def compile_program(model: ModelConfig, comp: Compression, hw: HwConfig, prefill
 
 def compile_steps(model: ModelConfig, comp: Compression, hw: HwConfig, spec: list[tuple[str, int, int]],
                   max_ctx: int, fusion: bool = True, progress: Callable[[int, int], None] | None = None,
-                  dump_after: str | None = None, dump_dir: Path | None = None, plan: str = "spread"
-                  ) -> tuple[list[Section], list[Step], dict]:
+                  dump_after: str | None = None, dump_dir: Path | None = None, plan: str = "spread",
+                  pool_map: Callable = map) -> tuple[list[Section], list[Step], dict]:
     """Compile (phase, tokens, context) steps; identical sections are stored once.
+    Steps are compiled in chunks through `pool_map` (the builtin map, or a process
+    pool's), then merged; base registers are laid out once all steps are known.
     The returned layout holds the laid-out placement under "placement"."""
-    isa = isa_for(hw)
+    size = max(1, min(8, math.ceil(len(spec) / 8)))
+    chunks = [spec[i:i + size] for i in range(0, len(spec), size)]
+    jobs = [(model, comp, hw, chunk, max_ctx, fusion, plan, dump_after, dump_dir) for chunk in chunks]
     sections: list[Section] = []
     seen: dict[tuple, int] = {}
-    steps: list[Step] = []
-    layout: dict = {}
-    for i, (phase, tokens, ctx) in enumerate(spec):
-        g = build_graph(model, comp, phase, tokens, ctx)
-        g.graph["max_context"] = max_ctx
-        g.graph["fusion"] = fusion
-        g.graph["plan"] = plan
-        g = run_passes(g, hw, dump_after, dump_dir)
-        io = layout.get("io_bytes", 0)
-        layout = dict(g.graph["hbm_layout"])
-        layout["io_bytes"] = max(io, layout["io_bytes"])        # the I/O area serves every step
-        local = []
-        for b in g.graph["builders"]:
-            sec = b.section()
-            words = tuple(section_words(isa, sec))
+    records, layout, done = [], {}, 0
+    for part_sections, part_steps, part_layout in pool_map(_compile_chunk, jobs):
+        index = []
+        for sec in part_sections:
+            words = tuple(sec.words)
             if words not in seen:
                 seen[words] = len(sections)
                 sections.append(sec)
-            local.append(seen[words])
-        ls = g.graph["layer_section"]
-        bases, layout["placement"] = _base_registers(model, hw, layout, g.graph["placement"])
+            index.append(seen[words])
+        records += [(phase, tokens, ctx, [index[k] for k in local], ls) for phase, tokens, ctx, local, ls in part_steps]
+        layout = dict(part_layout, io_bytes=max(layout.get("io_bytes", 0), part_layout["io_bytes"]))
+        done += len(part_steps)
+        if progress:
+            progress(done, len(spec))
+    bases, layout["placement"] = _base_registers(model, hw, layout, layout["placement"])
+    steps: list[Step] = []
+    for phase, tokens, ctx, local, ls in records:
         calls = [Call(local[ls[PRE]], bases(PRE), PRE)]
         calls += [Call(local[ls[layer]], bases(layer), layer) for layer in range(model.layers)]
         post = Call(local[ls[POST]], bases(POST), POST)
@@ -159,8 +159,33 @@ def compile_steps(model: ModelConfig, comp: Compression, hw: HwConfig, spec: lis
             steps.append(Step(phase, tokens, ctx, calls))
             if ctx == tokens:      # the prompt's logits: final norm and LM head after its last chunk
                 steps.append(Step("logits", tokens, tokens, [post]))
-        if progress:
-            progress(i + 1, len(spec))
+    return sections, steps, layout
+
+
+def _compile_chunk(job: tuple) -> tuple[list[Section], list[tuple], dict]:
+    """Compile some steps: their distinct sections (encoded), per step the sections
+    it uses by layer, and the HBM layout with the unlaid placement."""
+    model, comp, hw, spec, max_ctx, fusion, plan, dump_after, dump_dir = job
+    isa = isa_for(hw)
+    sections: list[Section] = []
+    seen: dict[tuple, int] = {}
+    steps, layout = [], {}
+    for phase, tokens, ctx in spec:
+        g = build_graph(model, comp, phase, tokens, ctx)
+        g.graph.update(max_context=max_ctx, fusion=fusion, plan=plan)
+        g = run_passes(g, hw, dump_after, dump_dir)
+        io = layout.get("io_bytes", 0)
+        layout = dict(g.graph["hbm_layout"], placement=g.graph["placement"])
+        layout["io_bytes"] = max(io, layout["io_bytes"])        # the I/O area serves every step
+        local = []
+        for b in g.graph["builders"]:
+            sec = b.section()
+            words = tuple(section_words(isa, sec))
+            if words not in seen:
+                seen[words] = len(sections)
+                sections.append(sec)
+            local.append(seen[words])
+        steps.append((phase, tokens, ctx, local, dict(g.graph["layer_section"])))
     return sections, steps, layout
 
 

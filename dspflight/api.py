@@ -6,8 +6,13 @@ which files to write (always through OutputSet, so a failure writes nothing).
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import signal
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,12 +31,41 @@ from sim.cost import cost_report
 from sim.energy import energy_report
 from sim.report_html import format_table, write_report
 from sim.roofline import plot_roofline, roofline
-from sim.stats import Stats, simulate
+from hwmodel.errors import DspflightError
+from sim.stats import Stats, simulate, time_sections, untimed
 from sim.trace import write_trace
 
 DEFAULT_ENERGY = "fpga-16nm"
 COMPILE_INFO = "compile.json"
 Progress = Callable[[int, int], None]
+
+
+WORKERS_ENV = "DSPFLIGHT_WORKERS"
+PARALLEL_MIN_JOBS = 16     # fewer steps or sections than this run in this process
+
+
+def workers() -> int:
+    """Worker processes for long compiles and simulations: one per available core,
+    or $DSPFLIGHT_WORKERS (1: everything in this process, as a sweep's workers want)."""
+    raw = os.environ.get(WORKERS_ENV, "")
+    if not raw:
+        return len(os.sched_getaffinity(0))
+    if not raw.isdigit() or int(raw) < 1:
+        raise DspflightError(f"environment variable {WORKERS_ENV}: expected a positive integer, got {raw!r}")
+    return int(raw)
+
+
+@contextmanager
+def worker_pool(jobs: int):
+    """A process pool's map when there is enough work and more than one core, else map."""
+    n = workers()
+    if n <= 1 or jobs < PARALLEL_MIN_JOBS:
+        yield map
+        return
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(n, mp_context=ctx, initializer=signal.signal,
+                             initargs=(signal.SIGINT, signal.SIG_IGN)) as ex:   # Ctrl-C is the parent's
+        yield ex.map
 
 
 @dataclass
@@ -54,8 +88,10 @@ def compile_model(model: str, hw: str, compression: str, prefill: int, decode: i
                   dump_after: str | None = None, dump_dir: Path | None = None, plan: str = "spread") -> Compiled:
     hwc, m, comp = load_configs(model, hw, compression)
     t0 = time.perf_counter()
-    prog = compile_program(m, comp, hwc, prefill, decode, buckets, fusion, progress, dump_after, dump_dir,
-                           plan=plan)
+    steps = -(-prefill // buckets.prefill) + -(-(prefill + decode) // buckets.decode)
+    with worker_pool(steps) as pool_map:
+        prog = compile_program(m, comp, hwc, prefill, decode, buckets, fusion, progress, dump_after, dump_dir,
+                               plan=plan, pool_map=pool_map)
     dfp = to_bytes(prog, hwc)
     return Compiled(prog, hwc, dfp, listing(prog), time.perf_counter() - t0)
 
@@ -93,7 +129,10 @@ def simulate_program(prog: Program, hw: HwConfig, program_bytes: int, compile_s:
     then its roofline, energy, cost and summary. Sharing `timings` across calls
     times each section once."""
     t0 = time.perf_counter()
-    schedule = schedule_for(prog, *case) if case else None
+    schedule = schedule_for(prog, *case) if case else prog.schedule
+    timings = {} if timings is None else timings
+    with worker_pool(len(untimed(prog, schedule, timings))) as pool_map:
+        time_sections(prog, hw, schedule, timings, keep_trace, pool_map)
     stats = simulate(prog, hw, progress, keep_trace=keep_trace, schedule=schedule, timings=timings)
     simulate_s = time.perf_counter() - t0
     gpus = all_gpus()
@@ -124,13 +163,17 @@ def run_cases(model: str, hw: str, compression: str, cases: list[tuple[int, int]
     max_context = max(p + d for p, d in cases)
     hwc, m, comp = load_configs(model, hw, compression)
     t0 = time.perf_counter()
-    prog = compile_program(m, comp, hwc, *cases[0], buckets, fusion, progress=progress,
-                           cover=(max_prompt, max_context), plan=plan)
+    with worker_pool(max_context // buckets.decode) as pool_map:
+        prog = compile_program(m, comp, hwc, *cases[0], buckets, fusion, progress=progress,
+                               cover=(max_prompt, max_context), plan=plan, pool_map=pool_map)
     dfp = to_bytes(prog, hwc)
     compiled = Compiled(prog, hwc, dfp, listing(prog), time.perf_counter() - t0)
     timings: dict = {}
     t1 = time.perf_counter()
     results = []
+    every = [entry for p, d in cases for entry in schedule_for(prog, p, d)]
+    with worker_pool(len(prog.sections)) as pool_map:
+        time_sections(prog, hwc, every, timings, pool_map=pool_map)
     for p, d in cases:
         sim = simulate_program(prog, hwc, len(dfp), compiled.compile_s, None, energy_table, case=(p, d),
                                timings=timings)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -146,13 +147,17 @@ class Hbm:
         """How fast one PC's data can leave through `ports` of its ports (default all)."""
         return min(self.stream_gbps(), (ports or self.ports_per_pc) * self.port_gbps)
 
+    @cached_property
+    def link_gbps(self) -> float:
+        """pc_link_gbps() through all ports, computed once (the engine asks for every transfer)."""
+        return self.pc_link_gbps()
+
     # ---- formulas ---------------------------------------------------------
-    def stream_ns(self, nbytes, opens, cap_gbps: float | None = None):
+    def stream_ns(self, nbytes, opens):
         """Time one PC needs for a stream of `nbytes` that opens `opens` rows
         (numpy arrays allowed): data at the sustained rate, or the row openings
         when they come faster than the PC can open rows."""
-        rate = min(self.pc_link_gbps(), cap_gbps) if cap_gbps else self.pc_link_gbps()
-        return np.maximum(np.asarray(nbytes) / rate, np.asarray(opens) * self.row_miss_ns)
+        return np.maximum(np.asarray(nbytes) / self.link_gbps, np.asarray(opens) * self.row_miss_ns)
 
     def random_access_ns(self, size: int, map_: AddressMap | None = None) -> float:
         """Mean time per access of `size` bytes at random addresses of one PC: each

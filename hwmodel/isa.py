@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import lru_cache
 
 from hwmodel.errors import CompileError, ConfigError, ProgramFormatError
 from hwmodel.hwconfig import HwConfig
@@ -84,6 +85,7 @@ def exchange_window(hw: HwConfig, lines: int) -> int:
     return (act.base + act.bytes) // hw.line_bytes - lines
 
 
+@lru_cache(maxsize=None)
 def other_queues(q: int) -> tuple[int, ...]:
     """The five queues a mask of queue `q` talks about, in bit order."""
     return tuple(i for i in range(NUM_QUEUES) if i != q)
@@ -94,6 +96,7 @@ def queues_to_mask(q: int, queues: set[int] | list[int]) -> int:
     return sum(1 << order.index(p) for p in queues)
 
 
+@lru_cache(maxsize=None)
 def mask_to_queues(q: int, mask: int) -> tuple[int, ...]:
     order = other_queues(q)
     return tuple(order[i] for i in range(NUM_QUEUES - 1) if mask >> i & 1)
@@ -158,6 +161,8 @@ class Isa:
                     f"but has {32 * layout.words} ({layout.words} words)")
             self.layouts[op] = layout
         self._shifts = {op: self._shift_table(lay) for op, lay in self.layouts.items()}
+        self._used = {op: lay.used_bits for op, lay in self.layouts.items()}
+        self._names = {op: frozenset(name for name, _ in lay.fields) for op, lay in self.layouts.items()}
 
     @staticmethod
     def _shift_table(layout: Layout) -> tuple[tuple[str, int, int], ...]:
@@ -175,17 +180,16 @@ class Isa:
         if not 0 <= ins.wait < 32 or not 0 <= ins.release < 32:
             raise CompileError(f"instruction {index}: {ins.op.name} wait/release masks must be 5-bit")
         value = int(ins.op) | ins.wait << 4 | ins.release << 9
-        known = set()
+        f = ins.f
         for name, pos, mask in self._shifts[ins.op]:
-            v = ins.f.get(name, 0)
+            v = f.get(name, 0)
             if not 0 <= v <= mask:
                 raise CompileError(f"instruction {index}: {ins.op.name} field {name}={v} does not fit "
                                    f"{mask.bit_length()} bits")
             value |= v << pos
-            known.add(name)
-        extra = set(ins.f) - known
-        if extra:
-            raise CompileError(f"instruction {index}: {ins.op.name} has no field {sorted(extra)[0]}")
+        if not f.keys() <= self._names[ins.op]:
+            extra = sorted(set(f) - self._names[ins.op])
+            raise CompileError(f"instruction {index}: {ins.op.name} has no field {extra[0]}")
         return [(value >> (32 * i)) & 0xFFFFFFFF for i in range(WORDS[ins.op])]
 
     def decode(self, words, pos: int, index: int | None = None) -> tuple[Instr, int]:
@@ -205,7 +209,7 @@ class Isa:
         value = 0
         for i in range(n):
             value |= int(words[pos + i]) << (32 * i)
-        if value >> self.layouts[op].used_bits:
+        if value >> self._used[op]:
             raise ProgramFormatError(f"instruction {index}: {op.name} has bits set beyond its fields")
         ins = Instr(op, value >> 4 & 31, value >> 9 & 31,
                     {name: value >> p & m for name, p, m in self._shifts[op]})

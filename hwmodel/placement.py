@@ -41,6 +41,11 @@ class Placement:
     groups: tuple[tuple[str, int, int], ...]       # (region, first virtual channel, count)
     spaces: tuple[Space, ...] = ()
 
+    def __hash__(self) -> int:          # asked for every transfer the engine times: computed once
+        if "_hash" not in self.__dict__:
+            object.__setattr__(self, "_hash", hash((self.name, self.core_pcs, self.groups, self.spaces)))
+        return self.__dict__["_hash"]
+
     def group(self, region: str) -> tuple[int, int]:
         return next((first, count) for r, first, count in self.groups if r == region)
 

@@ -20,6 +20,7 @@ import json
 import math
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -241,13 +242,16 @@ def read_program(path: str | Path, hw: HwConfig | None = None) -> tuple[Program,
     return from_bytes(data, hw, str(path)), hw
 
 
+@lru_cache(maxsize=None)
+def _head(q: int, wait: int, release: int) -> str:
+    w = ",".join(QUEUES[p] for p in mask_to_queues(q, wait)) or "-"
+    r = ",".join(QUEUES[p] for p in mask_to_queues(q, release)) or "-"
+    return f"{QUEUES[q]:<4} wait={w:<14} rel={r:<14} "
+
+
 def format_instr(ins: Instr) -> str:
     """One .asm line: mnemonic, dependency queues, fields."""
-    q = int(ins.op)
-    wait = ",".join(QUEUES[p] for p in mask_to_queues(q, ins.wait)) or "-"
-    rel = ",".join(QUEUES[p] for p in mask_to_queues(q, ins.release)) or "-"
-    fields = " ".join(f"{k}={v}" for k, v in ins.f.items())
-    return f"{ins.op.name:<4} wait={wait:<14} rel={rel:<14} {fields}"
+    return _head(int(ins.op), ins.wait, ins.release) + " ".join(f"{k}={v}" for k, v in ins.f.items())
 
 
 def listing(prog: Program) -> str:

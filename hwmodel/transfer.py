@@ -33,27 +33,17 @@ def transfer_bytes(hw: HwConfig, ins: Instr) -> int:
     return ins.f["len"] * hw.hbm.burst_bytes
 
 
-def _runs(ins: Instr) -> tuple[np.ndarray, int, float]:
-    """(start burst of every run, run length, scale for runs not enumerated)."""
-    f = ins.f
-    if ins.op == Op.ST:
-        return np.array([f["hbm"]], np.int64), f["len"], 1.0
+def _runs(f: dict, op: Op) -> tuple[np.ndarray, int]:
+    """(start burst of every run, run length) of an LD's 3-D loop or an ST's one run."""
+    if op == Op.ST:
+        return np.array([f["hbm"]], np.int64), f["len"]
     y = np.arange(f["y_len"], dtype=np.int64) * f["y_stride"]
     z = np.arange(f["z_len"], dtype=np.int64) * f["z_stride"]
-    starts = (f["hbm"] + z[:, None] + y[None, :]).reshape(-1)
-    scale = 1.0
-    if len(starts) > MAX_RUNS:
-        scale = len(starts) / MAX_RUNS
-        starts = starts[:MAX_RUNS]
-    return starts, f["x_len"], scale
+    return (f["hbm"] + z[:, None] + y[None, :]).reshape(-1), f["x_len"]
 
 
-@lru_cache(maxsize=65536)
-def _channel_loads(op: Op, key: tuple, n: int, row_bursts: int) -> tuple[np.ndarray, np.ndarray]:
-    ins = Instr(op, f=dict(key))
-    starts, x, scale = _runs(ins)
-    if x == 0:
-        return np.zeros(n), np.zeros(n)
+def _per_run(starts: np.ndarray, x: int, n: int, row_bursts: int) -> tuple[np.ndarray, np.ndarray]:
+    """[run][channel] bursts moved and rows opened, runs in order."""
     v = np.arange(n, dtype=np.int64)[None, :]
     first = starts[:, None] + (v - starts[:, None]) % n               # first burst of the run on channel v
     last_b = starts[:, None] + x - 1
@@ -68,15 +58,39 @@ def _channel_loads(op: Op, key: tuple, n: int, row_bursts: int) -> tuple[np.ndar
     prev = np.maximum.accumulate(idx, axis=0)
     prev = np.vstack([np.full((1, n), -1), prev[:-1]])
     prev_row = np.where(prev >= 0, np.take_along_axis(row_last, np.maximum(prev, 0), axis=0), -2)
-    opens = opens - (hit & (prev_row == row_first))
+    return count, opens - (hit & (prev_row == row_first))
+
+
+@lru_cache(maxsize=65536)
+def _channel_loads(op: Op, key: tuple, n: int, row_bursts: int) -> tuple[np.ndarray, np.ndarray]:
+    f = dict(key)
+    starts, x = _runs(f, op)
+    if x == 0:
+        return np.zeros(n), np.zeros(n)
+    runs = len(starts)
+    # one y-loop of constant stride is periodic in (start mod n x row): after a first period
+    # (whose first run has no predecessor) every period moves and opens the same
+    period = n * row_bursts // math.gcd(f.get("y_stride", 0) % (n * row_bursts), n * row_bursts)
+    if op == Op.LD and f["z_len"] == 1 and runs > 3 * period:
+        count, opens = _per_run(starts[:2 * period], x, n, row_bursts)
+        whole, rest = divmod(runs - period, period)
+        total = lambda a: a[:period].sum(0) + whole * a[period:].sum(0) + a[period:period + rest].sum(0)
+        return total(count).astype(float), total(opens).astype(float)
+    scale = 1.0
+    if runs > MAX_RUNS:
+        scale, starts = runs / MAX_RUNS, starts[:MAX_RUNS]
+    count, opens = _per_run(starts, x, n, row_bursts)
     return count.sum(axis=0) * scale, opens.sum(axis=0) * scale
 
 
 def channel_loads(hw: HwConfig, ins: Instr) -> tuple[np.ndarray, np.ndarray]:
     """(bytes, rows opened) on each virtual channel of the transfer's group, for one core."""
-    n = ins.f["ch_count"]
+    return _loads(hw, ins.op, tuple(sorted(ins.f.items())))
+
+
+def _loads(hw: HwConfig, op: Op, key: tuple) -> tuple[np.ndarray, np.ndarray]:
     row_bursts = hw.hbm.address_map.row_bytes // hw.hbm.burst_bytes
-    count, opens = _channel_loads(ins.op, tuple(sorted(ins.f.items())), n, row_bursts)
+    count, opens = _channel_loads(op, key, dict(key)["ch_count"], row_bursts)
     return count * hw.hbm.burst_bytes, opens
 
 
@@ -87,22 +101,33 @@ class TransferTiming:
     pcs: tuple[int, ...]      # every PC the instruction uses, over all cores
 
 
+@lru_cache(maxsize=4096)
+def _group_pcs(placement: Placement, first: int, count: int) -> tuple[np.ndarray, tuple[int, ...], bool]:
+    """[core][channel] PC of a group, the sorted PCs all cores use, and whether any PC serves two cores."""
+    table = np.array([placement.pcs_of(core, first, count) for core in range(len(placement.core_pcs))])
+    pcs = tuple(int(p) for p in np.unique(table))
+    return table, pcs, len(pcs) < table.size
+
+
 def transfer_timing(hw: HwConfig, placement: Placement, ins: Instr) -> TransferTiming:
     """Time of an LD/ST executed by every core at once (lockstep)."""
-    nbytes, opens = channel_loads(hw, ins)
-    first, count = ins.f["ch_first"], ins.f["ch_count"]
-    per_pc_bytes: dict[int, float] = {}
-    per_pc_opens: dict[int, float] = {}
-    for core in range(len(placement.core_pcs)):
-        for pc, b, o in zip(placement.pcs_of(core, first, count), nbytes, opens):
-            per_pc_bytes[pc] = per_pc_bytes.get(pc, 0.0) + b
-            per_pc_opens[pc] = per_pc_opens.get(pc, 0.0) + o
-    pcs = tuple(sorted(per_pc_bytes))
-    busiest = float(np.max(hw.hbm.stream_ns(np.array([per_pc_bytes[p] for p in pcs]),
-                                            np.array([per_pc_opens[p] for p in pcs]))))
-    dma = float(np.max(nbytes)) / (hw.dma_port_gbps * hw.hbm.ports_per_pc)   # one core's side of its ports
-    ns = max(busiest, dma)
-    data = math.ceil(ns * hw.clock_mhz / 1000)
+    return _timing(hw, placement, ins.op, tuple(sorted(ins.f.items())))
+
+
+@lru_cache(maxsize=65536)
+def _timing(hw: HwConfig, placement: Placement, op: Op, key: tuple) -> TransferTiming:
+    nbytes, opens = _loads(hw, op, key)
+    dma = float(nbytes.max()) / (hw.dma_port_gbps * hw.hbm.ports_per_pc)   # one core's side of its ports
+    f = dict(key)
+    table, pcs, shared = _group_pcs(placement, f["ch_first"], f["ch_count"])
+    if shared:                      # a PC serves the sum of the cores' streams
+        per_pc_bytes = np.zeros(hw.hbm.channels)
+        per_pc_opens = np.zeros(hw.hbm.channels)
+        np.add.at(per_pc_bytes, table, np.broadcast_to(nbytes, table.shape))
+        np.add.at(per_pc_opens, table, np.broadcast_to(opens, table.shape))
+        nbytes, opens = per_pc_bytes, per_pc_opens
+    busiest = float(hw.hbm.stream_ns(nbytes, opens).max())
+    data = math.ceil(max(busiest, dma) * hw.clock_mhz / 1000)
     return TransferTiming(data, hw.hbm_latency_cycles + data, pcs)
 
 

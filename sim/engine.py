@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from hwmodel.costs import Work, compute_cycles, work
 from hwmodel.errors import SimulationError
@@ -25,6 +26,7 @@ from hwmodel.program import Section, format_instr
 from hwmodel.transfer import transfer_bytes, transfer_timing, turnaround_cycles
 
 WORK_FIELDS = tuple(Work.__dataclass_fields__)
+ST_QUEUE = int(Op.ST)
 
 
 @dataclass
@@ -67,6 +69,20 @@ def _check_group(placement: Placement, ins: Instr, index: int, section: str) -> 
                               f"(placement {placement.name})")
 
 
+def _pc_atoms(chans: list) -> tuple[list, int]:
+    """Group the PCs that every transfer of the section uses together (all of a
+    plan's group, typically) into one resource each: same timing, fewer updates."""
+    sets = sorted({c for c in chans if c is not None})
+    member: dict[int, list[int]] = {}
+    for k, pcs in enumerate(sets):
+        for pc in pcs:
+            member.setdefault(pc, []).append(k)
+    atom_of = {sig: a for a, sig in enumerate(sorted({tuple(v) for v in member.values()}))}
+    pc_atom = {pc: atom_of[tuple(v)] for pc, v in member.items()}
+    per_set = {pcs: tuple(sorted({pc_atom[pc] for pc in pcs})) for pcs in sets}
+    return [None if c is None else per_set[c] for c in chans], len(atom_of)
+
+
 def time_section(hw: HwConfig, sec: Section, placement: Placement, keep_trace: bool = False) -> SectionTiming:
     instrs = sec.instrs
     labels = sec.label_of()
@@ -89,33 +105,39 @@ def time_section(hw: HwConfig, sec: Section, placement: Placement, keep_trace: b
             cycles.append(compute_cycles(hw, ins))
             occupy.append(cycles[-1])
             chans.append(None)
+    chans, atoms = _pc_atoms(chans)
     head = [0] * NUM_QUEUES
     busy_until = [0] * NUM_QUEUES
     running = [False] * NUM_QUEUES
     tokens = [[0] * NUM_QUEUES for _ in range(NUM_QUEUES)]   # tokens[p][c]: released by p for c
-    ch_free = [0] * hw.hbm.channels
-    ch_writing = [False] * hw.hbm.channels
+    ch_free = [0] * atoms
+    ch_writing = [False] * atoms
     turn = {True: turnaround_cycles(hw, True), False: turnaround_cycles(hw, False)}
     events: list[tuple[int, int, int]] = []   # (time, queue, instr): instr done, or -1: queue may issue
     start_of = [0] * n
     now, done, last_end = 0, 0, 0
+    lengths = [len(qu) for qu in queues]
     while done < n:
         for q in range(NUM_QUEUES):
-            if running[q] or head[q] >= len(queues[q]) or busy_until[q] > now:
+            if running[q] or head[q] >= lengths[q] or busy_until[q] > now:
                 continue
             i = queues[q][head[q]]
-            if any(tokens[p][q] == 0 for p in waits[i]):
+            w = waits[i]
+            if w and not all(tokens[p][q] for p in w):
                 continue
-            for p in waits[i]:
+            for p in w:
                 tokens[p][q] -= 1
-            start = max(now, busy_until[q])
-            if chans[i] is not None:
-                writing = instrs[i].op == Op.ST
-                start = max(start, max(ch_free[c] + (turn[writing] if ch_writing[c] != writing else 0)
-                                       for c in chans[i]))
+            start = now if now > busy_until[q] else busy_until[q]
+            pcs = chans[i]
+            if pcs is not None:
+                writing = q == ST_QUEUE
+                for c in pcs:
+                    ready = ch_free[c] + (turn[writing] if ch_writing[c] != writing else 0)
+                    if ready > start:
+                        start = ready
             free = start + occupy[i]
-            if chans[i] is not None:
-                for c in chans[i]:
+            if pcs is not None:
+                for c in pcs:
                     ch_free[c] = free
                     ch_writing[c] = writing
             start_of[i] = start
@@ -145,6 +167,13 @@ def time_section(hw: HwConfig, sec: Section, placement: Placement, keep_trace: b
     return _summarize(hw, sec, instrs, labels, start_of, cycles, occupy, last_end, keep_trace)
 
 
+@lru_cache(maxsize=65536)
+def _work_items(hw: HwConfig, op: Op, items: tuple) -> tuple[tuple[str, int], ...]:
+    """The non-zero work of an instruction (cached: sections repeat instructions)."""
+    w = work(hw, Instr(op, 0, 0, dict(items)))
+    return tuple((k, getattr(w, k)) for k in WORK_FIELDS if getattr(w, k))
+
+
 def _summarize(hw, sec, instrs, labels, start_of, cycles, occupy, last_end, keep_trace) -> SectionTiming:
     busy = [0] * NUM_QUEUES
     total = dict.fromkeys(WORK_FIELDS, 0)
@@ -159,12 +188,9 @@ def _summarize(hw, sec, instrs, labels, start_of, cycles, occupy, last_end, keep
             o = ops[lab] = OpTiming(s, e)
         o.start, o.end = min(o.start, s), max(o.end, e)
         o.busy[q] += occupy[i]
-        w = work(hw, ins)
-        for k in WORK_FIELDS:
-            v = getattr(w, k)
-            if v:
-                o.work[k] += v
-                total[k] += v
+        for k, v in _work_items(hw, ins.op, tuple(ins.f.items())):
+            o.work[k] += v
+            total[k] += v
         if keep_trace:
             trace.append((q, s, e, lab))
     return SectionTiming(sec.name, last_end, len(instrs), busy, total, ops, trace)

@@ -79,13 +79,47 @@ def simulate(prog: Program, hw: HwConfig, progress: Callable[[int, int], None] |
     return Stats(hw.name, prog.model, hw.slrs, hw.clock_hz, phases, steps, len(timings), calls, timings, placement)
 
 
+def time_sections(prog: Program, hw: HwConfig, schedule: list[tuple[int, int]], timings: dict[int, SectionTiming],
+                  keep_trace: bool = False, pool_map: Callable = map) -> None:
+    """Time the sections `schedule` calls that `timings` lacks, in chunks through
+    `pool_map` (the builtin map, or the map of a fork-started process pool whose
+    workers start on its first task, so they inherit the program), into `timings`."""
+    placement = program_placement(prog, hw)
+    needed = untimed(prog, schedule, timings)
+    size = max(1, min(64, len(needed) // 8))
+    chunks = [needed[i:i + size] for i in range(0, len(needed), size)]
+    key = id(prog)
+    _SHARED[key] = (prog, hw, placement, keep_trace)     # forked workers see it without pickling
+    try:
+        for chunk, result in zip(chunks, pool_map(_time_chunk, [(key, c) for c in chunks])):
+            timings.update(zip(chunk, result))
+    finally:
+        del _SHARED[key]
+
+
+_SHARED: dict[int, tuple] = {}
+
+
+def untimed(prog: Program, schedule: list[tuple[int, int]], timings: dict[int, SectionTiming]) -> list[int]:
+    """The sections `schedule` calls that `timings` does not hold yet."""
+    return sorted({c.section for i, _ in schedule for c in prog.steps[i].calls} - set(timings))
+
+
+def _time_chunk(job: tuple[int, list[int]]) -> list[SectionTiming]:
+    prog, hw, placement, keep_trace = _SHARED[job[0]]
+    return [time_section(hw, prog.sections[k], placement, keep_trace) for k in job[1]]
+
+
 def program_placement(prog: Program, hw: HwConfig) -> Placement:
     """The program's data placement, with every call's base registers checked
     against it (a section is timed once for all its calls only if they are aligned)."""
     placement = Placement.from_json(prog.meta.get("placement"), hw, f"program for {prog.model}")
+    seen: set[tuple[int, ...]] = set()
     for step in prog.steps:
         for call in step.calls:
-            _check_bases(prog, hw, placement, call)
+            if tuple(call.base) not in seen:
+                _check_bases(prog, hw, placement, call)
+                seen.add(tuple(call.base))
     return placement
 
 

@@ -149,3 +149,19 @@ def test_a_store_after_a_load_on_the_same_pcs_pays_the_turnaround(u280):
 def test_a_group_outside_the_cores_channels_is_refused(u280):
     with pytest.raises(SimulationError, match=r"instruction 0 \(LD\): channel group 5\+10 is outside"):
         time_section(u280, Section("wide", [Instr(Op.LD, 0, 0, dict(ld(u280).f, ch_first=5))]))
+
+
+def test_periodic_shortcut_of_long_strided_loads_is_exact():
+    """Long y-loops are timed from two periods of their (start mod channels x row) pattern;
+    the result equals counting every run."""
+    import numpy as np
+
+    from hwmodel import transfer
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.choice([1, 3, 4, 8, 10, 13]))
+        f = dict(hbm=int(rng.integers(0, 500)), x_len=int(rng.integers(1, 40)), y_len=int(rng.integers(1, 400)),
+                 y_stride=int(rng.integers(0, 90)), z_len=1, z_stride=0, ch_count=n)
+        fast = transfer._channel_loads.__wrapped__(Op.LD, tuple(sorted(f.items())), n, 16)
+        count, opens = transfer._per_run(*transfer._runs(f, Op.LD), n, 16)
+        assert np.array_equal(fast[0], count.sum(0)) and np.array_equal(fast[1], opens.sum(0)), f

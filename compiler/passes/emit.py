@@ -14,7 +14,7 @@ import math
 
 import networkx as nx
 
-from compiler.graph import layer_nodes
+from compiler.graph import nodes_by_layer
 from compiler.passes.allocate import (EXCHANGE_MAX_LINES, layer_record_offsets, norm_record_bytes, rope_lanes,
                                      v_region_bursts)
 from compiler.section_builder import Resource, SectionBuilder
@@ -108,9 +108,8 @@ class Emitter:
         if any(e.get("spill") for _, _, e in self.g.out_edges(name, data=True)) and kind != "embed":
             self.spill(name, a)
 
-    def load_params(self, layer: int) -> None:
+    def load_params(self, layer: int, nodes: list[str]) -> None:
         """A layer's parameter record (norm gains, softmax scale) into its lines."""
-        nodes = layer_nodes(self.g, layer)
         addr = min(self.g.nodes[n]["params_addr"] for n in nodes if "params_addr" in self.g.nodes[n])
         size = layer_record_offsets(self.model)["bytes"] if layer >= 0 else norm_record_bytes(self.model.hidden)
         self.b.label("params")
@@ -286,9 +285,9 @@ def _split_at(chunks: list[tuple[int, int]], q0: int) -> list[tuple[int, int]]:
     return out
 
 
-def _signature(g: nx.DiGraph, layer: int) -> tuple:
+def _signature(g: nx.DiGraph, nodes: list[str]) -> tuple:
     return tuple((n.split(".", 1)[1], g.nodes[n].get("n"), g.nodes[n].get("bits"), g.nodes[n].get("qblocks"))
-                 for n in layer_nodes(g, layer))
+                 for n in nodes)
 
 
 def emit(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
@@ -299,12 +298,14 @@ def emit(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
     section_of: dict[tuple, int] = {}
     layer_section: dict[int, int] = {}
 
+    by_layer = nodes_by_layer(g)
+
     def build(name: str, nodes: list[str]) -> int:
         b = SectionBuilder(name)
         em = Emitter(g, hw, b)
         layer = g.nodes[nodes[0]]["layer"]
         if layer >= 0 or nodes != ["embed"]:
-            em.load_params(layer)
+            em.load_params(layer, by_layer[layer])
         if layer >= 0 and g.graph["model"].positional == "rope":
             em.load_rope_table()
         for n in nodes:
@@ -313,14 +314,13 @@ def emit(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
         builders.append(b)
         return len(builders) - 1
 
-    order = list(nx.topological_sort(g))
-    pre = [n for n in order if g.nodes[n]["layer"] == -1 and n == "embed"]
-    post = [n for n in order if g.nodes[n]["layer"] == -1 and n != "embed"]
+    pre = [n for n in by_layer[-1] if n == "embed"]
+    post = [n for n in by_layer[-1] if n != "embed"]
     layer_section[PRE] = build(f"{tag}-pre", pre)
     for layer in range(g.graph["model"].layers):
-        sig = _signature(g, layer)
+        sig = _signature(g, by_layer[layer])
         if sig not in section_of:
-            section_of[sig] = build(f"{tag}-layer{layer}", layer_nodes(g, layer))
+            section_of[sig] = build(f"{tag}-layer{layer}", by_layer[layer])
         layer_section[layer] = section_of[sig]
     layer_section[POST] = build(f"{tag}-post", post)
     g.graph["builders"] = builders
