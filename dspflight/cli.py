@@ -20,6 +20,7 @@ from hwmodel.errors import DspflightError
 from hwmodel.hwconfig import load_hw
 from hwmodel.program import listing
 from sim.hbm_bench import format_bench, hbm_bench
+from sim.roofline import explain_decode
 from dspflight.execute_cli import register as register_execute
 from rtl.cli import register as register_rtl
 
@@ -112,6 +113,9 @@ def cmd_cases(args) -> int:
     print(f"{cases.compiled.program.model} on {cases.compiled.hw.name}: one program for all six cases "
           f"({cases.compiled.program.instruction_count} instructions, {len(cases.compiled.dfp)} bytes)")
     print(api.cases_table(cases))
+    p, d, first = cases.results[0]
+    print(f"How the decode figure arises (prefill {p}, decode {d}):")
+    print("\n".join(f"  {line}" for line in explain_decode(first.roofline)))
     print(f"compile {cases.compiled.compile_s:.2f} s, simulate {cases.simulate_s:.2f} s; summaries in "
           f"{args.out}/case-*/summary.json")
     return 0

@@ -131,3 +131,22 @@ def test_lockstep_timing_equals_timing_each_core_on_its_own_pcs():
                 assert both >= 2 * own if on_kv and own > 8 else both == own or on_kv
                 shared_kv += on_kv
         assert (shared_kv > 0) == (name == "kv-4pc")
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ("address_map: 14R-2B-2BG-10C", "address_map: 14R-2X-10C", r"field hbm.address_map: expected fields like"),
+    ("address_map: 14R-2B-2BG-10C", "address_map: 13R-2B-2BG-10C", r"field hbm.capacity_gb: 32 PCs of 134217728"),
+    ("pcs_per_stack: 16", "pcs_per_stack: 12", r"field hbm.pcs_per_stack: .* power of two"),
+    ("tRFC: 260", "tRFC: 5000", r"field hbm.timing_ns.tRFC: expected less than tREFI"),
+    ("tRFC: 260", "tRFC: .nan", r"field hbm.timing_ns.tRFC: expected a finite number"),
+    ("burst_bytes: 64", "burst_bytes: 48", r"field hbm.burst_bytes: expected a power of two"),
+    ("kind: axi_switch", "kind: crossbar", r"field hbm.interconnect.kind: expected one of"),
+    ("row_miss_ns: 11.16", "row_miss_ns: -1", r"field hbm.row_miss_ns: expected >= 0.0"),
+])
+def test_a_bad_hbm_section_is_one_line_naming_the_field(tmp_path, old, new, message):
+    from hwmodel.errors import ConfigError
+    from conftest import edited_config
+    path = edited_config(tmp_path, load_hw("u280").source, "bad.yaml", old, new)
+    with pytest.raises(ConfigError, match=r"bad.yaml: " + message) as err:
+        load_hw(path)
+    assert "\n" not in str(err.value)
