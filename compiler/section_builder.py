@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hwmodel.isa import Instr, Op
+from hwmodel.isa import Instr, Op, SysKind
 from hwmodel.program import Section
 
 Resource = str | tuple[int, int]     # a name, or a [start, end) range of on-chip lines
@@ -75,7 +75,7 @@ class SectionBuilder:
         for i, ins in enumerate(self.instrs):
             last[ins.op] = i
         self.label("barrier")
-        self.instrs.append(Instr(Op.SYS, 0, 0, {"kind": 0, "lines": 0}))
+        self.instrs.append(Instr(Op.SYS, 0, 0, {"kind": SysKind.BARRIER, "lines": 0}))
         self.deps.append(set(last.values()))
 
     def section(self) -> Section:
