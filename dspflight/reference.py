@@ -43,7 +43,7 @@ class ModelShape(Protocol):
 class QuantizedLinear(Protocol):
     codes: np.ndarray       # b-bit codes [out, in], 0 where pruned
     mask: np.ndarray        # bool [out, in]: kept weights
-    scales: np.ndarray      # FP16 [out, groups]
+    scales: np.ndarray      # uint8 [out, groups, 2]: multiplier m and shift sh of each group
     zeros: np.ndarray       # zero points [out, groups]
     requant: np.ndarray     # FP32 [out]: INT32 accumulator -> output units
 
@@ -80,12 +80,15 @@ def attention_output_order(m: ModelShape) -> np.ndarray:
 
 def dequantize(q: QuantizedLinear, group: int, order: np.ndarray) -> np.ndarray:
     """INT8 weights [out, in] (0 where pruned): a row's kept weights, taken in
-    `order`, form scale groups of `group`; w8 = clip(rint(fp32(s) * (q - z)))."""
+    `order`, form scale groups of `group`; w8 = clip(floor(m (q - z) / 2^sh + 1/2)),
+    in exact integers."""
     kept = q.mask[:, order]
     g = np.maximum(np.cumsum(kept, axis=1) - 1, 0) // group
-    s = np.take_along_axis(q.scales, g, axis=1).astype(np.float32)
-    z = np.take_along_axis(q.zeros, g, axis=1).astype(np.float32)
-    w8 = np.clip(np.rint(s * (q.codes[:, order].astype(np.float32) - z)), -INT8_MAX, INT8_MAX)
+    m = np.take_along_axis(q.scales[..., 0], g, axis=1).astype(np.int64)
+    div = 2 ** np.take_along_axis(q.scales[..., 1], g, axis=1).astype(np.int64)
+    z = np.take_along_axis(q.zeros, g, axis=1).astype(np.int64)
+    w8 = np.clip(np.floor_divide(2 * m * (q.codes[:, order].astype(np.int64) - z) + div, 2 * div),
+                 -INT8_MAX, INT8_MAX)
     out = np.zeros(q.codes.shape, np.int64)
     out[:, order] = np.where(kept, w8, 0)
     return out
