@@ -1,0 +1,268 @@
+"""Design-space exploration: `dspflight sweep SPEC.yaml -o DIR` on Dask.
+
+A spec names a base (model, hardware, compression), the workloads, axes
+(dotted paths into the hardware, model or compression config, each with a
+list of values), a search (the full grid, or random points of it) and the
+objectives. Every point is its three configs given as data (errors name the
+point), compiled once and simulated for every workload, as one Dask task; by
+default on a LocalCluster of one single-threaded worker process per core,
+or on any Dask scheduler by address. Results are one row per (point,
+workload): the axis values, every scalar `summary.json` field, a point key
+and an `error` column (a point that raises is a row, not the end of the
+sweep). `results.parquet` and `results.csv` are rewritten atomically as
+points finish, so an interrupted sweep leaves a valid table and the same
+command run again skips the points already in it. The non-dominated rows
+by the objectives go to `pareto.csv` and `pareto.png`.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import itertools
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from dspflight.output import OutputSet
+from hwmodel.configio import Fields, config_fields, load_mapping
+from hwmodel.errors import ConfigError, DspflightError
+
+ROOTS = {"hw": "hardware", "model": "models", "compression": "compression"}
+CASES = {"flightllm": ((128, 512), (128, 1024), (128, 1536), (512, 512), (512, 1024), (512, 1536))}
+OBJECTIVES = ("decode_tokens_per_s", "tokens_per_joule", "tokens_per_s_per_dollar", "prefill_ms",
+              "decode_ms_per_token", "total_ms", "power_w", "hbm_bandwidth_utilization", "program_bytes")
+MAX_POINTS = 100_000
+
+
+@dataclass(frozen=True)
+class Sweep:
+    source: str
+    base: dict                               # root -> the base config's mapping
+    workloads: tuple[tuple[int, int], ...]
+    axes: tuple[tuple[str, tuple], ...]      # (dotted path, values)
+    search: dict
+    objectives: tuple[tuple[str, str], ...]  # (summary field, "max" | "min")
+
+
+def load_sweep(spec: str | Path | dict, source: str | None = None) -> Sweep:
+    """A sweep spec from a YAML file or as data, every field checked before any work."""
+    f = Fields(spec, source or "<sweep given as data>") if isinstance(spec, dict) else \
+        Fields(load_mapping(spec), spec)
+    f.check_known({"base", "workloads", "cases", "axes", "search", "objectives"})
+    b = f.sub("base")
+    b.check_known(set(ROOTS))
+    base = {}
+    for root, kind in ROOTS.items():
+        fields, path = config_fields(kind, b.text(root))
+        if path is not None and path.suffix == ".json":
+            raise b.error(root, "a sweep's base model must be a model YAML (axes name its fields)")
+        base[root] = fields.data
+    axes = tuple(_axis(f, base, path) for path in f.sub("axes").data)
+    if not axes:
+        raise f.error("axes", "expected at least one axis")
+    return Sweep(f.source, base, _workloads(f), axes, _search(f, axes), _objectives(f))
+
+
+def _workloads(f: Fields) -> tuple[tuple[int, int], ...]:
+    if f.has("cases"):
+        return CASES[f.text("cases", choices=CASES)]
+    raw = f.raw("workloads", [{"prefill": 128, "decode": 512}])
+    if not isinstance(raw, list) or not raw:
+        raise f.error("workloads", "expected a non-empty list of {prefill, decode}")
+    out = []
+    for i, item in enumerate(raw):
+        w = Fields(item if isinstance(item, dict) else {}, f.source, f"workloads[{i}].")
+        w.check_known({"prefill", "decode"})
+        out.append((w.integer("prefill", lo=1, hi=1 << 20), w.integer("decode", lo=0, hi=1 << 20)))
+    return tuple(out)
+
+
+def _axis(f: Fields, base: dict, path: str) -> tuple[str, tuple]:
+    """One axis: its path must name a field of the base config, its values that field's type."""
+    axes = f.sub("axes")
+    root, _, rest = str(path).partition(".")
+    node = base.get(root)
+    for key in rest.split(".") if rest else []:
+        node = node.get(key) if isinstance(node, dict) else None
+    if root not in ROOTS or node is None or isinstance(node, dict):
+        raise axes.error(str(path), f"not a field of the base {ROOTS.get(root, 'hw, model or compression')} "
+                                    f"config (expected a dotted path such as hw.mpe.chains)")
+    values = axes.raw(path)
+    if not isinstance(values, list) or not values:
+        raise axes.error(path, "expected a non-empty list of values")
+    kind = float if isinstance(node, float) else type(node)
+    for v in values:
+        ok = isinstance(v, kind) or (kind is float and isinstance(v, int))
+        if not ok or isinstance(v, bool) != isinstance(node, bool):
+            raise axes.error(path, f"expected values of the type of the base value {node!r}, got {v!r}")
+    return path, tuple(values)
+
+
+def _search(f: Fields, axes: tuple) -> dict:
+    s = f.sub("search", {"mode": "grid"})
+    s.check_known({"mode", "points", "seed"})
+    mode = s.text("mode", "grid", choices=("grid", "random"))
+    size = int(np.prod([len(v) for _, v in axes], dtype=object))
+    if mode == "grid" and size > MAX_POINTS:
+        raise f.error("axes", f"the grid has {size} points, more than {MAX_POINTS}: use search.mode random")
+    if mode == "random":
+        return {"mode": mode, "points": s.integer("points", lo=1, hi=MAX_POINTS), "seed": s.integer("seed", 0, lo=0)}
+    return {"mode": mode}
+
+
+def _objectives(f: Fields) -> tuple[tuple[str, str], ...]:
+    raw = f.raw("objectives", [{"decode_tokens_per_s": "max"}])
+    if not isinstance(raw, list) or not raw:
+        raise f.error("objectives", "expected a non-empty list of {field: max|min}")
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or len(item) != 1:
+            raise f.error(f"objectives[{i}]", "expected one {field: max|min}")
+        (name, sense), = item.items()
+        if name not in OBJECTIVES or sense not in ("max", "min"):
+            raise f.error(f"objectives[{i}]", f"expected one of {', '.join(OBJECTIVES)} with max or min, "
+                                              f"got {name}: {sense}")
+        out.append((name, sense))
+    return tuple(out)
+
+
+def points(sweep: Sweep) -> list[dict]:
+    """The points to evaluate: the whole grid, or distinct random points of it."""
+    paths = [p for p, _ in sweep.axes]
+    grid = [v for _, v in sweep.axes]
+    if sweep.search["mode"] == "grid":
+        return [dict(zip(paths, combo)) for combo in itertools.product(*grid)]
+    rng = np.random.default_rng(sweep.search["seed"])
+    size = int(np.prod([len(v) for v in grid], dtype=object))
+    seen, out = set(), []
+    while len(out) < min(sweep.search["points"], size):
+        pick = tuple(int(rng.integers(len(v))) for v in grid)
+        if pick not in seen:
+            seen.add(pick)
+            out.append({p: v[i] for p, v, i in zip(paths, grid, pick)})
+    return out
+
+
+def point_key(sweep: Sweep, point: dict) -> str:
+    """Identifies a point's result across runs: the base configs, workloads and axis values."""
+    blob = json.dumps([sweep.base, sweep.workloads, sorted(point.items())], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def configs_of(sweep: Sweep, point: dict) -> dict:
+    """The three config mappings of a point: the base with the point's values set."""
+    maps = copy.deepcopy(sweep.base)
+    for path, value in point.items():
+        root, *keys = path.split(".")
+        node = maps[root]
+        for key in keys[:-1]:
+            node = node[key]
+        node[keys[-1]] = value
+    return maps
+
+
+def evaluate(maps: dict, workloads: tuple, label: str) -> list[dict]:
+    """Compile a point once and simulate every workload (runs in a Dask worker)."""
+    os.environ["DSPFLIGHT_WORKERS"] = "1"      # the cluster's workers already use every core
+    from dspflight import api
+    try:
+        cases = api.run_cases(maps["model"], maps["hw"], maps["compression"], cases=list(workloads), source=label)
+    except DspflightError as exc:
+        return [{"prefill_tokens": p, "decode_tokens": d, "error": str(exc)} for p, d in workloads]
+    rows = []
+    for _, _, sim in cases.results:
+        rows.append({k: v for k, v in sim.summary.items() if isinstance(v, (int, float, str)) or v is None}
+                    | {"design": cases.compiled.hw.fingerprint, "error": ""})
+    return rows
+
+
+def pareto(df: pd.DataFrame, objectives: tuple[tuple[str, str], ...]) -> pd.DataFrame:
+    """The rows no other row beats or equals in every objective and beats in one."""
+    ok = df[df["error"] == ""]
+    if ok.empty:
+        return ok
+    values = np.column_stack([ok[n].to_numpy(float) * (1 if s == "max" else -1) for n, s in objectives])
+    ge = (values[None, :, :] >= values[:, None, :]).all(axis=2)
+    gt = (values[None, :, :] > values[:, None, :]).any(axis=2)
+    dominated = (ge & gt).any(axis=1)
+    return ok[~dominated]
+
+
+def run_sweep(sweep: Sweep, out: str | Path, scheduler: str | None = None, workers: int | None = None,
+              progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """Evaluate the points not yet in `out`'s table on Dask; returns the whole table."""
+    from dask.distributed import Client, LocalCluster, as_completed
+    out = Path(out)
+    table = _read_table(out)
+    done = set(table["point"]) if not table.empty else set()
+    todo = [(point_key(sweep, p), p) for p in points(sweep)]
+    todo = [(k, p) for k, p in todo if k not in done]
+    if not todo:
+        _write(out, table, sweep)
+        return table
+    cluster = None if scheduler else LocalCluster(n_workers=workers or len(os.sched_getaffinity(0)),
+                                                  threads_per_worker=1, processes=True, dashboard_address=None)
+    try:
+        with Client(scheduler or cluster) as client:
+            futures = {client.submit(evaluate, configs_of(sweep, p), sweep.workloads, _label(p), pure=False,
+                                     key=f"sweep-point-{k}"): (k, p) for k, p in todo}
+            for n, fut in enumerate(as_completed(futures), 1):
+                key, point = futures[fut]
+                rows = [{"point": key, **{f"axis:{a}": v for a, v in point.items()}, **r} for r in fut.result()]
+                table = pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
+                _write(out, table, sweep)
+                if progress:
+                    progress(n, len(todo))
+    finally:
+        if cluster is not None:
+            cluster.close()
+    return table
+
+
+def _label(point: dict) -> str:
+    return "sweep point (" + ", ".join(f"{k}={v}" for k, v in point.items()) + ")"
+
+
+def _read_table(out: Path) -> pd.DataFrame:
+    path = out / "results.parquet"
+    if not path.exists():
+        return pd.DataFrame()
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a sweep table ({exc}); remove it to start afresh") from None
+
+
+def _write(out: Path, table: pd.DataFrame, sweep: Sweep) -> None:
+    """results.parquet/.csv, pareto.csv and pareto.png, all replaced at once."""
+    from dspflight.sweep_plot import pareto_png
+    table = table.assign(error=table["error"].fillna("")) if "error" in table else table
+    front = pareto(table, sweep.objectives)
+    files = OutputSet(out)
+    buf = io.BytesIO()
+    table.to_parquet(buf, index=False)
+    files.add_bytes("results.parquet", buf.getvalue())
+    files.add_text("results.csv", table.to_csv(index=False))
+    files.add_text("pareto.csv", front.to_csv(index=False))
+    files.add_bytes("pareto.png", pareto_png(table, front, sweep.objectives))
+    files.commit()
+
+
+def best_lines(table: pd.DataFrame, sweep: Sweep) -> list[str]:
+    """The best point per objective, one line each."""
+    ok = table[table["error"] == ""] if "error" in table else table
+    lines = []
+    for name, sense in sweep.objectives:
+        if ok.empty:
+            break
+        row = ok.loc[ok[name].idxmax() if sense == "max" else ok[name].idxmin()]
+        axes = ", ".join(f"{c[5:]}={row[c]}" for c in ok.columns if c.startswith("axis:"))
+        lines.append(f"best {name} ({sense}): {row[name]:.4g} at {axes} "
+                     f"(prefill {row['prefill_tokens']}, decode {row['decode_tokens']})")
+    return lines
