@@ -139,7 +139,7 @@ def cmd_sweep(args) -> int:
     table = dse.run_sweep(spec, args.out, args.scheduler, args.workers, progress_bar("sweep"))
     errors = int((table["error"] != "").sum()) if "error" in table else 0
     print(f"{len(table)} rows ({errors} with an error) in {args.out}/: results.parquet results.csv "
-          f"pareto.csv pareto.png")
+          f"pareto.csv pareto.png pareto.html")
     print("\n".join(dse.best_lines(table, spec)))
     return 0
 

@@ -12,7 +12,8 @@ and an `error` column (a point that raises is a row, not the end of the
 sweep). `results.parquet` and `results.csv` are rewritten atomically as
 points finish, so an interrupted sweep leaves a valid table and the same
 command run again skips the points already in it. The non-dominated rows
-by the objectives go to `pareto.csv` and `pareto.png`.
+by the objectives go to `pareto.csv`, `pareto.png` and `pareto.html`
+(interactive, works offline).
 """
 from __future__ import annotations
 
@@ -204,7 +205,7 @@ def run_sweep(sweep: Sweep, out: str | Path, scheduler: str | None = None, worke
     todo = [(point_key(sweep, p), p) for p in points(sweep)]
     todo = [(k, p) for k, p in todo if k not in done]
     if not todo:
-        _write(out, table, sweep)
+        _write(out, table, sweep, plots=True)
         return table
     cluster = None if scheduler else LocalCluster(n_workers=workers or len(os.sched_getaffinity(0)),
                                                   threads_per_worker=1, processes=True, dashboard_address=None)
@@ -216,12 +217,14 @@ def run_sweep(sweep: Sweep, out: str | Path, scheduler: str | None = None, worke
                 key, point = futures[fut]
                 rows = [{"point": key, **{f"axis:{a}": v for a, v in point.items()}, **r} for r in fut.result()]
                 table = pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
-                _write(out, table, sweep)
+                _write(out, table, sweep, plots=False)
                 if progress:
                     progress(n, len(todo))
     finally:
         if cluster is not None:
             cluster.close()
+        if not table.empty:
+            _write(out, table, sweep, plots=True)      # also after Ctrl-C: what finished
     return table
 
 
@@ -239,9 +242,9 @@ def _read_table(out: Path) -> pd.DataFrame:
         raise ConfigError(f"{path}: not a sweep table ({exc}); remove it to start afresh") from None
 
 
-def _write(out: Path, table: pd.DataFrame, sweep: Sweep) -> None:
-    """results.parquet/.csv, pareto.csv and pareto.png, all replaced at once."""
-    from dspflight.sweep_plot import pareto_png
+def _write(out: Path, table: pd.DataFrame, sweep: Sweep, plots: bool) -> None:
+    """results.parquet/.csv and pareto.csv (and with `plots` pareto.png/.html), replaced at once."""
+    from dspflight.sweep_plot import pareto_html, pareto_png
     table = table.assign(error=table["error"].fillna("")) if "error" in table else table
     front = pareto(table, sweep.objectives)
     files = OutputSet(out)
@@ -250,7 +253,9 @@ def _write(out: Path, table: pd.DataFrame, sweep: Sweep) -> None:
     files.add_bytes("results.parquet", buf.getvalue())
     files.add_text("results.csv", table.to_csv(index=False))
     files.add_text("pareto.csv", front.to_csv(index=False))
-    files.add_bytes("pareto.png", pareto_png(table, front, sweep.objectives))
+    if plots:
+        files.add_bytes("pareto.png", pareto_png(table, front, sweep.objectives))
+        files.add_text("pareto.html", pareto_html(table, front, sweep.objectives))
     files.commit()
 
 

@@ -37,3 +37,25 @@ def pareto_png(table: pd.DataFrame, front: pd.DataFrame, objectives: tuple[tuple
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def pareto_html(table: pd.DataFrame, front: pd.DataFrame, objectives: tuple[tuple[str, str], ...]) -> str:
+    """An interactive plot that works offline (plotly's JavaScript inlined): hover a
+    point for its axis values and figures."""
+    import plotly.graph_objects as go
+    ok = table[table["error"] == ""] if "error" in table else table
+    axes = [c for c in table.columns if c.startswith("axis:")]
+    (x, xs), *rest = objectives
+    y, ys = rest[0] if rest else (x, xs)
+    hover = [c for c in axes + ["prefill_tokens", "decode_tokens"] + [n for n, _ in objectives] if c in ok]
+    fig = go.Figure()
+    for rows, name, color in ((ok, f"{len(ok)} feasible rows", "#9ab"), (front, "Pareto front", "#c33")):
+        fig.add_trace(go.Scatter(x=rows[x] if rest else list(range(len(rows))), y=rows[y], mode="markers",
+                                 name=name, marker={"color": color, "size": 8},
+                                 customdata=rows[hover].astype(str).to_numpy(),
+                                 hovertemplate="<br>".join(f"{c}: %{{customdata[{i}]}}" for i, c in enumerate(hover))
+                                 + "<extra></extra>"))
+    fig.update_layout(title=f"sweep: {len(table)} rows, {len(table) - len(ok)} infeasible (not plotted)",
+                      xaxis_title=f"{x} ({xs})" if rest else "row", yaxis_title=f"{y} ({ys})",
+                      template="plotly_white")
+    return fig.to_html(include_plotlyjs=True, full_html=True)

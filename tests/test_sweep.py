@@ -119,3 +119,22 @@ def test_sweep_through_a_dask_scheduler_and_two_workers_on_loopback(tmp_path):
             p.terminate()
         for p in procs:
             p.wait(timeout=30)
+
+
+def test_pareto_html_renders_offline_in_chromium_without_console_errors(tmp_path):
+    from conftest import non_blank, render_in_chromium
+    spec = load_sweep(dict(SPEC, axes={"hw.mpe.chains": [32, 64]}, workloads=[{"prefill": 16, "decode": 8}]))
+    out = tmp_path / "out"
+    run_sweep(spec, out, workers=1)
+    html = (out / "pareto.html").read_text()
+    assert "<script src=\"http" not in html                  # the JavaScript is inlined: works offline
+    shot = tmp_path / "pareto-shot.png"
+    assert render_in_chromium(out / "pareto.html", shot) == []
+    assert non_blank(shot)
+    blank = tmp_path / "blank.html"
+    blank.write_text("<html><body></body></html>")
+    render_in_chromium(blank, tmp_path / "blank.png")
+    assert not non_blank(tmp_path / "blank.png")               # the check can fail
+    broken = tmp_path / "broken.html"
+    broken.write_text("<html><body><script>throw new Error('boom')</script></body></html>")
+    assert any("boom" in line for line in render_in_chromium(broken, tmp_path / "broken.png"))
