@@ -2,8 +2,8 @@
 
 A spec names a base (model, hardware, compression), the workloads, axes
 (dotted paths into the hardware, model or compression config, each with a
-list of values), a search (the full grid, or random points of it) and the
-objectives. Every point is its three configs given as data (errors name the
+list of values), a search (the full grid, random points of it, or an Optuna
+study asking for points) and the objectives. Every point is its three configs given as data (errors name the
 point), compiled once and simulated for every workload, as one Dask task; by
 default on a LocalCluster of one single-threaded worker process per core,
 or on any Dask scheduler by address. Results are one row per (point,
@@ -107,13 +107,15 @@ def _axis(f: Fields, base: dict, path: str) -> tuple[str, tuple]:
 
 def _search(f: Fields, axes: tuple) -> dict:
     s = f.sub("search", {"mode": "grid"})
-    s.check_known({"mode", "points", "seed"})
-    mode = s.text("mode", "grid", choices=("grid", "random"))
+    s.check_known({"mode", "points", "seed", "trials"})
+    mode = s.text("mode", "grid", choices=("grid", "random", "optuna"))
     size = int(np.prod([len(v) for _, v in axes], dtype=object))
     if mode == "grid" and size > MAX_POINTS:
         raise f.error("axes", f"the grid has {size} points, more than {MAX_POINTS}: use search.mode random")
     if mode == "random":
         return {"mode": mode, "points": s.integer("points", lo=1, hi=MAX_POINTS), "seed": s.integer("seed", 0, lo=0)}
+    if mode == "optuna":
+        return {"mode": mode, "trials": s.integer("trials", lo=1, hi=MAX_POINTS), "seed": s.integer("seed", 0, lo=0)}
     return {"mode": mode}
 
 
@@ -195,37 +197,133 @@ def pareto(df: pd.DataFrame, objectives: tuple[tuple[str, str], ...]) -> pd.Data
     return ok[~dominated]
 
 
+class _Grid:
+    """Proposes the grid's (or the random draw's) points not in the table yet."""
+
+    def __init__(self, sweep: Sweep, table: pd.DataFrame):
+        done = set(table["point"]) if not table.empty else set()
+        self.todo = [(k, p) for k, p in ((point_key(sweep, p), p) for p in points(sweep)) if k not in done]
+        self.total = len(self.todo)
+
+    def propose(self) -> tuple[str, dict] | None:
+        return self.todo.pop(0) if self.todo else None
+
+    def learn(self, point: dict, rows: list[dict]) -> None:
+        pass
+
+
+class _Optuna:
+    """Asks an Optuna study (TPE, one direction per objective) for points; finished
+    rows already in the table are told to it first, so a re-run goes on from there."""
+
+    def __init__(self, sweep: Sweep, table: pd.DataFrame):
+        import optuna
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.optuna, self.sweep = optuna, sweep
+        self.dist = {p: optuna.distributions.CategoricalDistribution(v) for p, v in sweep.axes}
+        self.study = optuna.create_study(directions=[("maximize" if s == "max" else "minimize")
+                                                     for _, s in sweep.objectives],
+                                         sampler=optuna.samplers.TPESampler(seed=sweep.search["seed"]))
+        self.known: dict[str, list | None] = {}
+        for key, rows in (table.groupby("point") if not table.empty else []):
+            point = {c[5:]: _native(rows.iloc[0][c]) for c in rows.columns if c.startswith("axis:")}
+            self._tell_new(key, point, self._values(rows.to_dict("records")))
+        self.total = max(0, sweep.search["trials"] - len(self.known))
+        self.asked = 0
+        self.trials: dict[str, object] = {}
+
+    def _values(self, rows: list[dict]) -> list[float] | None:
+        """Objective values of a point: the mean over its workloads; None if it failed."""
+        if not rows or any(r.get("error") for r in rows):
+            return None
+        return [float(np.mean([r[n] for r in rows])) for n, _ in self.sweep.objectives]
+
+    def _tell_new(self, key: str, point: dict, values: list | None) -> None:
+        state = self.optuna.trial.TrialState.COMPLETE if values else self.optuna.trial.TrialState.FAIL
+        self.study.add_trial(self.optuna.trial.create_trial(params=point, distributions=self.dist, values=values,
+                                                            state=state))
+        self.known[key] = values
+
+    def propose(self) -> tuple[str, dict] | None:
+        """A point not evaluated yet; trials count distinct points (a small space may run out)."""
+        attempts = 0
+        while self.asked < self.total and attempts < 1000:
+            trial = self.study.ask(self.dist)
+            attempts += 1
+            key = point_key(self.sweep, trial.params)
+            if key in self.known or key in self.trials:        # asked again for a point already known
+                self.study.tell(trial, self.known.get(key), state=None if self.known.get(key) else
+                                self.optuna.trial.TrialState.FAIL)
+                continue
+            self.trials[key] = trial
+            self.asked += 1
+            return key, dict(trial.params)
+        return None
+
+    def learn(self, point: dict, rows: list[dict]) -> None:
+        key = point_key(self.sweep, point)
+        values = self._values(rows)
+        self.known[key] = values
+        trial = self.trials.pop(key)
+        if values:
+            self.study.tell(trial, values)
+        else:
+            self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+
+
 def run_sweep(sweep: Sweep, out: str | Path, scheduler: str | None = None, workers: int | None = None,
               progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """Evaluate the points not yet in `out`'s table on Dask; returns the whole table."""
     from dask.distributed import Client, LocalCluster, as_completed
     out = Path(out)
     table = _read_table(out)
-    done = set(table["point"]) if not table.empty else set()
-    todo = [(point_key(sweep, p), p) for p in points(sweep)]
-    todo = [(k, p) for k, p in todo if k not in done]
-    if not todo:
+    source = (_Optuna if sweep.search["mode"] == "optuna" else _Grid)(sweep, table)
+    if not source.total:
         _write(out, table, sweep, plots=True)
         return table
     cluster = None if scheduler else LocalCluster(n_workers=workers or len(os.sched_getaffinity(0)),
                                                   threads_per_worker=1, processes=True, dashboard_address=None)
     try:
         with Client(scheduler or cluster) as client:
-            futures = {client.submit(evaluate, configs_of(sweep, p), sweep.workloads, _label(p), pure=False,
-                                     key=f"sweep-point-{k}"): (k, p) for k, p in todo}
-            for n, fut in enumerate(as_completed(futures), 1):
-                key, point = futures[fut]
-                rows = [{"point": key, **{f"axis:{a}": v for a, v in point.items()}, **r} for r in fut.result()]
+            futures: dict = {}
+            pending = as_completed()
+
+            def submit() -> bool:
+                item = source.propose()
+                if item is None:
+                    return False
+                key, point = item
+                fut = client.submit(evaluate, configs_of(sweep, point), sweep.workloads, _label(point), pure=False,
+                                    key=f"sweep-point-{key}")
+                futures[fut] = (key, point)
+                pending.add(fut)
+                return True
+
+            slots = max(1, sum(client.nthreads().values())) if sweep.search["mode"] == "optuna" else source.total
+            for _ in range(slots):
+                if not submit():
+                    break
+            for n, fut in enumerate(pending, 1):
+                key, point = futures.pop(fut)
+                result = fut.result()
+                source.learn(point, result)
+                rows = [{"point": key, **{f"axis:{a}": v for a, v in point.items()}, **r} for r in result]
                 table = pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
                 _write(out, table, sweep, plots=False)
+                submit()
                 if progress:
-                    progress(n, len(todo))
+                    progress(n, source.total)
     finally:
         if cluster is not None:
             cluster.close()
         if not table.empty:
             _write(out, table, sweep, plots=True)      # also after Ctrl-C: what finished
     return table
+
+
+def _native(value):
+    """A table cell as the Python value the spec gave (numpy scalars compare and hash apart)."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def _label(point: dict) -> str:

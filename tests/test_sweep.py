@@ -33,7 +33,7 @@ def write_spec(tmp_path: Path, spec: dict) -> Path:
     (lambda s: s["axes"].update({"hw.mpe.chains": ["many"]}), r"field axes.hw.mpe.chains: expected values of the type"),
     (lambda s: s["axes"].update({"hw.slrs": []}), r"field axes.hw.slrs: expected a non-empty list"),
     (lambda s: s.update(objectives=[{"speed": "max"}]), r"field objectives\[0\]: expected one of"),
-    (lambda s: s.update(search={"mode": "optuna"}), r"field search.mode: expected one of"),
+    (lambda s: s.update(search={"mode": "annealing"}), r"field search.mode: expected one of"),
 ])
 def test_a_bad_spec_is_one_line_exit_2_and_writes_nothing(tmp_path, edit, message, capsys):
     from dspflight.cli import main
@@ -138,3 +138,13 @@ def test_pareto_html_renders_offline_in_chromium_without_console_errors(tmp_path
     broken = tmp_path / "broken.html"
     broken.write_text("<html><body><script>throw new Error('boom')</script></body></html>")
     assert any("boom" in line for line in render_in_chromium(broken, tmp_path / "broken.png"))
+
+
+def test_optuna_search_runs_its_trials_and_resumes(tmp_path):
+    spec = load_sweep(dict(SPEC, search={"mode": "optuna", "trials": 4, "seed": 0}))
+    out = tmp_path / "out"
+    table = run_sweep(spec, out, workers=2)
+    assert table["point"].nunique() == 4 and len(table) == 8
+    more = load_sweep(dict(SPEC, search={"mode": "optuna", "trials": 6, "seed": 0}))
+    table = run_sweep(more, out, workers=2)
+    assert table["point"].nunique() == 6                  # two more trials, the first four told from the table
