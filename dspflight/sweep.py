@@ -178,6 +178,9 @@ def evaluate(maps: dict, workloads: tuple, label: str) -> list[dict]:
         cases = api.run_cases(maps["model"], maps["hw"], maps["compression"], cases=list(workloads), source=label)
     except DspflightError as exc:
         return [{"prefill_tokens": p, "decode_tokens": d, "error": str(exc)} for p, d in workloads]
+    except Exception as exc:                      # a bug at one point must not end the sweep: record it
+        return [{"prefill_tokens": p, "decode_tokens": d, "error": f"{label}: internal error: {exc!r}"}
+                for p, d in workloads]
     rows = []
     for _, _, sim in cases.results:
         rows.append({k: v for k, v in sim.summary.items() if isinstance(v, (int, float, str)) or v is None}
@@ -186,15 +189,25 @@ def evaluate(maps: dict, workloads: tuple, label: str) -> list[dict]:
 
 
 def pareto(df: pd.DataFrame, objectives: tuple[tuple[str, str], ...]) -> pd.DataFrame:
-    """The rows no other row beats or equals in every objective and beats in one."""
+    """Per workload, the rows that no other row equals or beats in every objective
+    while beating them in one."""
     ok = df[df["error"] == ""]
-    if ok.empty:
+    keys = [c for c in ("prefill_tokens", "decode_tokens") if c in ok]
+    if ok.empty or not keys:
         return ok
-    values = np.column_stack([ok[n].to_numpy(float) * (1 if s == "max" else -1) for n, s in objectives])
-    ge = (values[None, :, :] >= values[:, None, :]).all(axis=2)
-    gt = (values[None, :, :] > values[:, None, :]).any(axis=2)
-    dominated = (ge & gt).any(axis=1)
-    return ok[~dominated]
+    fronts = [group[_non_dominated(group, objectives)] for _, group in ok.groupby(keys, sort=False)]
+    return pd.concat(fronts)
+
+
+def _non_dominated(rows: pd.DataFrame, objectives: tuple[tuple[str, str], ...]) -> np.ndarray:
+    values = np.column_stack([rows[n].to_numpy(float) * (1 if s == "max" else -1) for n, s in objectives])
+    keep = np.ones(len(values), bool)
+    for start in range(0, len(values), 512):           # blocks keep the comparison matrices small
+        block = values[start:start + 512]
+        ge = (values[None, :, :] >= block[:, None, :]).all(axis=2)
+        gt = (values[None, :, :] > block[:, None, :]).any(axis=2)
+        keep[start:start + 512] = ~(ge & gt).any(axis=1)
+    return keep
 
 
 class _Grid:
@@ -202,11 +215,12 @@ class _Grid:
 
     def __init__(self, sweep: Sweep, table: pd.DataFrame):
         done = set(table["point"]) if not table.empty else set()
-        self.todo = [(k, p) for k, p in ((point_key(sweep, p), p) for p in points(sweep)) if k not in done]
-        self.total = len(self.todo)
+        todo = [(k, p) for k, p in ((point_key(sweep, p), p) for p in points(sweep)) if k not in done]
+        self.total = len(todo)
+        self.todo = iter(todo)
 
     def propose(self) -> tuple[str, dict] | None:
-        return self.todo.pop(0) if self.todo else None
+        return next(self.todo, None)
 
     def learn(self, point: dict, rows: list[dict]) -> None:
         pass

@@ -57,11 +57,18 @@ def test_grid_and_random_points():
     assert pts == points(random)                        # seeded
 
 
-def test_pareto_keeps_exactly_the_non_dominated_rows():
-    df = pd.DataFrame({"a": [1, 2, 3, 3, 0], "b": [3, 2, 1, 1, 0], "error": ["", "", "", "", ""]})
+def test_pareto_keeps_exactly_the_non_dominated_rows_per_workload():
+    df = pd.DataFrame({"a": [1, 2, 3, 3, 0, 9], "b": [3, 2, 1, 1, 0, 9], "error": [""] * 5 + ["bad"],
+                       "prefill_tokens": 16, "decode_tokens": 8})
     front = pareto(df, (("a", "max"), ("b", "max")))
-    assert sorted(front.index) == [0, 1, 2, 3]          # ties are not dominated; (0, 0) is
+    assert sorted(front.index) == [0, 1, 2, 3]          # ties are not dominated; (0, 0) is; errors never count
     assert list(pareto(df, (("a", "min"), ("b", "min"))).index) == [4]
+    other = df.assign(decode_tokens=24, a=df["a"] - 10)  # a second workload has its own front
+    assert sorted(pareto(pd.concat([df, other], ignore_index=True), (("a", "max"), ("b", "max"))).index) == \
+        [0, 1, 2, 3, 6, 7, 8, 9]
+    rng = pd.DataFrame({"a": range(1500), "b": range(1500, 0, -1), "error": "", "prefill_tokens": 1,
+                        "decode_tokens": 1})
+    assert len(pareto(rng, (("a", "max"), ("b", "max")))) == 1500   # all on the front, in blocks
 
 
 def check_rows(table: pd.DataFrame) -> None:
