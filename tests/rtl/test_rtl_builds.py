@@ -1,6 +1,6 @@
-"""Simulator builds that cannot go stale: two runs building one design at once
-share one build and both pass; a damaged build is rebuilt, not reused; a build
-killed half way is never used and its leftovers are cleared."""
+"""Simulator builds that cannot go stale: a damaged build is rebuilt, not
+reused; a build killed half way is never used and its leftovers are cleared;
+two runs building one design at once share one build and both pass."""
 from __future__ import annotations
 
 import multiprocessing
@@ -50,20 +50,6 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
 
 
-def test_two_runs_at_once_share_one_build(yosys, tmp_path):
-    require(missing("verilator"))
-    verilog = export_tile(tmp_path)
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
-        runs = [pool.submit(build_and_run, tmp_path / "builds", verilog, tmp_path / f"record{i}.json")
-                for i in range(2)]
-        first, second = sorted((run.result() for run in runs), key=lambda r: not r["built"])
-    assert first["result"] == second["result"] == (1, 0)
-    assert (first["built"], second["built"]) == (True, False)     # the second waited for the first's build
-    assert second["start"] < first["ready"], "the runs did not overlap"
-    assert first["path"] == second["path"]
-    assert [p.name for p in (tmp_path / "builds" / "verilator").iterdir() if p.is_dir()] == [first["path"].name]
-
-
 @pytest.mark.parametrize("damage", ["truncate", "remove"])
 def test_damaged_build_is_rebuilt(icarus, tmp_path, damage):
     """On Icarus (a build takes a second): the check is the cache's, the same for Verilator."""
@@ -80,25 +66,38 @@ def test_damaged_build_is_rebuilt(icarus, tmp_path, damage):
         assert run_cycles(again, sim, tmp_path / "record.json") == (1, 0)
 
 
-def test_killed_build_is_not_reused(yosys, tmp_path):
-    require(missing("verilator"))
-    verilog, root = export_tile(tmp_path), tmp_path / "builds"
-    key = build_key("verilator", verilog.read_bytes(), verilog.name, NAME)
+def kill_build_half_way(verilog: Path, root: Path, key: str) -> None:
+    """Start a Verilator build in another process and SIGKILL it (and its make
+    and c++) once Verilator has written the C++ and make is compiling it."""
     code = (f"from pathlib import Path; from rtl.runner import built\n"
             f"with built(sim='verilator', verilog=Path({str(verilog)!r}), toplevel={NAME!r}, root=Path({str(root)!r})):"
             f" pass")
     child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while not list(root.glob(f"verilator/.{NAME}-{key}.*.tmp/obj/Vtop.mk")):   # C++ written, make running
+        while not list(root.glob(f"verilator/.{NAME}-{key}.*.tmp/obj/Vtop.mk")):
             assert child.poll() is None and time.monotonic() < deadline, "the build ended before it could be killed"
             time.sleep(0.05)
     finally:
         os.killpg(child.pid, signal.SIGKILL)
         child.wait()
+
+
+def test_killed_build_is_not_reused_and_two_runs_at_once_share_its_rebuild(yosys, tmp_path):
+    """The incident: a build died half way, then runs overlapped. (One test, so
+    one Verilator build, the costly part, serves both checks.)"""
+    require(missing("verilator"))
+    verilog, root = export_tile(tmp_path), tmp_path / "builds"
+    key = build_key("verilator", verilog.read_bytes(), verilog.name, NAME)
+    kill_build_half_way(verilog, root, key)
     assert not (root / "verilator" / f"{NAME}-{key}").exists()
     assert leftovers(root / "verilator")                           # the killed build's folder
-    with built(sim="verilator", verilog=verilog, toplevel=NAME, root=root) as entry:
-        assert entry.built and entry.path.name == f"{NAME}-{key}"
-        assert run_cycles(entry, "verilator", tmp_path / "record.json") == (1, 0)
+
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+        runs = [pool.submit(build_and_run, root, verilog, tmp_path / f"record{i}.json") for i in range(2)]
+        first, second = sorted((run.result() for run in runs), key=lambda r: not r["built"])
+    assert first["result"] == second["result"] == (1, 0)
+    assert (first["built"], second["built"]) == (True, False)     # rebuilt once; the second waited for it
+    assert second["start"] < first["ready"], "the runs did not overlap"
+    assert first["path"] == second["path"] == root / "verilator" / f"{NAME}-{key}"
     assert leftovers(root / "verilator") == []
