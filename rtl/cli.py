@@ -2,11 +2,21 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from hwmodel.hwconfig import load_hw
+from rtl.cache import ROOT
 from rtl.export import DEFAULT_OUT, export
-from rtl.synth import FAMILIES, families_of, format_table, synth_report
+from rtl.synth import FAMILIES, SYNTH_CACHE, families_of, format_table, synth_report
+
+SYNTH_DESCRIPTION = (
+    "Synthesize the sparse DSP chain and the one-chain MV tile with Yosys synth_xilinx for each family "
+    "and report their cells; progress (design, family, elapsed) goes to stderr. A cold run of the defaults "
+    "(u280: L = 16, both families, 4 designs) took 270 s on the 2-core development machine: about 36 s "
+    "per chain and 90-106 s per MV tile. Each design's result is cached by its RTLIL, the Yosys version "
+    f"and the flags (in {SYNTH_CACHE.relative_to(ROOT)} of the checkout), so a repeat with nothing changed "
+    "takes about 9 s, the time to elaborate the designs it hashes.")
 
 
 def register(subparsers) -> None:
@@ -21,7 +31,8 @@ def register(subparsers) -> None:
     ex.add_argument("--chains", type=int, default=1, help="chains in the exported MV tile (default 1)")
     ex.set_defaults(func=run_export)
 
-    sy = sub.add_parser("synth", help="synth_xilinx the chain and MV tile; JSON report and table")
+    sy = sub.add_parser("synth", help="synth_xilinx the chain and MV tile; JSON report and table",
+                        description=SYNTH_DESCRIPTION)
     sy.add_argument("--hw", default="u280", help="hardware design: a built-in name or a YAML path")
     sy.add_argument("--family", default="both", help="xc7, xcup or both (default)")
     sy.add_argument("--chain-length", type=int, default=None, help="DSPs per chain (default: the design's)")
@@ -37,7 +48,8 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_synth(args: argparse.Namespace) -> int:
     families = families_of(args.family)
-    report = synth_report(load_hw(args.hw), families=families, chain_length=args.chain_length, out_dir=args.out)
+    report = synth_report(load_hw(args.hw), families=families, chain_length=args.chain_length, out_dir=args.out,
+                          log=lambda line: print(line, file=sys.stderr, flush=True))
     print(format_table(report))
     print(f"report: {args.out / 'resources.json'}")
     return 0

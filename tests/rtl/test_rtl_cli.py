@@ -30,6 +30,16 @@ def test_export_writes_portable_verilog(yosys, tmp_path):
         assert "/work" not in text and str(tmp_path) not in text and "src =" not in text
 
 
+def test_synth_says_per_design_what_it_does_on_stderr(yosys, tmp_path, capsys):
+    args = parse(["rtl", "synth", "--family", "xc7", "--chain-length", "4", "-o", str(tmp_path)])
+    assert args.func(args) == 0
+    out, err = capsys.readouterr()
+    done = [line for line in err.splitlines() if " in " in line]
+    assert [line.split(":")[0] for line in done] == ["synth 1/2 xc7 sparse_dsp_chain_4", "synth 2/2 xc7 mv_tile_1x4"]
+    assert all(line.endswith(" s)") and ("done" in line or "from the cache" in line) for line in done)
+    assert "mv_tile_1x4" in out and (tmp_path / "resources.json").is_file()
+
+
 @pytest.mark.parametrize("argv,field", [
     (["rtl", "synth", "--family", "ecp5"], "field family"),
     (["rtl", "synth", "--chain-length", "12"], "field chain_length"),

@@ -23,3 +23,21 @@ def test_chain_is_one_dsp48_per_position(yosys, tmp_path, length):
         assert chain["dsp"] == chain["cells"][dsp_cell] == length
         assert chain["macs_per_dsp"] == 2
         assert chain["bram"] == 0 and chain["lut"] > 0 and chain["ff"] > 0
+
+
+def test_second_run_comes_from_the_cache(yosys, tmp_path, monkeypatch):
+    hw, lines = load_hw("u280"), []
+    kwargs = dict(families=("xc7",), which=("dsp48_slice",), cache=tmp_path / "cache")   # the quickest synthesis
+    cold = synth_report(hw, out_dir=tmp_path / "cold", log=lines.append, **kwargs)
+    assert [line.split(": ", 1)[1].split(" in ")[0] for line in lines] == ["synth_xilinx ...", "done"]
+
+    def no_yosys(*args):
+        raise AssertionError("Yosys ran although the result was cached")
+    monkeypatch.setattr("rtl.synth.run_yosys", no_yosys)
+    monkeypatch.setattr("rtl.export.run_yosys", no_yosys)
+    lines.clear()
+    warm = synth_report(hw, out_dir=tmp_path / "warm", log=lines.append, **kwargs)
+    assert warm == cold and len(lines) == 1 and "dsp48_slice: from the cache" in lines[0]
+    for out in ("cold", "warm"):
+        assert sorted(p.name for p in (tmp_path / out).rglob("*")) == ["dsp48_slice.v", "resources.json", "xc7"]
+    assert (tmp_path / "warm/xc7/dsp48_slice.v").read_text() == (tmp_path / "cold/xc7/dsp48_slice.v").read_text()

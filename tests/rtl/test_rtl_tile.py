@@ -24,16 +24,15 @@ CASES = [               # chains, chain length, cocotb tests
 
 
 @pytest.mark.parametrize("chains,length,tests", CASES, ids=[f"{c}x{n}" for c, n, _ in CASES])
-def test_mv_tile(simulator, chains, length, tests):
+def test_mv_tile(simulator, tmp_path, chains, length, tests):
     name = f"mv_tile_{chains}x{length}"
     tile = tile_for(load_hw("u280"), chains=chains, chain_length=length, geometry=FAMILY_DSP["xcup"])
     verilog = write_verilog(tile, name, SIM_BUILD / "verilog")
-    record = SIM_BUILD / f"{name}.{simulator}.json"
-    record.unlink(missing_ok=True)
+    record = tmp_path / "record.json"
     params = {"hw": "u280", "chains": chains, "chain_length": length, "family": "xcup", "seed": 2024,
               "vectors": VECTORS, "max_rows": 8, "idle": 0.15, "backpressure": 0.15, "record": str(record)}
     ran, failed = run_bench(sim=simulator, verilog=verilog, toplevel=name, test_module="rtl.benches.tile_bench",
-                            params=params, build_name=name, testcase=list(tests))
+                            params=params, testcase=list(tests))
     assert (ran, failed) == (len(tests), 0)
     measured = json.loads(record.read_text())
     assert len(measured["cycles"]) == 3 * len(tile.patterns)
