@@ -21,6 +21,7 @@ from hwmodel.isa import INT8_MAX
 
 MULT_BITS = 8                     # m: 0 .. 255
 SHIFT_MAX = 15                    # sh: 0 .. 15
+SHIFT_BITS = SHIFT_MAX.bit_length()   # sh's field in hardware: 4 bits
 SCALE_BYTES = 2                   # a group's scale in a weight record: m, sh
 
 
