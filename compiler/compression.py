@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from compiler.model_config import ModelConfig
-from hwmodel.configio import Fields, load_mapping, resolve_config
+from hwmodel.configio import Fields, config_fields
 from hwmodel.errors import ConfigError
 from hwmodel.hwconfig import HwConfig
 
@@ -71,10 +71,13 @@ def _check_supported(f: Fields, n: int, bits: int, hw: HwConfig) -> None:
                               f"(mpe.weight_bits = {list(hw.weight_bits)})")
 
 
-def load_compression(name_or_path: str | Path, hw: HwConfig) -> Compression:
-    """Load a profile (`flightllm`, `dense-int8` or a path), checked against the hardware."""
-    path = resolve_config("compression", str(name_or_path))
-    f = Fields(load_mapping(path), path)
+def load_compression(spec: "str | Path | dict | Compression", hw: HwConfig, source: str | None = None) -> Compression:
+    """A profile (`flightllm`, `dense-int8`, a path, its mapping as data with errors
+    naming `source`, or a Compression), checked against the hardware."""
+    if isinstance(spec, Compression):
+        return spec
+    f, file = config_fields("compression", spec, source)
+    path = file or f.source
     f.check_known({"name", "activation_bits", "kv_bits", "scale_group", "weights", "attention"})
     w = f.sub("weights")
     w.check_known({"default", "ops", "layers"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from hwmodel.configio import Fields, load_mapping, resolve_config
+from hwmodel.configio import Fields, config_fields
 from hwmodel.errors import ConfigError
 
 
@@ -53,13 +53,15 @@ _HF_FAMILIES = {
 }
 
 
-def load_model(name_or_path: str | Path) -> ModelConfig:
-    """A built-in model (`llama2-7b`, `opt-6.7b`, `tiny`), a YAML file, or a HF config.json."""
-    path = resolve_config("models", str(name_or_path), (".yaml", ".json"))
-    data = load_mapping(path)
-    if path.suffix == ".json":
-        return _from_hf(Fields(data, path), path)
-    f = Fields(data, path)
+def load_model(spec: "str | Path | dict | ModelConfig", source: str | None = None) -> ModelConfig:
+    """A built-in model (`llama2-7b`, `opt-6.7b`, `tiny`), a YAML file, a HF config.json,
+    the YAML's mapping as data (errors name `source`), or a ModelConfig (returned as it is)."""
+    if isinstance(spec, ModelConfig):
+        return spec
+    f, file = config_fields("models", spec, source, (".yaml", ".json"))
+    path = file or f.source
+    if file is not None and file.suffix == ".json":
+        return _from_hf(f, file)
     f.check_known(_KEYS)
     m = ModelConfig(
         name=f.text("name"), source=str(path),

@@ -26,6 +26,7 @@ from compiler.passes.emit import POST
 from compiler.pipeline import run_passes
 from compiler.quantize import CompressedModel, QuantLinear, head_panel_order, rope_inv_freq, score_scale
 from hwmodel.costs import weight_record_parts
+from hwmodel.dequant import SCALE_BYTES
 from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import BASE_REGISTERS, PARAM_HEADER_BYTES, R_HEAD, R_WEIGHTS
@@ -74,7 +75,7 @@ def weight_record(hw: HwConfig, q: QuantLinear, rows: np.ndarray, k0: int, kblk:
     codes = np.zeros((r, kblk, n), np.uint8)
     index = np.tile(np.arange(n, dtype=np.uint8), (r, kblk, 1))
     g0, groups = k0 * n // group, math.ceil(kblk * n / group)
-    scales = np.zeros((r, groups), np.float16)
+    scales = np.zeros((r, groups, SCALE_BYTES), np.uint8)
     zeros = np.zeros((r, groups), np.uint8)
     requant = np.zeros(r, np.float32)
     real = rows >= 0

@@ -22,6 +22,7 @@ from compiler.attention_mask import attention_keys
 from compiler.checkpoint import Checkpoint
 from compiler.compression import Compression
 from compiler.model_config import ModelConfig
+from hwmodel.dequant import SCALE_BYTES, dequantize_codes, fixed_scale, scale_value
 from hwmodel.errors import CheckpointError
 from hwmodel.isa import INT8_MAX, SCORE_DIVISOR
 
@@ -37,10 +38,11 @@ OP_KIND = {"q": "qkv", "k": "qkv", "v": "qkv", "o": "o", "gate": "up", "up": "up
 @dataclass
 class QuantLinear:
     """One compressed linear op: codes of the kept weights, where they are, and
-    how they dequantize: w8 = clip(rint(scale * (code - zero))), w = row_scale * w8."""
+    how they dequantize (hwmodel.dequant): w8 = sat((m * (code - zero) + r) >> sh),
+    w = row_scale * w8."""
     codes: np.ndarray       # uint8 [out, in], 0 where pruned
     mask: np.ndarray        # bool [out, in], True where kept (N of every 16 inputs of a row)
-    scales: np.ndarray      # float16 [out, groups]
+    scales: np.ndarray      # uint8 [out, groups, 2]: fixed-point scale (m, sh) of each group
     zeros: np.ndarray       # uint8 [out, groups]
     row_scale: np.ndarray   # float32 [out]
     requant: np.ndarray     # float32 [out]: INT32 accumulator -> output (INT8 units, or real for gate/logits)
@@ -70,9 +72,7 @@ def dequantize(q: QuantLinear, group: int) -> np.ndarray:
     for r in range(q.codes.shape[0]):
         cols = q.order[q.mask[r, q.order]]
         g = np.arange(len(cols)) // group
-        scale = q.scales[r, g].astype(np.float32)
-        w = np.rint(scale * (q.codes[r, cols].astype(np.float32) - q.zeros[r, g].astype(np.float32)))
-        out[r, cols] = np.clip(w, -QMAX, QMAX)
+        out[r, cols] = dequantize_codes(q.codes[r, cols], q.zeros[r, g], q.scales[r, g])
     return out
 
 
@@ -105,7 +105,7 @@ def quantize_linear(w: np.ndarray, n: int, bits: int, group: int, order: np.ndar
     kept = mask.sum(axis=1)[0]
     groups = math.ceil(kept / group)
     codes = np.zeros(w.shape, np.uint8)
-    scales = np.zeros((rows, groups), np.float16)
+    scales = np.zeros((rows, groups, SCALE_BYTES), np.uint8)
     zeros = np.zeros((rows, groups), np.uint8)
     row_scale = (np.abs(w * mask).max(axis=1) / QMAX).astype(np.float32)
     row_scale[row_scale == 0] = 1.0
@@ -116,10 +116,11 @@ def quantize_linear(w: np.ndarray, n: int, bits: int, group: int, order: np.ndar
         for gi in range(groups):
             part = slice(gi * group, min((gi + 1) * group, len(cols)))
             lo, hi = min(u[part].min(), 0.0), max(u[part].max(), 0.0)
-            s = np.float16(max(hi - lo, 1e-3) / levels)
-            z = int(np.clip(np.rint(-lo / float(s)), 0, levels))
-            codes[r, cols[part]] = np.clip(np.rint(u[part] / float(s)) + z, 0, levels)
-            scales[r, gi], zeros[r, gi] = s, z
+            ms = fixed_scale(max(hi - lo, 1e-3) / levels)
+            s = float(scale_value(ms))
+            z = int(np.clip(np.rint(-lo / s), 0, levels))
+            codes[r, cols[part]] = np.clip(np.rint(u[part] / s) + z, 0, levels)
+            scales[r, gi], zeros[r, gi] = ms, z
     return QuantLinear(codes, mask, scales, zeros, row_scale, np.zeros(rows, np.float32), n, bits, order)
 
 

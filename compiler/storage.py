@@ -22,10 +22,7 @@ from compiler.pipeline import Buckets, compile_program
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import WORDS
 from hwmodel.program import Program, Step, instruction_bytes
-
-FLIGHTLLM = {"separate_bytes": 1.67e12, "shared_bytes": 3.25e9,
-             "source": "FlightLLM §5.2, LLaMA2-7B on the U280, lengths 1-2048 on 3 SLRs"}
-
+from hwmodel.published import STORAGE
 
 def unrolled_bytes(prog: Program, step: Step, cores: int) -> int:
     """Bytes of a step's instructions with every call and core spelled out."""
@@ -56,7 +53,7 @@ def storage_report(prog: Program, hw: HwConfig, max_prompt: int, max_context: in
         "decode_step_bytes_per_core": decode_step // hw.slrs,
         "prefill_bytes_per_core": (prefix[-1] + logits) // hw.slrs,
         "sections": len(prog.sections), "steps": len(prog.steps),
-        "flightllm": FLIGHTLLM,
+        "flightllm": STORAGE,
     }
 
 

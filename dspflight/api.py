@@ -73,14 +73,19 @@ class Compiled:
     program: Program
     hw: HwConfig
     dfp: bytes
-    asm: str
     compile_s: float
 
+    @property
+    def asm(self) -> str:
+        """The listing, made when asked for (a sweep never writes it)."""
+        return listing(self.program)
 
-def load_configs(model: str, hw: str, compression: str) -> tuple[HwConfig, ModelConfig, Compression]:
-    """The design, the model and the compression profile (checked against the design)."""
-    hwc = load_hw(hw)
-    return hwc, load_model(model), load_compression(compression, hwc)
+
+def load_configs(model, hw, compression, source: str | None = None) -> tuple[HwConfig, ModelConfig, Compression]:
+    """The design, the model and the compression profile (checked against the design);
+    each a name, a path, a mapping (errors then name `source`) or a config object."""
+    hwc = load_hw(hw, source)
+    return hwc, load_model(model, source), load_compression(compression, hwc, source)
 
 
 def compile_model(model: str, hw: str, compression: str, prefill: int, decode: int,
@@ -93,7 +98,7 @@ def compile_model(model: str, hw: str, compression: str, prefill: int, decode: i
         prog = compile_program(m, comp, hwc, prefill, decode, buckets, fusion, progress, dump_after, dump_dir,
                                plan=plan, pool_map=pool_map)
     dfp = to_bytes(prog, hwc)
-    return Compiled(prog, hwc, dfp, listing(prog), time.perf_counter() - t0)
+    return Compiled(prog, hwc, dfp, time.perf_counter() - t0)
 
 
 def load_program(path: str | Path, hw: str | None = None) -> tuple[Program, HwConfig]:
@@ -156,18 +161,19 @@ class Cases:
 
 def run_cases(model: str, hw: str, compression: str, cases: list[tuple[int, int]] = FLIGHTLLM_CASES,
               buckets: Buckets = Buckets(), energy_table: str = DEFAULT_ENERGY,
-              progress: Progress | None = None, fusion: bool = True, plan: str = "spread") -> Cases:
+              progress: Progress | None = None, fusion: bool = True, plan: str = "spread",
+              source: str | None = None) -> Cases:
     """Compile one program covering every case, then time each case's schedule;
     sections shared between cases are timed once."""
     max_prompt = max(p for p, _ in cases)
     max_context = max(p + d for p, d in cases)
-    hwc, m, comp = load_configs(model, hw, compression)
+    hwc, m, comp = load_configs(model, hw, compression, source)
     t0 = time.perf_counter()
     with worker_pool(max_context // buckets.decode) as pool_map:
         prog = compile_program(m, comp, hwc, *cases[0], buckets, fusion, progress=progress,
                                cover=(max_prompt, max_context), plan=plan, pool_map=pool_map)
     dfp = to_bytes(prog, hwc)
-    compiled = Compiled(prog, hwc, dfp, listing(prog), time.perf_counter() - t0)
+    compiled = Compiled(prog, hwc, dfp, time.perf_counter() - t0)
     timings: dict = {}
     t1 = time.perf_counter()
     results = []

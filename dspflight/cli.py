@@ -131,6 +131,19 @@ def cmd_hbm_bench(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from dspflight import sweep as dse
+    spec = dse.load_sweep(args.spec)
+    if args.workers is not None and args.workers < 1:
+        raise DspflightError(f"--workers must be >= 1, got {args.workers}")
+    table = dse.run_sweep(spec, args.out, args.scheduler, args.workers, progress_bar("sweep"))
+    errors = int((table["error"] != "").sum()) if "error" in table else 0
+    print(f"{len(table)} rows ({errors} with an error) in {args.out}/: results.parquet results.csv "
+          f"pareto.csv pareto.png pareto.html")
+    print("\n".join(dse.best_lines(table, spec)))
+    return 0
+
+
 def cmd_run(args) -> int:
     if args.cases:
         return cmd_cases(args)
@@ -209,6 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hw", default="u280", help="hardware design: u280, vhk158 or a YAML path (default: u280)")
     p.add_argument("-o", "--out", help="also write hbm-bench.json into this directory")
     p.set_defaults(func=cmd_hbm_bench)
+
+    p = sub.add_parser("sweep", help="design-space exploration on Dask: one row per point and workload, "
+                                     "Pareto fronts")
+    p.add_argument("spec", help="sweep spec YAML (see configs/sweeps/u280-mpe.yaml)")
+    p.add_argument("-o", "--out", default="sweep", help="output directory (re-running skips finished points; "
+                                                         "default: sweep)")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler (default: a LocalCluster)")
+    p.add_argument("--workers", type=int, help="LocalCluster worker processes (default: one per core)")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("disasm", help="print the .asm listing of a .dfp program")
     p.add_argument("program")

@@ -1,26 +1,27 @@
 """Reference forward pass of a compressed model, in plain numpy.
 
-Written apart from the functional executor: natural layouts ([tokens,
-features] activations, [out, in] weights dequantized with
-compiler.quantize.dequantize, [position, head, dim] KV cache), one matmul per
-projection, the block-sparse mask from compiler.attention_mask. Integer paths
-(INT8 x INT8 -> INT32, FP32 requantization, saturating residual adds) are the
-model's definition. The special functions (norm, RoPE, softmax, SiLU) run in
-one of two ways: `sfu="fp16"` mirrors the accelerator's FP16 unit (FP16
-inputs and outputs, FP32 inside, exact sums), so the executor must agree bit
-for bit; `sfu="float64"` computes them ideally, which bounds what the FP16
-unit costs.
+Written apart from the compiler and the functional executor: it imports only
+`hwmodel` conventions and re-derives every rule from docs/numerics.md (weight
+dequantization and its scale-group order, the block-sparse causal mask, RoPE
+angles, the score scale), so a bug on one side cannot pass both. Natural
+layouts ([tokens, features] activations, [out, in] weights, [position, head,
+dim] KV cache), one matmul per projection. Integer paths (INT8 x INT8 -> INT32,
+FP32 requantization, saturating residual adds) are the model's definition. The
+special functions (norm, RoPE, softmax, SiLU) run in one of two ways:
+`sfu="fp16"` mirrors the accelerator's FP16 unit (FP16 inputs and outputs, FP32
+inside, exact sums), so the executor must agree bit for bit; `sfu="float64"`
+computes them ideally, which bounds what the FP16 unit costs.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 
-from compiler.attention_mask import attention_keys
-from compiler.quantize import QMAX, CompressedModel, dequantize, rope_inv_freq, score_scale
 from hwmodel.errors import DspflightError
-from hwmodel.isa import SCORE_DIVISOR
+from hwmodel.isa import INT8_MAX, SCORE_DIVISOR
 
 
 # What the FP16 unit may cost against ideal special functions, same history
@@ -29,28 +30,122 @@ FP16_MAX_DIFF = 8
 FP16_MEAN_DIFF = 1.5
 
 
+# ---- what the reference reads of a compressed model (duck-typed: no compiler import) ----
+class ModelShape(Protocol):
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    vocab: int
+    max_context: int
+
+
+class QuantizedLinear(Protocol):
+    codes: np.ndarray       # b-bit codes [out, in], 0 where pruned
+    mask: np.ndarray        # bool [out, in]: kept weights
+    scales: np.ndarray      # uint8 [out, groups, 2]: multiplier m and shift sh of each group
+    zeros: np.ndarray       # zero points [out, groups]
+    requant: np.ndarray     # FP32 [out]: INT32 accumulator -> output units
+
+
+class Compressed(Protocol):
+    model: ModelShape
+    scale_group: int
+    attn_block: int
+    attn_density: Sequence[float]       # per decoder layer
+    rope_theta: float
+    norm_eps: float
+    scales: Mapping[str, float]         # activation scales by name
+    embed: np.ndarray                   # INT8 [vocab, hidden] at scale `res`
+    norms: Mapping[str, np.ndarray]     # FP32 gains [hidden]
+    linears: Mapping[str, QuantizedLinear]
+
+
+# ---- the compressed model's rules, from docs/numerics.md ------------------------------
+def head_shape(m: ModelShape) -> tuple[int, int]:
+    """(head_dim, query heads per KV head): derived here, not read from the compiler's config."""
+    return m.hidden // m.heads, m.heads // m.kv_heads
+
+
+def attention_output_order(m: ModelShape) -> np.ndarray:
+    """Model column of each attention output feature as the accelerator produces it
+    (per KV head: 16-dim panels, within a panel the query heads); `o` forms its
+    scale groups in this order."""
+    hd, grp = head_shape(m)
+    j = np.arange(m.hidden)
+    kv, f = j // (grp * hd), j % (grp * hd)
+    head, panel = f // 16 % grp, f // (16 * grp)
+    return (kv * grp + head) * hd + panel * 16 + f % 16
+
+
+def dequantize(q: QuantizedLinear, group: int, order: np.ndarray) -> np.ndarray:
+    """INT8 weights [out, in] (0 where pruned): a row's kept weights, taken in
+    `order`, form scale groups of `group`; w8 = clip(floor(m (q - z) / 2^sh + 1/2)),
+    in exact integers."""
+    kept = q.mask[:, order]
+    g = np.maximum(np.cumsum(kept, axis=1) - 1, 0) // group
+    m = np.take_along_axis(q.scales[..., 0], g, axis=1).astype(np.int64)
+    div = 2 ** np.take_along_axis(q.scales[..., 1], g, axis=1).astype(np.int64)
+    z = np.take_along_axis(q.zeros, g, axis=1).astype(np.int64)
+    w8 = np.clip(np.floor_divide(2 * m * (q.codes[:, order].astype(np.int64) - z) + div, 2 * div),
+                 -INT8_MAX, INT8_MAX)
+    out = np.zeros(q.codes.shape, np.int64)
+    out[:, order] = np.where(kept, w8, 0)
+    return out
+
+
+def attended_keys(pos: int, block: int, density: float) -> np.ndarray:
+    """Key positions a query at `pos` attends to: block 0 (the sink) and the most
+    recent of its causal blocks, density x causal of them (binary64, rounded up), at least two."""
+    qb = pos // block
+    causal = qb + 1
+    keep = min(causal, max(2, math.ceil(density * causal)))
+    blocks = [0] + list(range(causal - keep + 1, causal))
+    keys = np.concatenate([np.arange(b * block, (b + 1) * block) for b in blocks])
+    return keys[keys <= pos]
+
+
+def rope_angles(pos: np.ndarray, head_dim: int, theta: float) -> np.ndarray:
+    """[position, i] (binary64): model dims i and i + head_dim/2 of a head rotate by
+    pos * theta^(-2i/head_dim)."""
+    inv_freq = theta ** (-np.arange(head_dim // 2) * 2.0 / head_dim)
+    return pos[:, None].astype(np.float64) * inv_freq[None, :]
+
+
+def score_scale(scales: Mapping[str, float], layer: int, head_dim: int) -> np.float32:
+    """Softmax input per FP16(q.k / SCORE_DIVISOR): s_q s_k / sqrt(head_dim) x SCORE_DIVISOR,
+    in binary64, rounded once to FP32."""
+    return np.float32(scales[f"L{layer}.q"] * scales[f"L{layer}.k"] / math.sqrt(head_dim) * SCORE_DIVISOR)
+
+
 def _sat8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(x), -QMAX, QMAX).astype(np.int64)
+    return np.clip(np.rint(x), -INT8_MAX, INT8_MAX).astype(np.int64)
 
 
 class Reference:
-    def __init__(self, cm: CompressedModel, sfu: str = "fp16"):
+    """The compressed model run on natural layouts, with its own KV cache, so one
+    instance follows one token history (as the executor does)."""
+
+    def __init__(self, cm: Compressed, sfu: str = "fp16"):
         if sfu not in ("fp16", "float64"):
             raise DspflightError(f"reference: sfu must be fp16 or float64, got {sfu!r}")
         self.cm, self.m = cm, cm.model
         self.exact = sfu == "fp16"
         self.ft = np.float32 if self.exact else np.float64
-        self.w = {name: dequantize(q, cm.scale_group) for name, q in cm.linears.items()}
         m = self.m
-        shape = (m.max_context, m.kv_heads, m.head_dim)
+        self.hd, self.group = head_shape(m)
+        o_order = attention_output_order(m)
+        self.w = {name: dequantize(q, cm.scale_group, o_order if name.endswith(".o") else np.arange(q.codes.shape[1]))
+                  for name, q in cm.linears.items()}
+        shape = (m.max_context, m.kv_heads, self.hd)
         self.k = [np.zeros(shape, np.int64) for _ in range(m.layers)]
         self.v = [np.zeros(shape, np.int64) for _ in range(m.layers)]
 
     # ---- the special functions ----------------------------------------------------
     def f16(self, x: np.ndarray) -> np.ndarray:
-        """An SFU value: FP16 in the accelerator's unit, untouched in the ideal one."""
+        """An SFU value: FP16 (rounded once) in the accelerator's unit, untouched in the ideal one."""
         if self.exact:
-            return np.asarray(x, np.float32).astype(np.float16).astype(np.float32)
+            return np.asarray(x).astype(np.float16).astype(np.float32)
         return np.asarray(x, np.float64)
 
     def linear(self, name: str, x: np.ndarray) -> np.ndarray:
@@ -64,30 +159,29 @@ class Reference:
     def rmsnorm(self, x: np.ndarray, gain_name: str, s_out: str) -> np.ndarray:
         s_res = self.cm.scales["res"]
         eps = np.float32(self.cm.norm_eps / (s_res * s_res))
-        gain = self.f16((self.cm.norms[gain_name] / self.cm.scales[s_out]).astype(np.float32))
+        gain = self.f16(self.cm.norms[gain_name].astype(np.float32) / np.float32(self.cm.scales[s_out]))
         ms = ((x * x).sum(axis=1) / x.shape[1]).astype(self.ft)
         r = (self.ft(1) / np.sqrt(ms + eps)).astype(self.ft)
         return _sat8(x.astype(self.ft) * r[:, None] * gain[None, :])
 
     def rope(self, x: np.ndarray, pos: np.ndarray) -> np.ndarray:
         """x: INT8 values [tokens, heads, head_dim], HF rotate-half convention."""
-        hd = x.shape[-1]
-        ang = pos[:, None].astype(np.float64) * rope_inv_freq(hd, self.cm.rope_theta)[None, :]
+        ang = rope_angles(pos, self.hd, self.cm.rope_theta)
         cos, sin = self.f16(np.cos(ang))[:, None, :], self.f16(np.sin(ang))[:, None, :]
         xf = x.astype(self.ft)
-        a, b = xf[..., : hd // 2], xf[..., hd // 2:]
+        a, b = xf[..., : self.hd // 2], xf[..., self.hd // 2:]
         return _sat8(np.concatenate([a * cos - b * sin, b * cos + a * sin], axis=-1))
 
     def attention(self, layer: int, q: np.ndarray, pos0: int) -> np.ndarray:
         """q: INT8 values [tokens, heads, dim] at positions pos0..; returns INT8 [tokens, heads*dim]."""
         m, cm = self.m, self.cm
         t = q.shape[0]
-        scale = score_scale(cm, layer)
-        out = np.zeros((t, m.heads, m.head_dim), np.int64)
+        scale = score_scale(cm.scales, layer, self.hd)
+        out = np.zeros((t, m.heads, self.hd), np.int64)
         for i in range(t):
-            keys = attention_keys(pos0 + i, cm.attn_block, cm.attn_density[layer])
+            keys = attended_keys(pos0 + i, cm.attn_block, cm.attn_density[layer])
             for h in range(m.heads):
-                kv = h // m.group
+                kv = h // self.group
                 acc = self.k[layer][keys, kv] @ q[i, h]
                 if self.exact:
                     s = self.f16(acc.astype(np.float32) / np.float32(SCORE_DIVISOR)) * scale
@@ -95,16 +189,16 @@ class Reference:
                     s = acc.astype(np.float64) / SCORE_DIVISOR * np.float64(scale)
                 e = np.exp(s - s.max()).astype(self.ft)
                 total = e.astype(np.float64).sum().astype(self.ft)
-                p = _sat8(e / total * self.ft(QMAX))
-                out[i, h] = _sat8((p @ self.v[layer][keys, kv]).astype(np.float64) / QMAX)
+                p = _sat8(e / total * self.ft(INT8_MAX))
+                out[i, h] = _sat8((p @ self.v[layer][keys, kv]).astype(np.float64) / INT8_MAX)
         return out.reshape(t, -1)
 
     # ---- the model -----------------------------------------------------------------
     def forward(self, tokens: list[int], pos0: int) -> tuple[list[np.ndarray], np.ndarray]:
         """Run `tokens` at positions pos0..; returns the residual stream (INT8 values
         [tokens, hidden]) after every layer and the last token's logits."""
-        m, s = self.m, self.cm.scales
-        t, hd = len(tokens), m.head_dim
+        m = self.m
+        t, hd = len(tokens), self.hd
         pos = np.arange(pos0, pos0 + t)
         x = self.cm.embed[np.asarray(tokens)].astype(np.int64)
         layers = []
@@ -115,12 +209,12 @@ class Reference:
             self.k[i][pos] = self.rope(_sat8(self.linear(p + "k", h)).reshape(t, m.kv_heads, hd), pos)
             self.v[i][pos] = _sat8(self.linear(p + "v", h)).reshape(t, m.kv_heads, hd)
             att = self.attention(i, q, pos0)
-            x = np.clip(x + _sat8(self.linear(p + "o", att)), -QMAX, QMAX)
+            x = np.clip(x + _sat8(self.linear(p + "o", att)), -INT8_MAX, INT8_MAX)
             h = self.rmsnorm(x, p + "ffn_norm", p + "n2")
             gate = self.f16(self.linear(p + "gate", h))
             silu = self.f16(gate / (self.ft(1) + np.exp(-gate)))
             f = _sat8(silu * self.linear(p + "up", h))
-            x = np.clip(x + _sat8(self.linear(p + "down", f)), -QMAX, QMAX)
+            x = np.clip(x + _sat8(self.linear(p + "down", f)), -INT8_MAX, INT8_MAX)
             layers.append(x.copy())
         h = self.rmsnorm(x[-1:], "final_norm", "fn")
         logits = self.linear("lm_head", h)[0]

@@ -123,6 +123,18 @@ class Fields:
             raise self.error(unknown[0], f"unknown field (known: {', '.join(sorted(known))})")
 
 
+def config_fields(kind: str, spec, source: str | None = None,
+                  suffixes: tuple[str, ...] = (".yaml",)) -> tuple[Fields, Path | None]:
+    """The fields of a config given by built-in name, by path, or as data (a dict,
+    named `source` in errors, e.g. a sweep point); the file's path if it has one."""
+    if isinstance(spec, dict):
+        return Fields(spec, source or f"<{kind} given as data>"), None
+    if not isinstance(spec, (str, Path)):
+        raise ConfigError(f"{kind}: expected a name, a path or a mapping, got {type(spec).__name__}")
+    path = resolve_config(kind, str(spec), suffixes)
+    return Fields(load_mapping(path), path), path
+
+
 def config_root() -> Path:
     """The `configs/` folder shipped next to the packages."""
     return Path(__file__).resolve().parent.parent / "configs"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from hwmodel.chain_timing import chain_latency, row_cycles
+from hwmodel.dequant import SCALE_BYTES
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import Instr, MiscFunc, Op, SysKind
 from hwmodel.transfer import transfer_bytes
@@ -110,7 +111,7 @@ def _record_parts(hw: HwConfig, rows: int, kblk: int, n: int, bits: int, scale_g
     return (
         ("values", padded(nnz * bits / 8)),
         ("indices", padded(nnz * index_bits / 8) if n < hw.sparsity_m else 0),
-        ("scales", padded(groups * 2)),
+        ("scales", padded(groups * SCALE_BYTES)),
         ("zeros", padded(groups * bits / 8)),
         ("requant", padded(rows * 4)),
     )
@@ -118,9 +119,10 @@ def _record_parts(hw: HwConfig, rows: int, kblk: int, n: int, bits: int, scale_g
 
 def weight_record_parts(hw: HwConfig, rows: int, kblk: int, n: int, bits: int, scale_group: int) -> dict[str, int]:
     """Bytes of each part of a weight tile record, in order, each padded to whole
-    bursts: packed non-zero values, 4-bit indices (only when sparse), one FP16
-    scale and one zero point (as wide as a value) per `scale_group` non-zeros of
-    a row, and one FP32 requantization multiplier per row (docs/numerics.md)."""
+    bursts: packed non-zero values, 4-bit indices (only when sparse), one
+    fixed-point scale (8-bit multiplier and shift: hwmodel.dequant) and one zero
+    point (as wide as a value) per `scale_group` non-zeros of a row, and one FP32
+    requantization multiplier per row (docs/numerics.md)."""
     return dict(_record_parts(hw, rows, kblk, n, bits, scale_group))
 
 

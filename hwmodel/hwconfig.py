@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from hwmodel.configio import Fields, load_mapping, resolve_config
+from hwmodel.configio import Fields, config_fields
 from hwmodel.errors import ConfigError
 from hwmodel.hbm import Hbm, load_hbm
 
@@ -136,10 +136,13 @@ _TOP = {"name", "description", "clock_mhz", "slrs", "fabric", "mpe", "sfu", "buf
         "slr_link", "power", "price_usd"}
 
 
-def load_hw(name_or_path: str | Path) -> HwConfig:
-    """Load and validate a hardware design (`u280`, `vhk158` or a YAML path)."""
-    path = resolve_config("hardware", str(name_or_path))
-    f = Fields(load_mapping(path), path)
+def load_hw(spec: "str | Path | dict | HwConfig", source: str | None = None) -> HwConfig:
+    """Load and validate a hardware design: `u280`, `vhk158`, a YAML path, the same
+    mapping as data (errors name `source`), or an HwConfig (returned as it is)."""
+    if isinstance(spec, HwConfig):
+        return spec
+    f, path = config_fields("hardware", spec, source)
+    path = path or f.source
     f.check_known(_TOP)
     clock = f.number("clock_mhz", lo=1, hi=2000)
     slrs = f.integer("slrs", lo=1, hi=8)

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from hwmodel.gpu import GpuPreset
 from hwmodel.hwconfig import HwConfig
+from hwmodel.published import COST, REFERENCE_GPU
 from sim.roofline import gpu_decode
 from sim.stats import Stats
 
-REFERENCE_GPU = "v100s"
-# FACTS.md, "Headline results to reproduce": prices V100S $12K, A100 $17K, U280 $8K.
-PUBLISHED = {"tokens_per_s_per_dollar_vs_v100s": 1.8,
-             "source": "FlightLLM (FPGA 2024): cost efficiency vs V100S, average over its workloads"}
 
 
 def cost_report(stats: Stats, hw: HwConfig, gpus: list[GpuPreset]) -> dict:
@@ -27,7 +24,7 @@ def cost_report(stats: Stats, hw: HwConfig, gpus: list[GpuPreset]) -> dict:
     per_dollar = tps / hw.price_usd if hw.price_usd else None
     out = {"fpga": {"name": hw.name, "price_usd": hw.price_usd, "tokens_per_s": tps,
                     "tokens_per_s_per_dollar": per_dollar},
-           "gpus": {}, "vs_v100s": None, "vs_v100s_mean": None, "published": PUBLISHED}
+           "gpus": {}, "vs_v100s": None, "vs_v100s_mean": None, "published": COST}
     if not tps:
         return out
     for g in gpus:

@@ -12,13 +12,10 @@ from __future__ import annotations
 from hwmodel.energy_table import ACTIONS, EnergyTable
 from hwmodel.gpu import GpuPreset
 from hwmodel.hwconfig import HwConfig
+from hwmodel.published import ENERGY, REFERENCE_GPU
 from sim.roofline import gpu_decode
 from sim.stats import Stats
 
-REFERENCE_GPU = "v100s"
-# FlightLLM vs V100S, LLaMA2-7B batch 1 (FACTS.md, "Headline results to reproduce").
-PUBLISHED = {"tokens_per_joule_vs_v100s": {"naive": 6.0, "vllm": 5.5}, "board_power_w": 45.0,
-             "source": "FlightLLM (FPGA 2024): energy efficiency vs V100S; board power implied by its figures"}
 
 
 def _phase_energy(stats: Stats, hw: HwConfig, table: EnergyTable, phase: str) -> dict:
@@ -59,7 +56,7 @@ def energy_report(stats: Stats, hw: HwConfig, table: EnergyTable, gpus: list[Gpu
            "static_power_w": hw.static_power_w, "phases": phases,
            "run": {"total_j": total_j, "seconds": total_s, "power_w": total_j / total_s if total_s else 0.0},
            "phase": main_phase, "power_w": main["power_w"], "tokens_per_joule": main["tokens_per_joule"],
-           "gpus": {}, "vs_v100s": None, "published": PUBLISHED}
+           "gpus": {}, "vs_v100s": None, "published": ENERGY}
     if "decode" in phases and phases["decode"]["tokens"]:
         out["gpus"] = {g.name: _gpu_energy(stats, hw, g) for g in gpus}
         ref = out["gpus"].get(REFERENCE_GPU)

@@ -26,6 +26,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from hwmodel.costs import sparsity_n, weight_bits, weight_record_parts
+from hwmodel.dequant import SCALE_BYTES, dequantize_codes
 from hwmodel.errors import ProgramFormatError, SimulationError
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import (BASE_REGISTERS, INT8_MAX, NUM_QUEUES, PARAM_HEADER_BYTES, R_IO, SCORE_DIVISOR, Instr,
@@ -275,12 +276,12 @@ class Executor:
         codes = _unpack_bits(raw["values"], count, bits).reshape(rows, kblk * n)
         index = _unpack_bits(raw["indices"], count, 4).reshape(rows, kblk, n).astype(np.int64) if n < m else None
         groups = math.ceil(kblk * n / self.group)
-        scales = raw["scales"][: rows * groups * 2].view(np.float16).reshape(rows, groups).astype(np.float32)
-        zeros = _unpack_bits(raw["zeros"], rows * groups, bits).reshape(rows, groups).astype(np.float32)
+        scales = raw["scales"][: rows * groups * SCALE_BYTES].reshape(rows, groups, SCALE_BYTES)
+        zeros = _unpack_bits(raw["zeros"], rows * groups, bits).reshape(rows, groups)
         g = np.arange(kblk * n) // self.group
-        w8 = np.clip(np.rint(scales[:, g] * (codes.astype(np.float32) - zeros[:, g])), -QMAX, QMAX)
+        w8 = dequantize_codes(codes, zeros[:, g], scales[:, g])
         if n == m:
-            return w8.astype(np.int64)
+            return w8
         dense = np.zeros((rows, kblk, m), np.int64)
         np.put_along_axis(dense, index, w8.reshape(rows, kblk, n).astype(np.int64), axis=2)
         return dense.reshape(rows, kblk * m)

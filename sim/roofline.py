@@ -23,16 +23,12 @@ from hwmodel.gpu import GpuPreset
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import QUEUES, Op
 from hwmodel.placement import Placement
+from hwmodel.published import DECODE as PUBLISHED_DECODE
 from hwmodel.transfer import streaming_gbps
 from sim.stats import Stats
 from sim.trace import write_atomic
 
 FP16_BYTES = 2
-# FlightLLM on the U280, LLaMA2-7B, batch 1 (FACTS.md, "Headline results to reproduce").
-PUBLISHED = {"decode_tokens_per_s": 55.0, "hbm_bandwidth_utilization": 0.659,
-             "hbm_bandwidth_utilization_unfused": 0.356,
-             "source": "FlightLLM (FPGA 2024), measured on the Alveo U280, LLaMA2-7B batch 1; "
-                       "utilization without always-on-chip decode 35.6 %"}
 _KIND = {Op.LD: "memory", Op.ST: "memory", Op.MISC: "sfu", Op.SYS: "sync"}
 
 
@@ -157,7 +153,7 @@ def roofline(stats: Stats, hw: HwConfig, gpus: list[GpuPreset]) -> dict:
                     "bandwidth_basis": bandwidth_basis(hw, stats.placement),
                     "peak_ops_per_s": {p: fpga_peak_ops(hw, p) for p in stats.phases},
                     "ridge_ops_per_byte": {p: fpga_peak_ops(hw, p) / bw_eff for p in stats.phases}},
-           "phases": {}, "ops": {}, "layers": {}, "gpus": {}, "published": PUBLISHED}
+           "phases": {}, "ops": {}, "layers": {}, "gpus": {}, "published": PUBLISHED_DECODE}
     for phase, ph in stats.phases.items():
         out["phases"][phase] = _phase_summary(stats, hw, phase)
         out["ops"][phase] = {label: _fpga_op(stats, hw, phase, o, gpus) for label, o in ph.ops.items()}
@@ -193,8 +189,8 @@ def explain_decode(data: dict) -> list[str]:
         f"simulated: {_ms(d['time_per_token_s'])} per token = {d['tokens_per_s']:.4g} tokens/s; "
         f"attained {_gbps(d['bandwidth_attained_bytes_per_s'])} = {d['hbm_utilization']:.1%} of peak, "
         f"{d['fraction_of_effective_bandwidth']:.1%} of effective",
-        f"FlightLLM on the U280 board: {PUBLISHED['decode_tokens_per_s']:g} tokens/s, HBM utilization "
-        f"{PUBLISHED['hbm_bandwidth_utilization']:.1%} ({PUBLISHED['hbm_bandwidth_utilization_unfused']:.1%} "
+        f"FlightLLM on the U280 board: {PUBLISHED_DECODE['decode_tokens_per_s']:g} tokens/s, HBM utilization "
+        f"{PUBLISHED_DECODE['hbm_bandwidth_utilization']:.1%} ({PUBLISHED_DECODE['hbm_bandwidth_utilization_unfused']:.1%} "
         f"without always-on-chip decode; compare `--no-fusion`); docs/performance-model.md explains the gap",
     ]
 

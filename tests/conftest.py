@@ -51,3 +51,30 @@ def run_testbench(dut, bench) -> None:
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+
+
+def render_in_chromium(page: Path, screenshot: Path) -> list[str]:
+    """Open a page in headless Chromium, save a screenshot, return the page's console
+    lines (errors, warnings, logs). A missing browser skips, or fails under CI=true."""
+    import os
+    import shutil
+    import subprocess
+    browser = shutil.which("chromium")
+    if browser is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true and chromium is not installed (./scripts/bootstrap installs it)")
+        pytest.skip("chromium is not installed")
+    run = subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                          "--window-size=1000,700", "--enable-logging=stderr", "--v=0",
+                          f"--screenshot={screenshot}", page.resolve().as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert screenshot.exists(), run.stderr[-2000:]
+    return [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
+
+
+def non_blank(png: Path) -> bool:
+    """More than one colour on a good share of the picture."""
+    import numpy as np
+    from PIL import Image
+    pixels = np.asarray(Image.open(png).convert("L"), dtype=float)
+    return pixels.std() > 5 and (pixels < 200).mean() > 0.005

@@ -100,7 +100,7 @@ def test_n16_pruning_keeps_the_largest_per_row_block():
 def test_group_quantization_error_shrinks_with_bits(bits):
     w = np.random.default_rng(2).standard_normal((16, 256))
     q = quantize_linear(w, 16, bits, 128)
-    assert q.scales.shape == (16, 2) and q.codes.max() < 2**bits
+    assert q.scales.shape == (16, 2, 2) and q.codes.max() < 2**bits      # (m, sh) per group of 128
     w8 = dequantize(q, 128)
     assert np.abs(w8).max() <= QMAX
     err = np.abs(w8 * q.row_scale[:, None] - w).max() / np.abs(w).max()
@@ -127,3 +127,23 @@ def test_compressed_checkpoint_round_trips(tmp_path, tiny_dir, u280):
     save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta)
     with pytest.raises(CheckpointError, match="tensor L1.up.zeros is missing"):
         load_compressed(tmp_path / "bad.safetensors")
+
+
+def test_fixed_point_scale_is_the_nearest_8_bit_multiplier_and_its_dequantization_exact():
+    from hwmodel.dequant import dequantize_codes, fixed_scale, scale_value
+    s = np.concatenate([np.geomspace(1e-3, 200, 2000), [0.0, 255.0, 255.4]])
+    ms = fixed_scale(s)
+    m, sh = ms[:, 0].astype(int), ms[:, 1].astype(int)
+    assert (m <= 255).all() and (sh <= 15).all()
+    big = s > 2.0 ** -7                                      # m can use all 8 bits: error <= half a step of 1/128
+    assert (np.abs(scale_value(ms) - s)[big] <= s[big] / 256 + 1e-12).all()
+    assert ((m[big] >= 128) | (sh[big] == 0)).all()          # the largest shift that fits
+    # the arithmetic against exact rationals: round(m (q - z) / 2^sh), halves up, then saturate
+    rng = np.random.default_rng(3)
+    q, z = rng.integers(0, 256, 5000), rng.integers(0, 256, 5000)
+    pairs = np.stack([rng.integers(0, 256, 5000), rng.integers(0, 16, 5000)], axis=1).astype(np.uint8)
+    import math
+    from fractions import Fraction
+    want = [max(-127, min(127, math.floor(Fraction(int(a) * (int(b) - int(c)), 2 ** int(d)) + Fraction(1, 2))))
+            for a, d, b, c in zip(pairs[:, 0], pairs[:, 1], q, z)]
+    assert dequantize_codes(q, z, pairs).tolist() == want

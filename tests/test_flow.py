@@ -9,12 +9,13 @@ from compiler.compression import load_compression
 from compiler.model_config import load_model
 from compiler.pipeline import compile_decode_step, compile_program
 from hwmodel.hwconfig import load_hw
+from hwmodel.published import DECODE
 from hwmodel.transfer import streaming_gbps
 from sim.stats import simulate
 
 pytestmark = pytest.mark.sim
 
-FLIGHTLLM_U280_DECODE_TOKENS_PER_S = 55.0     # FACTS: measured on the board, LLaMA2-7B, batch 1
+FLIGHTLLM_U280_DECODE_TOKENS_PER_S = DECODE["decode_tokens_per_s"]     # measured on the board
 
 
 def run(model: str, hw_name: str, prefill: int, decode: int, compression: str = "flightllm"):

@@ -1,33 +1,69 @@
 # amaranth: UnusedElaboratable=no
-"""Dequantizer: packed signed 2..8-bit weights, power-of-two group scale, INT8 saturation."""
+"""Dequantizer: packed unsigned 2..8-bit codes, per-group multiplier, shift and
+zero point, INT8 saturation; bit for bit hwmodel.dequant.dequantize_codes."""
+import itertools
+
 import numpy as np
 import pytest
 from conftest import run_testbench
 
-from hwmodel.gateware.dequantizer import SCALE_BITS, Dequantizer
-from hwmodel.gateware.reference import dequantize
+from hwmodel.dequant import MULT_BITS, SHIFT_BITS, SHIFT_MAX, dequantize_codes
+from hwmodel.gateware.dequantizer import Dequantizer
 
 LANES = 8
+WIDTHS = (2, 3, 4, 5, 8)
+M_MAX = (1 << MULT_BITS) - 1
 
 
-@pytest.mark.parametrize("bits", [2, 3, 4, 5, 8])
-def test_dequantizer_matches_numpy(bits):
-    dut = Dequantizer(lanes=LANES, weight_bits=(2, 3, 4, 5, 8))
+def cases(bits: int, rng: np.random.Generator) -> list[tuple[np.ndarray, int, int, int]]:
+    """(codes, m, sh, z): every combination of the extremes, then random ones.
+    Each extreme row of codes holds 0, the top code, z itself and random codes."""
+    top = (1 << bits) - 1
+    out = []
+    for m, sh, z in itertools.product((0, 1, M_MAX), (0, 1, SHIFT_MAX), (0, top // 2 + 1, top)):
+        q = np.array([0, top, z, z, *rng.integers(0, top + 1, LANES - 4)])
+        out.append((q, m, sh, z))
+    for _ in range(150):
+        out.append((rng.integers(0, top + 1, LANES), int(rng.integers(0, M_MAX + 1)),
+                    int(rng.integers(0, SHIFT_MAX + 1)), int(rng.integers(0, top + 1))))
+    return out
+
+
+@pytest.mark.parametrize("bits", WIDTHS)
+def test_dequantizer_is_hwmodel_dequant(bits):
+    dut = Dequantizer(lanes=LANES, weight_bits=WIDTHS)
     assert dut.latency == 1
-    rng = np.random.default_rng(bits)
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    cases = [(np.full(LANES, lo), 7), (np.full(LANES, hi), 7), (np.full(LANES, lo), 0), (np.zeros(LANES), 5)]
-    cases += [(rng.integers(lo, hi + 1, LANES), int(rng.integers(0, 1 << SCALE_BITS))) for _ in range(60)]
+    assert (len(dut.m), len(dut.sh), len(dut.z), len(dut.q)) == (MULT_BITS, SHIFT_BITS, 8, 8 * LANES)
+    plan = cases(bits, np.random.default_rng(bits))
+    seen = set()
 
     async def bench(ctx):
         ctx.set(dut.wbits, bits - 1)
-        for q, scale in cases:
-            packed = sum((int(v) & ((1 << bits) - 1)) << (k * bits) for k, v in enumerate(q))
-            ctx.set(dut.q, packed)
-            ctx.set(dut.scale, scale)
+        for q, m, sh, z in plan:
+            ctx.set(dut.q, sum(int(v) << (k * bits) for k, v in enumerate(q)))
+            ctx.set(dut.m, m)
+            ctx.set(dut.sh, sh)
+            ctx.set(dut.z, z)
             await ctx.tick()
-            want = dequantize(q, np.full(LANES, scale))
-            assert [ctx.get(dut.w[k]) for k in range(LANES)] == want.tolist()
+            want = dequantize_codes(q, z, np.array([m, sh]))
+            got = [ctx.get(dut.w[k]) for k in range(LANES)]
+            assert got == want.tolist(), f"bits={bits} m={m} sh={sh} z={z} q={q.tolist()}"
+            seen.update(want.tolist())
+
+    run_testbench(dut, bench)
+    assert {-127, 0, 127} <= seen                       # both saturations and exact zeros were exercised
+
+
+def test_unsupported_width_gives_zero():
+    dut = Dequantizer(lanes=2, weight_bits=(4, 8))
+
+    async def bench(ctx):
+        ctx.set(dut.wbits, 2)                          # 3 bits: not built
+        ctx.set(dut.q, 0x0305)
+        ctx.set(dut.m, M_MAX)
+        ctx.set(dut.z, 1)
+        await ctx.tick()
+        assert [ctx.get(dut.w[k]) for k in range(2)] == [0, 0]
 
     run_testbench(dut, bench)
 

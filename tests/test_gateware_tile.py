@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
-"""Matrix-vector tile in the Amaranth simulator: results equal numpy for every
-pattern, cycles equal the cost formula; the beat format packs like lib.data."""
+"""Matrix-vector tile in the Amaranth simulator: results equal numpy (weights
+from hwmodel.dequant) for every pattern and width, cycles equal the cost
+formula; the beat format packs like lib.data."""
 from dataclasses import replace
 
 import numpy as np
@@ -55,13 +56,21 @@ def test_tile_matches_numpy_and_cost_formula():
     tile = MatrixVectorTile.from_hw(hw)
     assert tile.latency == chain_latency(4)
     rng = np.random.default_rng(7)
-    works = [random_tile(rng, n=n, bits=bits, rows=3, kblk=2, tokens=3, chain_length=4, kind=kind)
-             for n in hw.sparsity_n for bits, kind in zip(hw.weight_bits, EXTREMES)]
+    formats = [(n, bits) for n in hw.sparsity_n for bits in hw.weight_bits]
+    works = [random_tile(rng, n=n, bits=bits, rows=3, kblk=2, tokens=3, chain_length=4, group=4 * (1 + k % 2),
+                         kind=EXTREMES[k % len(EXTREMES)]) for k, (n, bits) in enumerate(formats)]
     for work, (got, first, last) in zip(works, run_tile(tile, works)):
         assert np.array_equal(got, expected_results(tile, work)), f"N={work.n} bits={work.bits}"
         ins = Instr(Op.MM, f={"rows": work.rows, "kblk": work.kblk, "tokens": work.tokens,
                               "n_log2": pattern_code(work.n), "wbits": work.bits - 1})
         assert last - first + 1 == matrix_cycles(hw, ins)
+
+
+def test_beats_need_groups_that_hold_whole_beats():
+    tile = MatrixVectorTile(chains=1, chain_length=4, weight_bits=(4,))
+    work = random_tile(np.random.default_rng(0), n=4, bits=4, rows=1, kblk=2, tokens=1, chain_length=4, group=6)
+    with pytest.raises(ValueError, match="multiple of the chain length"):
+        tile_beats(tile, work)
 
 
 def test_pack_matches_amaranth_layouts():

@@ -9,7 +9,8 @@ import pytest
 from compiler.compression import load_compression
 from compiler.model_config import load_model
 from compiler.pipeline import Buckets, compile_decode_step
-from compiler.storage import FLIGHTLLM, compile_all_lengths, storage_report, unrolled_bytes
+from compiler.storage import compile_all_lengths, storage_report, unrolled_bytes
+from hwmodel.published import STORAGE
 from dspflight import api
 from dspflight.cli import main
 from hwmodel.program import schedule_for
@@ -42,7 +43,7 @@ def test_one_program_serves_every_length(all_lengths):
 
 def test_storage_for_all_lengths_is_a_tenth_of_flightllm_or_less(all_lengths, u280):
     prog, r = all_lengths
-    assert r["shared_bytes"] <= FLIGHTLLM["shared_bytes"] / 10
+    assert r["shared_bytes"] <= STORAGE["shared_bytes"] / 10
     assert r["shared_bytes"] < r["bucketed_bytes"] < r["separate_bytes"]
     # sharing sections across layers and cores is worth at least cores x layers over the most distinct
     # layer sections one step needs (layers whose masks keep different blocks cannot share)

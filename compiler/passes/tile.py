@@ -10,6 +10,7 @@ buffered), keeping only the key blocks the block-sparse mask does not cut.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import networkx as nx
 
@@ -23,6 +24,19 @@ def _tiles(hw: HwConfig, name: str, rows: int, kblk: int, n: int, bits: int, gro
     """(rows, first K block, K blocks) per tile: row blocks that fill the chains and,
     when even one chain-row block of the whole K does not fit, K split into parts
     whose partial sums accumulate."""
+    tiles = _tile_plan(hw, rows, kblk, n, bits, group)
+    if tiles is None:
+        one = weight_record_bytes(hw, min(rows, hw.chains), 1, n, bits, group)
+        raise CompileError(f"{hw.source}: field buffers.wgt.bytes: op {name}: a tile of {min(rows, hw.chains)} rows "
+                           f"and one 16-column block needs {one} bytes, more than half the weight buffer "
+                           f"({hw.buffers['wgt'].bytes // 2} bytes)")
+    return list(tiles)
+
+
+@lru_cache(maxsize=4096)
+def _tile_plan(hw: HwConfig, rows: int, kblk: int, n: int, bits: int, group: int
+               ) -> tuple[tuple[int, int, int], ...] | None:
+    """The tiles of an op of this shape and format (every decode step asks again), None if none fits."""
     half = hw.buffers["wgt"].bytes // 2
 
     def size(r: int, k: int) -> int:
@@ -33,9 +47,7 @@ def _tiles(hw: HwConfig, name: str, rows: int, kblk: int, n: int, bits: int, gro
     while size(step, math.ceil(kblk / parts)) > half:
         parts *= 2
         if parts > kblk:
-            raise CompileError(f"{hw.source}: field buffers.wgt.bytes: op {name}: a tile of {step} rows and one "
-                               f"16-column block needs {size(step, 1)} bytes, more than half the weight buffer "
-                               f"({half} bytes)")
+            return None
     kpart = math.ceil(kblk / parts)
     per = rows if parts == 1 and size(rows, kblk) <= half else step * max(1, half // size(step, kpart))
     while per > step and size(per, kpart) > half:
@@ -44,7 +56,7 @@ def _tiles(hw: HwConfig, name: str, rows: int, kblk: int, n: int, bits: int, gro
     for r0 in range(0, rows, per):
         for k0 in range(0, kblk, kpart):
             tiles.append((min(per, rows - r0), k0, min(kpart, kblk - k0)))
-    return tiles
+    return tuple(tiles)
 
 
 def _chunks(ranges: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:

@@ -1,18 +1,25 @@
-"""The dequantizer: bit-width expanders turning packed 2..8-bit weights into INT8.
+"""The dequantizer: bit-width expanders turning packed 2..8-bit codes into INT8.
 
-Weights arrive packed LSB first, `bits` bits per lane, so a beat of narrow
-weights needs fewer buffer bits. Each lane is sign-extended, scaled by the
-group's power-of-two scale (`<< scale`, a shift, so no multiplier is spent
-outside the DSP chain) and saturated to INT8. The bit width is a quasi-static
-control in the ISA's encoding (`wbits = bits - 1`).
+Codes arrive packed LSB first, `bits` bits per lane, so a beat of narrow
+weights needs fewer buffer bits. Every lane computes the one dequantization
+arithmetic of `hwmodel.dequant` with its group's multiplier m, shift sh and
+zero point z:
+
+    w8 = sat127((m * (q - z) + r) >> sh),   r = (1 << sh) >> 1
+
+q and z unsigned, the shift arithmetic (halves round up), the result
+saturated to [-127, 127]. The bit width is a quasi-static control in the
+ISA's encoding (`wbits = bits - 1`); an unsupported width gives zeros.
 """
 from __future__ import annotations
 
-from amaranth import Module, Signal, signed
+from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-SCALE_BITS = 3          # per-group scale exponent: w8 = sat(q << scale)
+from hwmodel.dequant import MULT_BITS, SHIFT_BITS
+from hwmodel.isa import INT8_MAX
+
 WBITS_CODE_BITS = 3     # the ISA's `wbits` field: bit width - 1
 
 
@@ -24,7 +31,9 @@ def checked_weight_bits(weight_bits: tuple[int, ...]) -> tuple[int, ...]:
 
 
 class Dequantizer(wiring.Component):
-    """`lanes` expanders behind one pipeline register (gated by `ce`)."""
+    """`lanes` expanders sharing one group's (m, sh, z), behind one pipeline
+    register (gated by `ce`). Codes and the zero point are as wide as the
+    widest supported code (`code_bits`)."""
 
     def __init__(self, *, lanes: int, weight_bits: tuple[int, ...]):
         if lanes < 1:
@@ -32,12 +41,18 @@ class Dequantizer(wiring.Component):
         self.lanes = lanes
         self.weight_bits = checked_weight_bits(weight_bits)
         super().__init__({
-            "q": In(8 * lanes),
+            "q": In(self.code_bits * lanes),
             "wbits": In(WBITS_CODE_BITS),
-            "scale": In(SCALE_BITS),
+            "m": In(MULT_BITS),
+            "sh": In(SHIFT_BITS),
+            "z": In(self.code_bits),
             "ce": In(1, init=1),
             "w": Out(data.ArrayLayout(signed(8), lanes)),
         })
+
+    @property
+    def code_bits(self) -> int:
+        return self.weight_bits[-1]
 
     @property
     def latency(self) -> int:
@@ -45,21 +60,31 @@ class Dequantizer(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
+        # the rounding term (1 << sh) >> 1, shared by the lanes
+        half = Signal(1 << SHIFT_BITS)
+        m.d.comb += half.eq((Const(1, 1) << self.sh)[1:])
         for lane in range(self.lanes):
-            wide = Signal(signed(8 + (1 << SCALE_BITS) - 1), name=f"wide{lane}")
+            code = Signal(unsigned(self.code_bits), name=f"code{lane}")
             with m.Switch(self.wbits):
                 for bits in self.weight_bits:
                     with m.Case(bits - 1):
-                        m.d.comb += wide.eq(self.q[lane * bits:(lane + 1) * bits].as_signed() << self.scale)
+                        m.d.comb += code.eq(self.q[lane * bits:(lane + 1) * bits])
                 with m.Default():
-                    m.d.comb += wide.eq(0)
+                    m.d.comb += code.eq(self.z)     # an unsupported width: weight 0
+            diff = Signal(signed(self.code_bits + 1), name=f"diff{lane}")
+            prod = Signal(signed(self.code_bits + 1 + MULT_BITS), name=f"prod{lane}")
+            rounded = Signal(signed(self.code_bits + 2 + MULT_BITS), name=f"rounded{lane}")
+            # m * diff as shifted partial products (a fabric multiplier: no DSP48 outside the chain)
+            m.d.comb += [diff.eq(code - self.z),
+                         prod.eq(sum(Mux(self.m[i], diff << i, 0) for i in range(MULT_BITS))),
+                         rounded.eq((prod + half) >> self.sh)]
             sat = Signal(signed(8), name=f"sat{lane}")
-            with m.If(wide > 127):
-                m.d.comb += sat.eq(127)
-            with m.Elif(wide < -128):
-                m.d.comb += sat.eq(-128)
+            with m.If(rounded > INT8_MAX):
+                m.d.comb += sat.eq(INT8_MAX)
+            with m.Elif(rounded < -INT8_MAX):
+                m.d.comb += sat.eq(-INT8_MAX)
             with m.Else():
-                m.d.comb += sat.eq(wide)
+                m.d.comb += sat.eq(rounded)
             with m.If(self.ce):
                 m.d.sync += self.w[lane].eq(sat)
         return m

@@ -1,11 +1,13 @@
 """The matrix-vector tile unit: `chains` sparse DSP chains side by side.
 
 Each beat carries, for every chain, one row's next `chain_length` packed
-non-zero weights, their group scale and 4-bit indices, plus the activation
-blocks those non-zeros read (shared: all chains walk the same columns of
-different rows). Weights are dequantized, multiplied by two tokens at once in
-the chains, and the chains' partial sums accumulate in INT32 per row; the
-beat flagged `last` ends a row and emits one result pair per chain.
+non-zero codes, their group's multiplier, shift and zero point
+(`hwmodel.dequant`: a beat lies in one scale group) and their 4-bit indices,
+plus the activation blocks those non-zeros read (shared: all chains walk the
+same columns of different rows). Codes are dequantized to INT8, multiplied by
+two tokens at once in the chains, and the chains' partial sums accumulate in
+INT32 per row; the beat flagged `last` ends a row and emits one result pair
+per chain.
 
 Timing is the formula of `hwmodel.chain_timing`: a row takes
 ceil(kblk*N/L) beats, one beat per cycle, and a result leaves `latency`
@@ -18,7 +20,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwmodel.errors import ConfigError
-from hwmodel.gateware.dequantizer import SCALE_BITS, WBITS_CODE_BITS, Dequantizer, checked_weight_bits
+from hwmodel.dequant import MULT_BITS, SHIFT_BITS
+from hwmodel.gateware.dequantizer import WBITS_CODE_BITS, Dequantizer, checked_weight_bits
 from hwmodel.gateware.dsp48 import DSP48E2, Dsp48Geometry, sum_pair_layout
 from hwmodel.gateware.sparse_chain import SparseDspChain, block_layout, chain_latency_cycles, chain_slots, \
     check_chain, pattern_code_width
@@ -68,11 +71,18 @@ class MatrixVectorTile(wiring.Component):
         return chain_slots(self.chain_length, self.patterns)
 
     @property
+    def code_bits(self) -> int:
+        """Width of a code and of a zero point on the bus: the widest supported code."""
+        return self.weight_bits[-1]
+
+    @property
     def lane_layout(self) -> data.StructLayout:
         """One chain's share of a beat."""
         return data.StructLayout({
-            "q": unsigned(8 * self.chain_length),
-            "scale": unsigned(SCALE_BITS),
+            "q": unsigned(self.code_bits * self.chain_length),
+            "m": unsigned(MULT_BITS),
+            "sh": unsigned(SHIFT_BITS),
+            "z": unsigned(self.code_bits),
             "index": data.ArrayLayout((self.block - 1).bit_length(), self.chain_length),
         })
 
@@ -122,7 +132,8 @@ class MatrixVectorTile(wiring.Component):
             m.submodules[f"chain{c}"] = chain
             lane = beat.lanes[c]
             m.d.comb += [
-                deq.q.eq(lane.q), deq.scale.eq(lane.scale), deq.wbits.eq(self.wbits), deq.ce.eq(ce0),
+                deq.q.eq(lane.q), deq.m.eq(lane.m), deq.sh.eq(lane.sh), deq.z.eq(lane.z),
+                deq.wbits.eq(self.wbits), deq.ce.eq(ce0),
                 chain.n_log2.eq(self.n_log2),
                 chain.i.valid.eq(s0_valid),
                 chain.i.payload.weights.eq(deq.w),

@@ -1,14 +1,10 @@
-"""The numbers the gateware must produce, in numpy: dequantization and the
-N:16 sparse matrix-vector product with INT32 wrap-around, written from the
-arithmetic's definition rather than from the hardware's structure."""
+"""The numbers the gateware must produce, in numpy: the N:16 sparse
+matrix-vector product with INT32 wrap-around, written from the arithmetic's
+definition rather than from the hardware's structure. Dequantization is
+hwmodel.dequant's, the one the executor uses."""
 from __future__ import annotations
 
 import numpy as np
-
-
-def dequantize(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """INT8 weights from signed narrow weights `q` and power-of-two scales: sat(q * 2**scale)."""
-    return np.clip(q.astype(np.int64) * (1 << scale.astype(np.int64)), -128, 127)
 
 
 def sparse_mv(w8: np.ndarray, index: np.ndarray, x: np.ndarray, block: int = 16) -> np.ndarray:
@@ -18,8 +14,3 @@ def sparse_mv(w8: np.ndarray, index: np.ndarray, x: np.ndarray, block: int = 16)
     cols = np.arange(kblk)[None, :, None] * block + index
     y = np.einsum("rbi,trbi->tr", w8.astype(np.int64), x.astype(np.int64)[:, cols])
     return ((y + 2**31) % 2**32 - 2**31).astype(np.int64)
-
-
-def group_scales(scale: np.ndarray, group: int, nonzeros: int) -> np.ndarray:
-    """Per-weight scales of a row from one scale per `group` consecutive non-zeros."""
-    return np.repeat(scale, group, axis=1)[:, :nonzeros]

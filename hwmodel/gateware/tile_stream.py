@@ -2,9 +2,11 @@
 vectors laid out as beats, and beats as the integers on the payload bus.
 
 This is what a weight-buffer reader feeds the tile; the benches use it to
-drive the gateware. Order: for each pass (token pair), for each step of
-`chains` rows, the row's beats; beat t of a row holds its non-zeros
-t*L .. t*L+L-1 (zero-padded) and the activation blocks they fall in.
+drive the gateware. Order: for each pass
+(token pair), for each step of `chains` rows, the row's beats; beat t of a row
+holds its non-zeros t*L .. t*L+L-1 (padded with codes equal to the zero point,
+so weight 0), the multiplier, shift and zero point of the scale group they lie
+in, and the activation blocks they fall in.
 """
 from __future__ import annotations
 
@@ -15,19 +17,25 @@ from amaranth import Shape
 from amaranth.lib import data
 
 from hwmodel.chain_timing import row_cycles
+from hwmodel.dequant import dequantize_codes
 from hwmodel.gateware.mv_tile import MatrixVectorTile
-from hwmodel.gateware.reference import dequantize, group_scales, sparse_mv
+from hwmodel.gateware.reference import sparse_mv
 
 
 @dataclass(frozen=True)
 class SparseTile:
-    """One MV/MM tile: `rows` rows of `kblk` N:16 blocks, and `tokens` activation vectors.
-    q, index: (rows, kblk, n); scale: (rows, beats per row); x: (tokens, kblk*16)."""
+    """One MV/MM tile: `rows` rows of `kblk` N:16 blocks of unsigned `bits`-bit codes,
+    and `tokens` activation vectors. q, index: (rows, kblk, n); m, sh, z: (rows, groups),
+    one multiplier, shift and zero point per `group` consecutive non-zeros of a row
+    (hwmodel.dequant); x: (tokens, kblk*16)."""
     n: int
     bits: int
+    group: int
     q: np.ndarray
     index: np.ndarray
-    scale: np.ndarray
+    m: np.ndarray
+    sh: np.ndarray
+    z: np.ndarray
     x: np.ndarray
 
     @property
@@ -41,6 +49,13 @@ class SparseTile:
     @property
     def tokens(self) -> int:
         return self.x.shape[0]
+
+    def weights(self) -> np.ndarray:
+        """The INT8 weights (rows, kblk, n), as hwmodel.dequant defines them."""
+        nnz = self.kblk * self.n
+        g = np.arange(nnz) // self.group
+        ms = np.stack([self.m, self.sh], axis=-1)[:, g]
+        return dequantize_codes(self.q.reshape(self.rows, nnz), self.z[:, g], ms).reshape(self.q.shape)
 
 
 def pack(layout, value) -> int:
@@ -82,24 +97,30 @@ def beats_per_row(tile: MatrixVectorTile, work: SparseTile) -> int:
 
 
 def tile_beats(tile: MatrixVectorTile, work: SparseTile) -> list[dict]:
-    """Every beat of `work` on `tile`, as payload values."""
+    """Every beat of `work` on `tile`, as payload values. A beat's L non-zeros must lie in
+    one scale group, so the group must be a multiple of the chain length."""
     L, C, blk = tile.chain_length, tile.chains, tile.block
     n, bits = work.n, work.bits
+    if work.group % L:
+        raise ValueError(f"scale groups of {work.group} non-zeros split the beats of a chain of {L}: "
+                         f"a group must be a multiple of the chain length")
     per_row = beats_per_row(tile, work)
     nnz = work.kblk * n
     steps = -(-work.rows // C)
     passes = -(-work.tokens // 2)
     padded_x = np.zeros((2 * passes, (work.kblk + tile.slots) * blk), dtype=np.int64)
     padded_x[:work.tokens, :work.kblk * blk] = work.x
-    q = np.zeros((steps * C, per_row * L), dtype=np.int64)
+    group_of = np.arange(per_row) * L // work.group                   # each beat's scale group
+    params = {}
+    for name in ("m", "sh", "z"):
+        params[name] = np.zeros((steps * C, per_row), dtype=np.int64)   # padding rows: m = 0, weight 0
+        params[name][:work.rows] = getattr(work, name)[:, group_of]
+    q = np.repeat(params["z"], L, axis=1)                             # padding lanes: q = z, weight 0
     q[:work.rows, :nnz] = work.q.reshape(work.rows, nnz)
     index = np.zeros_like(q)
     index[:work.rows, :nnz] = work.index.reshape(work.rows, nnz)
-    scale = np.zeros((steps * C, per_row), dtype=np.int64)
-    scale[:work.rows] = work.scale
-    mask = (1 << bits) - 1
     shifts = np.arange(L) * bits
-    q_bits = [[sum(int(v) << int(s) for v, s in zip(q[r, t * L:(t + 1) * L] & mask, shifts))
+    q_bits = [[sum(int(v) << int(s) for v, s in zip(q[r, t * L:(t + 1) * L], shifts))
                for t in range(per_row)] for r in range(steps * C)]
     out = []
     for p in range(passes):
@@ -108,7 +129,7 @@ def tile_beats(tile: MatrixVectorTile, work: SparseTile) -> list[dict]:
                  for b in range(t * L // n, t * L // n + tile.slots)] for t in range(per_row)]
         for step in range(steps):
             for t in range(per_row):
-                lanes = [{"q": q_bits[step * C + c][t], "scale": int(scale[step * C + c, t]),
+                lanes = [{"q": q_bits[step * C + c][t], **{k: int(v[step * C + c, t]) for k, v in params.items()},
                           "index": [int(i) for i in index[step * C + c, t * L:(t + 1) * L]]} for c in range(C)]
                 out.append({"acts": acts[t], "lanes": lanes, "last": int(t == per_row - 1)})
     return out
@@ -116,10 +137,8 @@ def tile_beats(tile: MatrixVectorTile, work: SparseTile) -> list[dict]:
 
 def expected_results(tile: MatrixVectorTile, work: SparseTile) -> np.ndarray:
     """Reference results in stream order: (passes * steps, chains, 2) with [..., 0] the pair's even token."""
-    C, L = tile.chains, tile.chain_length
-    nnz = work.kblk * work.n
-    per_weight = group_scales(work.scale, L, nnz).reshape(work.q.shape)
-    y = sparse_mv(dequantize(work.q, per_weight), work.index, work.x, tile.block)   # (tokens, rows)
+    C = tile.chains
+    y = sparse_mv(work.weights(), work.index, work.x, tile.block)   # (tokens, rows)
     steps = -(-work.rows // C)
     passes = -(-work.tokens // 2)
     full = np.zeros((2 * passes, steps * C), dtype=np.int64)

@@ -1,8 +1,9 @@
 # amaranth: UnusedElaboratable=no
 """cocotb bench of the exported matrix-vector tile: bit-exactness against the
-numpy reference for every pattern and weight width (random stimulus with idle
-cycles and back-pressure, extremes included), and cycle counts against the
-cost formulas the cycle simulator uses."""
+numpy reference (weights from hwmodel.dequant) for every pattern and weight
+width (random codes, multipliers, shifts and zero points with idle cycles and
+back-pressure, extremes included), and cycle counts against the cost formulas
+the cycle simulator uses."""
 from __future__ import annotations
 
 import json
@@ -110,9 +111,10 @@ async def bit_exact(dut):
             while done < params["vectors"]:
                 kind = kinds.pop(0) if kinds else "random"
                 rows = int(tb.rng.integers(1, params["max_rows"] + 1))
+                L = tb.tile.chain_length
                 work = random_tile(tb.rng, n=n, bits=bits, rows=rows, kblk=int(tb.rng.integers(1, 4)),
-                                   tokens=int(tb.rng.integers(1, 5)), chain_length=tb.tile.chain_length,
-                                   kind=kind)
+                                   tokens=int(tb.rng.integers(1, 5)), chain_length=L,
+                                   group=L * int(tb.rng.integers(1, 3)), kind=kind)
                 got, _, _ = await tb.run(work, idle=params["idle"], backpressure=params["backpressure"])
                 want = expected_results(tb.tile, work)
                 assert np.array_equal(got, want), f"N={n} bits={bits} kind={kind}: results differ from numpy"

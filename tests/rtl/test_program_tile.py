@@ -8,9 +8,8 @@ the prompt and one decode step. Its `on_matrix` hook captures what layer 0's
 K part) consumes and produces on core 0: the INT8 activation vector, the weights
 as the executor dequantizes them to INT8, and the INT32 sums before
 requantization. The exported MV tile (2 chains of the design's 16 DSP48s) gets
-those INT8 weights as 8-bit weights with scale exponent 0, so its dequantizer
-passes them through: the executor's dequantizer (FP16 group scale and zero
-point, `rint`) is not a power-of-two shift, so the packed codes cannot go in.
+those INT8 weights as 8-bit codes w8 + 128 with zero point 128, multiplier 1
+and shift 0, so its dequantizer passes them through.
 Asserted: every INT32 result equals the executor's, element for element, and
 the cycles from the first beat to the last result equal
 `hwmodel.costs.matrix_cycles` for the same instruction on the 2 x 16 tile.
@@ -60,8 +59,10 @@ async def program_tile(dut):
         q, x = z["q"], z["x"]
     rows, kblk, n = q.shape
     beats = row_cycles(kblk, n, tb.tile.chain_length)
-    work = SparseTile(n=n, bits=8, q=q, index=np.broadcast_to(np.arange(n), q.shape).copy(),
-                      scale=np.zeros((rows, beats), np.int64), x=x)
+    groups = np.ones((rows, beats), np.int64)         # one group per beat: m = 1, sh = 0, z = 128
+    work = SparseTile(n=n, bits=8, group=tb.tile.chain_length, q=q + 128,
+                      index=np.broadcast_to(np.arange(n), q.shape).copy(), m=groups, sh=0 * groups,
+                      z=128 * groups, x=x)
     got, ins, outs = await tb.run(work)
     Path(params["record"]).write_text(json.dumps({"results": got.tolist(), "in_edges": ins, "out_edges": outs}))
 
