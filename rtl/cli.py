@@ -13,10 +13,11 @@ from rtl.synth import FAMILIES, SYNTH_CACHE, families_of, format_table, synth_re
 SYNTH_DESCRIPTION = (
     "Synthesize the sparse DSP chain and the one-chain MV tile with Yosys synth_xilinx for each family "
     "and report their cells; progress (design, family, elapsed) goes to stderr. A cold run of the defaults "
-    "(u280: L = 16, both families, 4 designs) took 270 s on the 2-core development machine: about 36 s "
-    "per chain and 90-106 s per MV tile. Each design's result is cached by its RTLIL, the Yosys version "
-    f"and the flags (in {SYNTH_CACHE.relative_to(ROOT)} of the checkout), so a repeat with nothing changed "
-    "takes about 9 s, the time to elaborate the designs it hashes.")
+    "(u280: L = 16, both families, 4 designs) took 1344 s (22 min) on the shared 2-core development "
+    "machine with another synthesis running: about 55 s per chain and 615 s per MV tile. Each design's "
+    "result is cached by its RTLIL, the Yosys version and the flags (in "
+    f"{SYNTH_CACHE.relative_to(ROOT)} of the checkout), so a repeat with nothing changed takes about 8 s, "
+    "the time to elaborate the designs it hashes.")
 
 
 def register(subparsers) -> None:
