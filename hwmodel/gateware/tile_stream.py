@@ -136,6 +136,8 @@ def tile_beats(tile: MatrixVectorTile, work: SparseTile) -> list[dict]:
     if work.group % L:
         raise ValueError(f"scale groups of {work.group} non-zeros split the beats of a chain of {L}: "
                          f"a group must be a multiple of the chain length")
+    if any(v.size and (v.min() < 0 or v.max() >> bits) for v in (work.q, work.z)):
+        raise ValueError(f"codes and zero points must be unsigned {bits}-bit values")
     per_row = beats_per_row(tile, work)
     nnz = work.kblk * n
     steps = -(-work.rows // C)
