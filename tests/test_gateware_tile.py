@@ -66,11 +66,13 @@ def test_tile_matches_numpy_and_cost_formula():
         assert last - first + 1 == matrix_cycles(hw, ins)
 
 
-def test_beats_need_groups_that_hold_whole_beats():
+def test_beats_need_whole_beats_per_group_and_codes_in_range():
     tile = MatrixVectorTile(chains=1, chain_length=4, weight_bits=(4,))
     work = random_tile(np.random.default_rng(0), n=4, bits=4, rows=1, kblk=2, tokens=1, chain_length=4, group=6)
     with pytest.raises(ValueError, match="multiple of the chain length"):
         tile_beats(tile, work)
+    with pytest.raises(ValueError, match="unsigned 4-bit"):
+        tile_beats(tile, replace(work, group=4, q=work.q + 16))
 
 
 def test_pack_matches_amaranth_layouts():

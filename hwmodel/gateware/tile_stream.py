@@ -2,7 +2,8 @@
 vectors laid out as beats, and beats as the integers on the payload bus.
 
 This is what a weight-buffer reader feeds the tile; the benches use it to
-drive the gateware. Order: for each pass
+drive the gateware, and `record_tile` reads a weight record as the compiler
+packs it (docs/numerics.md) the way that reader would. Order: for each pass
 (token pair), for each step of `chains` rows, the row's beats; beat t of a row
 holds its non-zeros t*L .. t*L+L-1 (padded with codes equal to the zero point,
 so weight 0), the multiplier, shift and zero point of the scale group they lie
@@ -17,9 +18,11 @@ from amaranth import Shape
 from amaranth.lib import data
 
 from hwmodel.chain_timing import row_cycles
-from hwmodel.dequant import dequantize_codes
+from hwmodel.costs import weight_record_parts
+from hwmodel.dequant import SCALE_BYTES, dequantize_codes
 from hwmodel.gateware.mv_tile import MatrixVectorTile
 from hwmodel.gateware.reference import sparse_mv
+from hwmodel.hwconfig import HwConfig
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,35 @@ class SparseTile:
         g = np.arange(nnz) // self.group
         ms = np.stack([self.m, self.sh], axis=-1)[:, g]
         return dequantize_codes(self.q.reshape(self.rows, nnz), self.z[:, g], ms).reshape(self.q.shape)
+
+
+def _fields(raw: np.ndarray, count: int, width: int) -> np.ndarray:
+    """`count` unsigned `width`-bit fields of an LSB-first bit stream."""
+    bits = np.unpackbits(raw, bitorder="little")[:count * width].reshape(count, width).astype(np.int64)
+    return bits @ (1 << np.arange(width, dtype=np.int64))
+
+
+def record_tile(hw: HwConfig, record: np.ndarray, *, rows: int, kblk: int, n: int, bits: int, group: int,
+                x: np.ndarray) -> SparseTile:
+    """The tile a weight record (bytes as packed: values | indices | scales (m, sh) |
+    zero points | requant, each padded to bursts) feeds, with activations `x`. Only
+    fields are cut out; the dequantizer does the arithmetic."""
+    parts = weight_record_parts(hw, rows, kblk, n, bits, group)
+    at, raw = 0, {}
+    for name, size in parts.items():
+        raw[name] = np.asarray(record[at: at + size], np.uint8)
+        at += size
+    if at > len(record):
+        raise ValueError(f"a record of {rows} rows x {kblk} blocks N={n} at {bits} bits needs {at} bytes, "
+                         f"got {len(record)}")
+    count, groups = rows * kblk * n, -(-kblk * n // group)
+    q = _fields(raw["values"], count, bits).reshape(rows, kblk, n)
+    index = _fields(raw["indices"], count, 4).reshape(rows, kblk, n) if n < hw.sparsity_m else \
+        np.broadcast_to(np.arange(n), (rows, kblk, n)).copy()
+    scales = raw["scales"][:rows * groups * SCALE_BYTES].astype(np.int64).reshape(rows, groups, SCALE_BYTES)
+    z = _fields(raw["zeros"], rows * groups, bits).reshape(rows, groups)
+    return SparseTile(n=n, bits=bits, group=group, q=q, index=index, m=scales[..., 0], sh=scales[..., 1], z=z,
+                      x=np.asarray(x, np.int64))
 
 
 def pack(layout, value) -> int:
@@ -104,6 +136,8 @@ def tile_beats(tile: MatrixVectorTile, work: SparseTile) -> list[dict]:
     if work.group % L:
         raise ValueError(f"scale groups of {work.group} non-zeros split the beats of a chain of {L}: "
                          f"a group must be a multiple of the chain length")
+    if any(v.size and (v.min() < 0 or v.max() >> bits) for v in (work.q, work.z)):
+        raise ValueError(f"codes and zero points must be unsigned {bits}-bit values")
     per_row = beats_per_row(tile, work)
     nnz = work.kblk * n
     steps = -(-work.rows // C)
