@@ -15,7 +15,7 @@ from hwmodel.errors import ConfigError
 from hwmodel.gateware.dequantizer import Dequantizer
 from hwmodel.gateware.dsp48 import Dsp48Geometry, Dsp48Slice, geometry_for
 from hwmodel.gateware.mv_tile import MatrixVectorTile
-from hwmodel.gateware.sparse_chain import SparseDspChain, check_chain
+from hwmodel.gateware.sparse_chain import BlockRouter, SparseDspChain, check_chain
 from hwmodel.hwconfig import HwConfig
 from rtl.cache import write_atomic
 from rtl.yosys import run_yosys
@@ -88,8 +88,12 @@ def designs(hw: HwConfig, *, family: str = "xcup", chain_length: int | None = No
     return [
         Design("dsp48_slice", lambda: Dsp48Slice(geometry=geometry)),
         Design(f"dequantizer_{length}", lambda: Dequantizer(lanes=length, weight_bits=small.weight_bits)),
+        Design(f"block_router_{length}", lambda: BlockRouter(length=length, patterns=small.sparsity_n,
+                                                             block=small.sparsity_m)),
         Design(f"sparse_dsp_chain_{length}", lambda: SparseDspChain(length=length, patterns=small.sparsity_n,
                                                                      block=small.sparsity_m, geometry=geometry)),
+        Design(f"sparse_dsp_chain_{length}_routed", lambda: SparseDspChain(
+            length=length, patterns=small.sparsity_n, block=small.sparsity_m, geometry=geometry, routed=True)),
         Design(f"mv_tile_{chains}x{length}", lambda: MatrixVectorTile.from_hw(small, geometry=geometry)),
     ]
 

@@ -4,7 +4,7 @@ Each beat carries, for every chain, one row's next `chain_length` packed
 non-zero codes, their group's multiplier, shift and zero point
 (`hwmodel.dequant`: a beat lies in one scale group) and their 4-bit indices,
 plus the activation blocks those non-zeros read (shared: all chains walk the
-same columns of different rows). Codes are dequantized to INT8, multiplied by
+same columns of different rows, so one block router serves them all). Codes are dequantized to INT8, multiplied by
 two tokens at once in the chains, and the chains' partial sums accumulate in
 INT32 per row; the beat flagged `last` ends a row and emits one result pair
 per chain.
@@ -23,8 +23,8 @@ from hwmodel.errors import ConfigError
 from hwmodel.dequant import MULT_BITS, SHIFT_BITS
 from hwmodel.gateware.dequantizer import WBITS_CODE_BITS, Dequantizer, checked_weight_bits
 from hwmodel.gateware.dsp48 import DSP48E2, Dsp48Geometry, sum_pair_layout
-from hwmodel.gateware.sparse_chain import SparseDspChain, block_layout, chain_latency_cycles, chain_slots, \
-    check_chain, pattern_code_width
+from hwmodel.gateware.sparse_chain import BlockRouter, SparseDspChain, block_layout, chain_latency_cycles, \
+    chain_slots, check_chain, pattern_code_width
 from hwmodel.hwconfig import HwConfig
 
 ACC_WIDTH = 32   # INT32 accumulation
@@ -108,17 +108,20 @@ class MatrixVectorTile(wiring.Component):
         m = Module()
         beat = self.i.payload
         chains = [SparseDspChain(length=self.chain_length, patterns=self.patterns, block=self.block,
-                                 geometry=self.geometry) for _ in range(self.chains)]
+                                 geometry=self.geometry, routed=True) for _ in range(self.chains)]
+        m.submodules.router = router = BlockRouter(length=self.chain_length, patterns=self.patterns,
+                                                   block=self.block)
+        m.d.comb += [router.n_log2.eq(self.n_log2), router.acts.eq(beat.acts)]
 
-        # stage 0: dequantizers, with the rest of the beat registered beside them
+        # stage 0: dequantizers, with the rest of the beat (blocks routed to lane pairs) registered beside them
         s0_valid, s0_last = Signal(), Signal()
-        s0_acts = Signal(self.beat_layout["acts"].shape, reset_less=True)
+        s0_acts = Signal(router.pairs.shape(), reset_less=True)
         s0_index = [Signal(self.lane_layout["index"].shape, name=f"s0_index{c}", reset_less=True)
                     for c in range(self.chains)]
         ce0 = Signal()
         m.d.comb += [ce0.eq(~s0_valid | chains[0].i.ready), self.i.ready.eq(ce0)]
         with m.If(ce0):
-            m.d.sync += [s0_valid.eq(self.i.valid), s0_last.eq(beat.last), s0_acts.eq(beat.acts)]
+            m.d.sync += [s0_valid.eq(self.i.valid), s0_last.eq(beat.last), s0_acts.eq(router.pairs)]
             m.d.sync += [s0_index[c].eq(beat.lanes[c].index) for c in range(self.chains)]
 
         # the chains, in lock step

@@ -18,6 +18,12 @@ not end a segment are zero.
 The pattern (`n_log2`, N = 2 << n_log2, the ISA's encoding) is quasi-static:
 change it only while the chain is empty. The whole pipeline shares one clock
 enable, so back-pressure stalls it as a unit.
+
+Which block a lane reads depends on the pattern, not on the row, so the
+*block router* that picks a block for each lane pair (lanes 2g and 2g+1 always
+share one, as N >= 2) is not part of a lane's MUX: a chain built `routed`
+takes blocks already routed, and the MV tile routes once for all its chains
+(they walk the same columns). Each lane's own MUX is then a 16:1 pick.
 """
 from __future__ import annotations
 
@@ -68,16 +74,49 @@ def chain_latency_cycles(length: int) -> int:
     return (length - 1) + Dsp48Slice.LATENCY + 1
 
 
+def select_by_pattern(m: Module, n_log2: Signal, patterns: tuple[int, ...], target, value_of) -> None:
+    """Drive `target` from the pattern code; an unsupported code acts as the densest."""
+    with m.Switch(n_log2):
+        for n in patterns:
+            with m.Case(pattern_code(n)):
+                m.d.comb += target.eq(value_of(n))
+        with m.Default():
+            m.d.comb += target.eq(value_of(patterns[-1]))
+
+
+class BlockRouter(wiring.Component):
+    """The activation blocks of a beat's slots, routed to the chain's lane pairs
+    by the pattern: pair g reads slot `2g // N`. Combinational; one per tile."""
+
+    def __init__(self, *, length: int, patterns: tuple[int, ...] = (2, 4, 8, 16), block: int = 16):
+        self.patterns = check_chain(length, patterns, block)
+        self.length = length
+        super().__init__({
+            "n_log2": In(pattern_code_width(block)),
+            "acts": In(data.ArrayLayout(block_layout(block), chain_slots(length, self.patterns))),
+            "pairs": Out(data.ArrayLayout(block_layout(block), length // 2)),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        for g in range(self.length // 2):
+            select_by_pattern(m, self.n_log2, self.patterns, self.pairs[g], lambda n: self.acts[2 * g // n])
+        return m
+
+
 class SparseDspChain(wiring.Component):
-    """`length` DSP48s; stream in beats, stream out per-group partial sums."""
+    """`length` DSP48s; stream in beats, stream out per-group partial sums.
+    A `routed` chain takes one block per lane pair (a `BlockRouter`'s output)
+    instead of the beat's slots."""
 
     def __init__(self, *, length: int, patterns: tuple[int, ...] = (2, 4, 8, 16), block: int = 16,
-                 geometry: Dsp48Geometry = DSP48E2):
+                 geometry: Dsp48Geometry = DSP48E2, routed: bool = False):
         self.patterns = check_chain(length, patterns, block)
         self.length = length
         self.block = block
         self.geometry = geometry
-        self.slots = chain_slots(length, self.patterns)
+        self.routed = routed
+        self.slots = length // 2 if routed else chain_slots(length, self.patterns)
         self.terms = max(self.segment(n) for n in self.patterns)
         self.partial_width = sum_width(self.terms)
         super().__init__({
@@ -111,13 +150,7 @@ class SparseDspChain(wiring.Component):
         return chain_latency_cycles(self.length)
 
     def _by_pattern(self, m: Module, target: Signal, value_of) -> None:
-        """Drive `target` from the pattern code; an unsupported code acts as the densest."""
-        with m.Switch(self.n_log2):
-            for n in self.patterns:
-                with m.Case(pattern_code(n)):
-                    m.d.comb += target.eq(value_of(n))
-            with m.Default():
-                m.d.comb += target.eq(value_of(self.patterns[-1]))
+        select_by_pattern(m, self.n_log2, self.patterns, target, value_of)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -126,12 +159,16 @@ class SparseDspChain(wiring.Component):
         ce = Signal()
         m.d.comb += [ce.eq(~self.o.valid | self.o.ready), self.i.ready.eq(ce)]
 
+        pairs = beat.acts
+        if not self.routed:
+            m.submodules.router = router = BlockRouter(length=L, patterns=self.patterns, block=self.block)
+            m.d.comb += [router.n_log2.eq(self.n_log2), router.acts.eq(beat.acts)]
+            pairs = router.pairs
+
         slices = []
         for j in range(L):
-            blk = Signal(block_layout(self.block), name=f"block{j}")
-            self._by_pattern(m, blk, lambda n: beat.acts[j // n])
             act, weight = Signal(ACT_PAIR, name=f"act{j}_skew0"), Signal(signed(8), name=f"w{j}_skew0")
-            m.d.comb += [act.eq(blk[beat.index[j]]), weight.eq(beat.weights[j])]   # the sparse MUX
+            m.d.comb += [act.eq(pairs[j // 2][beat.index[j]]), weight.eq(beat.weights[j])]   # the sparse MUX
             for k in range(1, j + 1):
                 act_k = Signal(ACT_PAIR, name=f"act{j}_skew{k}", reset_less=True)   # skew: shift registers
                 weight_k = Signal(signed(8), name=f"w{j}_skew{k}", reset_less=True)
