@@ -14,8 +14,12 @@ simulator.
 """
 from __future__ import annotations
 
+import argparse
+import collections
 import json
 import random
+import resource
+import sys
 import time
 import traceback
 from collections.abc import Iterator
@@ -198,3 +202,51 @@ def well_formed(o: Outcome) -> bool:
     if o.result not in ("format", "simulation") or "\n" in o.message or not o.message.startswith(SOURCE + ": "):
         return False
     return o.result == "format" or "section " in o.message
+
+
+# ---- the long run: bench/fuzz.py programs ------------------------------------------
+SLOW_S = 5.0
+PEAK_MB = 1024
+
+
+def peak_mb() -> float:
+    """Peak resident memory of this process (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run --n cases from seed --first; print outcomes, peak memory and the slowest case."""
+    counts: collections.Counter = collections.Counter()
+    slowest, bad, t0 = None, [], time.perf_counter()
+    for o in cases(args.first, args.n):
+        counts[(o.result, o.kind)] += 1
+        if slowest is None or o.seconds > slowest.seconds:
+            slowest = o
+        if not well_formed(o):
+            bad.append(o)
+        done = o.seed - args.first + 1
+        if done % 10000 == 0:
+            print(f"  {done} cases, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    wall = time.perf_counter() - t0
+    print(f"{args.n} program mutations (seeds {args.first}..{args.first + args.n - 1}) in {wall:.0f} s "
+          f"({args.n / wall:.0f} cases/s)")
+    for result in ("ok", "format", "simulation", "crash"):
+        kinds = {k: n for (r, k), n in sorted(counts.items()) if r == result}
+        print(f"  {result:<10} {sum(kinds.values()):>7}  " + " ".join(f"{k}={n}" for k, n in kinds.items()))
+    print(f"  not one line naming the file: {len(bad)}")
+    print(f"peak memory {peak_mb():.0f} MB (target <= {PEAK_MB}); slowest case: seed {slowest.seed} "
+          f"({slowest.kind}, {slowest.result}) {slowest.seconds:.3f} s (target <= {SLOW_S})")
+    for o in bad[:5]:
+        print(f"case {o.seed} ({o.kind}, {o.result}): {o.message.strip().splitlines()[-1]}")
+    if bad:
+        print(f"reproduce one: .venv/bin/python bench/fuzz.py programs --first {bad[0].seed} --n 1")
+    print(f"reproduce: .venv/bin/python bench/fuzz.py programs --first {args.first} --n {args.n}")
+    return 1 if bad or slowest.seconds > SLOW_S or peak_mb() > PEAK_MB else 0
+
+
+def register(sub) -> None:
+    """The `programs` subcommand of bench/fuzz.py."""
+    p = sub.add_parser("programs", help="mutate a compiled .dfp: load and simulate each")
+    p.add_argument("--n", type=int, default=100000, help="cases (default: 100000)")
+    p.add_argument("--first", type=int, default=0, help="seed of the first case (default: 0)")
+    p.set_defaults(func=run)
