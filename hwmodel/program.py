@@ -210,7 +210,7 @@ def from_bytes(data: bytes, hw: HwConfig, source: str = "<program>") -> Program:
     header, body, end = _verified_header(data, source)
     fp, hw_name = check_names(header, source)
     if fp != hw.fingerprint:
-        raise bad(f"compiled for hardware {hw_name!r} (fingerprint {fp}), "
+        raise bad(f"compiled for hardware {hw_name!r} (fingerprint {fp!r}), "
                   f"not for {hw.name!r} ({hw.fingerprint}); pass --hw {hw_name}")
     words = np.frombuffer(body, dtype="<u4", offset=end)
     check_header(header, hw, len(words), source)
