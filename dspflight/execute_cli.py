@@ -29,7 +29,7 @@ from dspflight.output import OutputSet
 from dspflight.reference import FP16_MAX_DIFF, Reference
 from hwmodel.errors import DspflightError
 from hwmodel.hwconfig import load_hw
-from hwmodel.program import from_bytes, to_bytes
+from hwmodel.program import from_bytes, read_bytes, to_bytes
 from sim.functional import Executor, Image
 
 CALIBRATION = (4, 64)       # calibration batch: sequences x tokens of seeded random ids
@@ -73,7 +73,7 @@ def execute(checkpoint: str | Path, hw_name: str = "u280", compression: str = "f
     rng = np.random.default_rng(seed)
     cm = compress(ck, comp, rng.integers(0, ck.model.vocab, CALIBRATION))
     if program is not None:
-        dfp = Path(program).read_bytes()
+        dfp = read_bytes(program)
     else:
         dfp = to_bytes(compile_program(ck.model, comp, hw, prefill, decode, Buckets(chunk or prefill, 1)), hw)
     prog = from_bytes(dfp, hw, str(program or "<compiled>"))

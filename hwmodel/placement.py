@@ -109,9 +109,10 @@ class Placement:
             return ProgramFormatError(f"{where}: placement: {msg}")
         try:
             name = data["name"]
-            core_pcs = tuple(tuple(int(p) for p in row) for row in data["core_pcs"])
-            groups = tuple((str(r), int(f), int(c)) for r, f, c in data["groups"])
-            spaces = tuple(Space(tuple(int(p) for p in pcs), int(st), int(n)) for pcs, st, n in data["spaces"])
+            core_pcs = tuple(_ints(row, "core_pcs") for row in data["core_pcs"])
+            groups = tuple(_triple(g, "groups", str) for g in data["groups"])
+            spaces = tuple(Space(_ints(pcs, "spaces"), start, n)
+                           for pcs, start, n in (_triple(s, "spaces", list) for s in data["spaces"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise bad(f"malformed ({type(exc).__name__}: {exc})") from None
         if not isinstance(name, str) or len(core_pcs) != hw.slrs:
@@ -132,4 +133,21 @@ class Placement:
                     raise bad(f"PC {pc} belongs to two spaces")
             if -(-s.bursts // len(s.pcs)) * hw.hbm.burst_bytes > hw.hbm.address_map.pc_bytes:
                 raise bad(f"space on PCs {list(s.pcs)} is larger than its PCs")
+            if (s.start + s.bursts) * hw.hbm.burst_bytes > hw.hbm.capacity_bytes:
+                raise bad(f"space on PCs {list(s.pcs)} ends beyond the HBM capacity")
         return cls(name, core_pcs, groups, spaces)
+
+
+def _ints(value, where: str) -> tuple[int, ...]:
+    """A list of integers (JSON: no floats, strings or booleans)."""
+    if not isinstance(value, list) or any(type(v) is not int for v in value):
+        raise TypeError(f"{where}: expected a list of integers, got {str(value)[:40]}")
+    return tuple(value)
+
+
+def _triple(value, where: str, first: type) -> tuple:
+    """[first, int, int]: a group (region, first, count) or a space (PCs, start, bursts)."""
+    if not isinstance(value, list) or len(value) != 3 or not isinstance(value[0], first) \
+            or any(type(v) is not int for v in value[1:]):
+        raise TypeError(f"{where}: expected [{first.__name__}, int, int], got {str(value)[:40]}")
+    return tuple(value)

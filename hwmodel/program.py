@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -25,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hwmodel.errors import ProgramFormatError
+from hwmodel.errors import ConfigError, ProgramFormatError
 from hwmodel.hwconfig import HwConfig, load_hw
 from hwmodel.isa import QUEUES, WORDS, Instr, isa_for, mask_to_queues
+from hwmodel.program_header import check_header, check_names, parse_header
 
 MAGIC = b"DSPF"
 VERSION = 1
@@ -77,6 +80,12 @@ class Program:
     sections: list[Section]
     steps: list[Step]
     schedule: list[tuple[int, int]]     # (step index, how many real steps it stands for)
+    source: str = field(default="", compare=False)      # the file it was read from, for error messages
+
+    @property
+    def where(self) -> str:
+        """How errors name the program: its file, or its model if it was compiled in memory."""
+        return self.source or f"program for {self.model}"
 
     @property
     def instruction_count(self) -> int:
@@ -137,8 +146,24 @@ def to_bytes(prog: Program, hw: HwConfig) -> bytes:
         "schedule": [list(e) for e in prog.schedule],
     }
     hbytes = json.dumps(header, separators=(",", ":")).encode()
-    body = _PRE.pack(MAGIC, VERSION, 0, len(hbytes)) + hbytes + np.asarray(words, dtype="<u4").tobytes()
-    return body + hashlib.sha256(body).digest()
+    return assemble(hbytes, np.asarray(words, dtype="<u4").tobytes())
+
+
+def checksum(body: bytes) -> bytes:
+    """The digest that ends a program file, over everything before it."""
+    return hashlib.sha256(body).digest()
+
+
+def assemble(header: bytes, words: bytes) -> bytes:
+    """A program file from its header JSON and its instruction words."""
+    body = _PRE.pack(MAGIC, VERSION, 0, len(header)) + header + words
+    return body + checksum(body)
+
+
+def parts(data: bytes) -> tuple[bytes, bytes]:
+    """The header JSON and the instruction words of a well-formed file (inverse of assemble)."""
+    end = _PRE.size + _PRE.unpack_from(data)[3]
+    return data[_PRE.size:end], data[end:-DIGEST]
 
 
 def instruction_bytes(prog: Program) -> int:
@@ -169,18 +194,12 @@ def _verified_header(data: bytes, source: str) -> tuple[dict, bytes, int]:
     if version != VERSION:
         raise bad(f"format version {version}, this dspflight reads version {VERSION}")
     body, digest = data[:-DIGEST], data[-DIGEST:]
-    if hashlib.sha256(body).digest() != digest:
+    if checksum(body) != digest:
         raise bad("checksum mismatch: the file is truncated or corrupted")
     end = _PRE.size + hlen
     if end > len(body) or (len(body) - end) % 4:
         raise bad("header length does not match the file size")
-    try:
-        header = json.loads(body[_PRE.size:end])
-    except ValueError as exc:
-        raise bad(f"malformed header: {exc}") from None
-    if not isinstance(header, dict):
-        raise bad("malformed header: not a mapping")
-    return header, body, end
+    return parse_header(body[_PRE.size:end], source), body, end
 
 
 def from_bytes(data: bytes, hw: HwConfig, source: str = "<program>") -> Program:
@@ -189,56 +208,52 @@ def from_bytes(data: bytes, hw: HwConfig, source: str = "<program>") -> Program:
         return ProgramFormatError(f"{source}: {msg}")
 
     header, body, end = _verified_header(data, source)
-    try:
-        fp, table, lib, sched = header["hw_fingerprint"], header["sections"], header["steps"], header["schedule"]
-    except (KeyError, TypeError) as exc:
-        raise bad(f"malformed header: {exc}") from None
+    fp, hw_name = check_names(header, source)
     if fp != hw.fingerprint:
-        raise bad(f"compiled for hardware {header.get('hw_name')!r} (fingerprint {fp}), "
-                  f"not for {hw.name!r} ({hw.fingerprint}); pass --hw {header.get('hw_name')}")
+        raise bad(f"compiled for hardware {hw_name!r} (fingerprint {fp!r}), "
+                  f"not for {hw.name!r} ({hw.fingerprint}); pass --hw {hw_name}")
     words = np.frombuffer(body, dtype="<u4", offset=end)
+    check_header(header, hw, len(words), source)
     isa = isa_for(hw)
     sections, first = [], 0
-    for i, ent in enumerate(table):
-        off, n = ent["offset"], ent["words"]
-        if off < 0 or off + n > len(words):
-            raise bad(f"section {i} ({ent['name']}) lies outside the instruction words")
+    for i, ent in enumerate(header["sections"]):
+        off = ent["offset"]
         try:
-            instrs = isa.decode_all(words, off, off + n, first)
+            instrs = isa.decode_all(words, off, off + ent["words"], first)
         except ProgramFormatError as exc:
-            raise bad(str(exc)) from None
+            raise bad(f"section {i} ({ent['name']}): {exc}") from None
+        if len(instrs) != ent["count"]:
+            raise bad(f"header field sections[{i}].count: {ent['count']}, but its words hold {len(instrs)} "
+                      f"instructions")
         sections.append(Section(ent["name"], instrs, [tuple(x) for x in ent["labels"]]))
         first += len(instrs)
-    steps = []
-    try:
-        for si, s in enumerate(lib):
-            calls = [Call(c[0], list(c[2]), c[1]) for c in s["calls"]]
-            for c in calls:
-                if not 0 <= c.section < len(sections):
-                    raise bad(f"step {si} calls section {c.section}, which does not exist")
-            steps.append(Step(s["phase"], s["tokens"], s["context"], calls))
-        schedule = [(int(i), int(n)) for i, n in sched]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise bad(f"malformed step table: {exc}") from None
-    for i, _ in schedule:
-        if not 0 <= i < len(steps):
-            raise bad(f"schedule runs step {i}, which does not exist")
-    return Program(fp, header.get("hw_name", ""), header.get("model", ""), header.get("meta", {}),
-                   sections, steps, schedule)
+    steps = [Step(s["phase"], s["tokens"], s["context"], [Call(c[0], list(c[2]), c[1]) for c in s["calls"]])
+             for s in header["steps"]]
+    schedule = [(i, n) for i, n in header["schedule"]]
+    return Program(fp, hw_name, header["model"], header["meta"], sections, steps, schedule, source)
 
 
-def _read(path: Path) -> bytes:
+def read_bytes(path: str | Path) -> bytes:
+    """A program file's bytes; anything but a readable regular file (a FIFO would block) is refused."""
+    path = Path(path)
     try:
-        return path.read_bytes()
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:   # opening a FIFO does not wait
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise ProgramFormatError(f"{path}: not a regular file")
+            return fh.read()
     except OSError as exc:
         raise ProgramFormatError(f"{path}: cannot read: {exc.strerror}") from None
 
 
 def read_program(path: str | Path, hw: HwConfig | None = None) -> tuple[Program, HwConfig]:
     """Read and verify a .dfp; without `hw`, the design its header names."""
-    data = _read(Path(path))
+    data = read_bytes(path)
     if hw is None:
-        hw = load_hw(_verified_header(data, str(path))[0].get("hw_name", ""))
+        name = check_names(_verified_header(data, str(path))[0], str(path))[1]
+        try:
+            hw = load_hw(name)
+        except ConfigError as exc:
+            raise ProgramFormatError(f"{path}: header field hw_name: {exc}; pass --hw") from None
     return from_bytes(data, hw, str(path)), hw
 
 

@@ -23,7 +23,8 @@ from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import NUM_QUEUES, QUEUES, Instr, Op, mask_to_queues
 from hwmodel.placement import Placement
 from hwmodel.program import Section, format_instr
-from hwmodel.transfer import transfer_bytes, transfer_timing, turnaround_cycles
+from hwmodel.transfer import transfer_timing, turnaround_cycles
+from sim.checks import check_section
 
 WORK_FIELDS = tuple(Work.__dataclass_fields__)
 ST_QUEUE = int(Op.ST)
@@ -49,26 +50,6 @@ class SectionTiming:
     trace: list[tuple[int, int, int, str]]   # (queue, start, end, label) per instruction
 
 
-def _check_buffers(hw: HwConfig, ins: Instr, index: int, section: str) -> None:
-    """An LD/ST must stay inside the on-chip buffer its address falls in."""
-    buf = hw.buffer_of(ins.f["addr"])
-    nbytes = transfer_bytes(hw, ins)
-    start = ins.f["addr"] * hw.line_bytes
-    if buf is None or start + nbytes > buf.base + buf.bytes:
-        where = f"buffer {buf.name} ends at byte {buf.base + buf.bytes}" if buf else "no buffer there"
-        raise SimulationError(f"section {section}: instruction {index} ({ins.op.name}): {nbytes} bytes at on-chip "
-                              f"byte {start} overflow the on-chip buffers ({where})")
-
-
-def _check_group(placement: Placement, ins: Instr, index: int, section: str) -> None:
-    """An LD/ST must name a channel group every core has."""
-    first, count = ins.f["ch_first"], ins.f["ch_count"]
-    if count < 1 or any(first + count > len(pcs) for pcs in placement.core_pcs):
-        raise SimulationError(f"section {section}: instruction {index} ({ins.op.name}): channel group "
-                              f"{first}+{count} is outside the cores' {min(map(len, placement.core_pcs))} channels "
-                              f"(placement {placement.name})")
-
-
 def _pc_atoms(chans: list) -> tuple[list, int]:
     """Group the PCs that every transfer of the section uses together (all of a
     plan's group, typically) into one resource each: same timing, fewer updates."""
@@ -84,6 +65,7 @@ def _pc_atoms(chans: list) -> tuple[list, int]:
 
 
 def time_section(hw: HwConfig, sec: Section, placement: Placement, keep_trace: bool = False) -> SectionTiming:
+    check_section(hw, sec, placement)
     instrs = sec.instrs
     labels = sec.label_of()
     n = len(instrs)
@@ -95,8 +77,6 @@ def time_section(hw: HwConfig, sec: Section, placement: Placement, keep_trace: b
         waits.append(mask_to_queues(q, ins.wait))
         releases.append(mask_to_queues(q, ins.release))
         if ins.op in (Op.LD, Op.ST):
-            _check_buffers(hw, ins, i, sec.name)
-            _check_group(placement, ins, i, sec.name)
             tt = transfer_timing(hw, placement, ins)
             cycles.append(tt.cycles)
             occupy.append(tt.data_cycles)

@@ -65,7 +65,7 @@ def simulate(prog: Program, hw: HwConfig, progress: Callable[[int, int], None] |
         for call in step.calls:
             t = timings.get(call.section)
             if t is None:
-                t = timings[call.section] = time_section(hw, prog.sections[call.section], placement, keep_trace)
+                t = timings[call.section] = _time(prog, hw, call.section, placement, keep_trace)
             calls += 1
             cycles += t.cycles
             _accumulate(ph, t, call.layer, repeat)
@@ -107,13 +107,21 @@ def untimed(prog: Program, schedule: list[tuple[int, int]], timings: dict[int, S
 
 def _time_chunk(job: tuple[int, list[int]]) -> list[SectionTiming]:
     prog, hw, placement, keep_trace = _SHARED[job[0]]
-    return [time_section(hw, prog.sections[k], placement, keep_trace) for k in job[1]]
+    return [_time(prog, hw, k, placement, keep_trace) for k in job[1]]
+
+
+def _time(prog: Program, hw: HwConfig, k: int, placement: Placement, keep_trace: bool) -> SectionTiming:
+    """Time section `k`; an error names the program's file as well as the section."""
+    try:
+        return time_section(hw, prog.sections[k], placement, keep_trace)
+    except SimulationError as exc:
+        raise SimulationError(f"{prog.where}: {exc}") from None
 
 
 def program_placement(prog: Program, hw: HwConfig) -> Placement:
     """The program's data placement, with every call's base registers checked
     against it (a section is timed once for all its calls only if they are aligned)."""
-    placement = Placement.from_json(prog.meta.get("placement"), hw, f"program for {prog.model}")
+    placement = Placement.from_json(prog.meta.get("placement"), hw, prog.where)
     seen: set[tuple[int, ...]] = set()
     for step in prog.steps:
         for call in step.calls:
@@ -131,7 +139,7 @@ def _check_bases(prog: Program, hw: HwConfig, placement: Placement, call: Call) 
             space = placement.space_of(core, *placement.group(region))
             if space is None or not space.start <= base <= space.start + space.bursts \
                     or (base - space.start) % (len(space.pcs) * row):
-                raise SimulationError(f"program for {prog.model}: section {call.section} (layer {call.layer}), core "
+                raise SimulationError(f"{prog.where}: section {call.section} (layer {call.layer}), core "
                                       f"{core}: base register {reg} = {base} is not a row-aligned address of its "
                                       f"{region} space")
 

@@ -71,12 +71,10 @@ def test_schedule_for_other_lengths_and_outside_the_cover(u280):
 def test_a_bad_placement_in_the_header_is_one_line_naming_the_placement(tiny_program, u280, edit, message):
     import copy
 
-    from sim.stats import simulate
     bad = copy.deepcopy(tiny_program)
     edit(bad.meta["placement"])
-    back = from_bytes(to_bytes(bad, u280), u280, "prog.dfp")
-    with pytest.raises(ProgramFormatError, match=f"placement: .*{message}") as err:
-        simulate(back, u280)
+    with pytest.raises(ProgramFormatError, match=f"prog.dfp: header field meta: placement: .*{message}") as err:
+        from_bytes(to_bytes(bad, u280), u280, "prog.dfp")
     assert "\n" not in str(err.value)
 
 
