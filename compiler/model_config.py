@@ -57,6 +57,21 @@ _HF_FAMILIES = {
 }
 
 
+# Our field -> its key in a Hugging Face config.json (the FFN width's key is the family's).
+_HF_KEYS = {"layers": "num_hidden_layers", "hidden": "hidden_size", "heads": "num_attention_heads",
+            "kv_heads": "num_key_value_heads", "vocab": "vocab_size", "max_context": "max_position_embeddings"}
+
+
+def field_key(m: ModelConfig, name: str) -> str:
+    """How field `name` of our ModelConfig is spelled in the file it came from."""
+    if not m.source.endswith(".json"):
+        return name
+    if name == "ffn":
+        return next(fam["ffn_key"] for fam in _HF_FAMILIES.values()
+                    if (fam["norm"], fam["positional"]) == (m.norm, m.positional))
+    return _HF_KEYS.get(name, name)
+
+
 def load_model(spec: "str | Path | dict | ModelConfig", source: str | None = None) -> ModelConfig:
     """A built-in model (`llama2-7b`, `opt-6.7b`, `tiny`), a YAML file, a HF config.json,
     the YAML's mapping as data (errors name `source`), or a ModelConfig (returned as it is)."""
@@ -100,15 +115,13 @@ def _from_hf(f: Fields, path: Path) -> ModelConfig:
     )
     if m.activation not in ("silu", "gelu", "relu"):
         raise f.error("hidden_act", f"expected silu, gelu or relu, got {act!r}")
-    _check(m, f, fam["ffn_key"])
+    _check(m, f)
     return m
 
 
-def _check(m: ModelConfig, f: Fields, hf_ffn_key: str | None = None) -> None:
-    """Shapes that must agree; `hf_ffn_key` names the FFN width in a HF config.json."""
-    heads_key, kv_key, hidden_key, ffn_key = (
-        ("num_attention_heads", "num_key_value_heads", "hidden_size", hf_ffn_key) if hf_ffn_key
-        else ("heads", "kv_heads", "hidden", "ffn"))
+def _check(m: ModelConfig, f: Fields) -> None:
+    """Shapes that must agree, each error naming the field as its file spells it."""
+    heads_key, kv_key, hidden_key, ffn_key = (field_key(m, k) for k in ("heads", "kv_heads", "hidden", "ffn"))
     if m.hidden % m.heads:
         raise f.error(hidden_key, f"{m.hidden} is not a multiple of {heads_key}={m.heads}")
     if m.heads % m.kv_heads:
