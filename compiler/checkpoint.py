@@ -79,7 +79,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{root}: no config.json (expected a Hugging Face checkpoint directory)")
     try:
         model = load_model(config)
-        theta, eps = _constants(Fields(load_mapping(config), config))
+        theta, eps = hf_constants(config)
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from None
     files = sorted(root.glob("*.safetensors"))
@@ -116,8 +116,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(model, weights, theta, eps)
 
 
-def _constants(f: Fields) -> tuple[float, float]:
+def hf_constants(config: str | Path) -> tuple[float, float]:
     """RoPE base and norm epsilon of a config.json (defaults where absent)."""
+    f = Fields(load_mapping(config), config)
     theta = f.number("rope_theta", ROPE_THETA_DEFAULT)
     if theta <= 1:      # the RoPE frequencies theta**(-2i/d) must fall with i
         raise f.error("rope_theta", f"expected a number > 1, got {theta:g}")
