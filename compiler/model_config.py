@@ -105,7 +105,7 @@ def _from_hf(f: Fields, path: Path) -> ModelConfig:
     heads = _dim(f, "num_attention_heads", 1)
     act = f.text("hidden_act", "silu" if family != "opt" else f.text("activation_function", "relu"))
     m = ModelConfig(
-        name=f.text("_name_or_path", path.parent.name or path.stem).split("/")[-1].lower() or family,
+        name=_hf_name(f, path) or family,
         source=str(path),
         layers=_dim(f, "num_hidden_layers", 1), hidden=_dim(f, "hidden_size", 16), heads=heads,
         kv_heads=_dim(f, "num_key_value_heads", 1, heads), ffn=_dim(f, fam["ffn_key"], 16),
@@ -117,6 +117,12 @@ def _from_hf(f: Fields, path: Path) -> ModelConfig:
         raise f.error("hidden_act", f"expected silu, gelu or relu, got {act!r}")
     _check(m, f)
     return m
+
+
+def _hf_name(f: Fields, path: Path) -> str:
+    """The last part of `_name_or_path` (null in some exported configs: then the folder's name)."""
+    folder = path.parent.name or path.stem
+    return (folder if f.raw("_name_or_path", None) is None else f.text("_name_or_path")).split("/")[-1].lower()
 
 
 def _check(m: ModelConfig, f: Fields) -> None:
