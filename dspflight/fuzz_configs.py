@@ -232,7 +232,7 @@ def run(c: Case, folder: Path, limit_s: float = 5.0) -> Result:
         outcome, detail = "hang", f"still running after {limit_s} s"
     except DspflightError as exc:
         detail = str(exc)
-        outcome = "refused" if "\n" not in detail and str(path) in detail else "bad-message"
+        outcome = "refused" if len(detail.splitlines()) == 1 and str(path) in detail else "bad-message"
     except Exception as exc:        # what the fuzzer is looking for
         outcome, detail = "crash", f"{type(exc).__name__}: {exc}"[:300]
     finally:

@@ -112,7 +112,7 @@ def load_mapping(path: str | Path) -> dict:
 
 def one_line(text: str) -> str:
     """A message as the single line the CLI prints."""
-    return " ".join(text.split("\n"))
+    return " ".join(text.splitlines())
 
 
 def shown(value: Any) -> str:
