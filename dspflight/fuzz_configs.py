@@ -114,7 +114,7 @@ def sources() -> tuple[tuple[str, str, str], ...]:
 def _bad_values(rng: random.Random, old: Any) -> Any:
     pool = [float("nan"), float("inf"), float("-inf"), 1e30, -1e30, 10**30, -(10**30), 10**9, 2**31, 2**64, -1, 0,
             1, 0.5, -0.5, 1e-300, 10**4000, "abc", "", "false", "true", "1e30", ".nan", None, True, False, [], {},
-            [1, 2], {"a": 1}, "x" * 300, [float("nan")], {1: 2, "zz": 3}]
+            [1, 2], {"a": 1}, "x" * 300, [float("nan")], {1: 2, "zz": 3}, -0.0, "16", 2**53 + 1, 1.5]
     if isinstance(old, (int, float)) and not isinstance(old, bool) and abs(old) < 1e300:
         pool += [old * 1000, -old, old + 0.5, str(old), old * 10**12, int(old) + 1, old / 1000]
     return rng.choice(pool)
@@ -132,11 +132,16 @@ def _slots(data: Any) -> list[tuple[Any, Any]]:
     return out
 
 
+def _holds(value: Any, node: Any) -> bool:
+    """Whether `node` is `value` or inside it."""
+    return node is value or any(c is node for c, _ in _slots(value))
+
+
 def _structural(rng: random.Random, data: dict) -> str:
     """Change `data` in place; returns what was done."""
     slots = _slots(data)
     maps = [data] + [c[k] for c, k in slots if isinstance(c[k], dict)]
-    what = rng.choice(("value", "value", "value", "delete", "add-key", "int-and-str-keys", "deep"))
+    what = rng.choice(("value", "value", "value", "delete", "add-key", "int-and-str-keys", "deep", "swap"))
     if what == "add-key":
         target = rng.choice(maps)
         target[rng.choice(("zz", 1, None, True, 2.5, "", "a\nb"))] = rng.choice((3, "x", None))
@@ -147,6 +152,12 @@ def _structural(rng: random.Random, data: dict) -> str:
     if not slots:
         return "none"
     container, key = rng.choice(slots)
+    if what == "swap":      # two fields trade values (a mapping where a number belongs, ...)
+        other, key2 = rng.choice(slots)
+        if _holds(container[key], other) or _holds(other[key2], container):
+            return "none"       # one holds the other: a swap would make the document contain itself
+        container[key], other[key2] = other[key2], container[key]
+        return f"swap {key!r} {key2!r}"
     if what == "delete":
         del container[key]
         return f"delete {key!r}"
@@ -201,6 +212,8 @@ def case(seed: int, index: int) -> Case:
         return Case(index, kind, name, what, data, suffix)
     data = copy.deepcopy(_parsed(name))
     done = [_structural(rng, data) for _ in range(rng.choice((1, 1, 1, 2, 3)))]
+    if rng.random() < 0.01:
+        data, done = rng.choice(([data], list(data), 3, None, "text")), done + ["top-level"]
     depth = rng.choice((17, 100, 1000)) if rng.random() < 0.95 else 100_000
     return Case(index, kind, name, " + ".join(done), _dump(data, suffix, depth), suffix)
 
