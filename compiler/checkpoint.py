@@ -12,9 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from compiler.model_config import ModelConfig, load_model
+from hwmodel.configio import Fields, load_mapping
 from hwmodel.errors import CheckpointError, ConfigError
 
 ROPE_THETA_DEFAULT = 10000.0
+NORM_EPS_DEFAULT = 1e-5
+# The norm parameter record holds eps as FP32 (hwmodel.isa.PARAM_HEADER_BYTES),
+# so it must be a normal FP32 number; above 1 it would swamp the mean square.
+NORM_EPS_RANGE = (float(np.finfo(np.float32).tiny), 1.0)
 
 
 def expected_shapes(m: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -74,11 +79,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{root}: no config.json (expected a Hugging Face checkpoint directory)")
     try:
         model = load_model(config)
+        theta, eps = hf_constants(config)
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from None
-    raw = json.loads(config.read_text())
-    theta = float(raw.get("rope_theta", ROPE_THETA_DEFAULT))
-    eps = float(raw.get("rms_norm_eps", raw.get("layer_norm_eps", 1e-5)))
     files = sorted(root.glob("*.safetensors"))
     if not files:
         raise CheckpointError(f"{root}: no *.safetensors file")
@@ -89,6 +92,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                 tensors[name] = value
         except Exception as exc:        # the package raises several types for a damaged file
             raise CheckpointError(f"{f}: cannot read safetensors: {exc}") from None
+    held = sum(v.nbytes for v in tensors.values())
+    if model.linear_params > held:      # every weight takes at least a byte: refuse before listing the tensors
+        raise CheckpointError(f"{config}: fields num_hidden_layers={model.layers}, hidden_size={model.hidden}, "
+                              f"vocab_size={model.vocab}: {model.linear_params} weights, more than the {held} bytes of "
+                              f"tensors in its *.safetensors files")
     for name, tied in TIED.items():
         if name not in tensors:
             source = next((t for t in tied if t in tensors), None)
@@ -106,6 +114,17 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             raise CheckpointError(f"{root}: tensor {name} contains NaN or infinite values")
         weights[name] = value
     return Checkpoint(model, weights, theta, eps)
+
+
+def hf_constants(config: str | Path) -> tuple[float, float]:
+    """RoPE base and norm epsilon of a config.json (defaults where absent)."""
+    f = Fields(load_mapping(config), config)
+    theta = f.number("rope_theta", ROPE_THETA_DEFAULT)
+    if theta <= 1:      # the RoPE frequencies theta**(-2i/d) must fall with i
+        raise f.error("rope_theta", f"expected a number > 1, got {theta:g}")
+    key = "rms_norm_eps" if f.has("rms_norm_eps") or not f.has("layer_norm_eps") else "layer_norm_eps"
+    lo, hi = NORM_EPS_RANGE
+    return theta, f.number(key, NORM_EPS_DEFAULT, lo=lo, hi=hi)
 
 
 def write_random_llama(path: str | Path, model: ModelConfig, seed: int = 0, theta: float = ROPE_THETA_DEFAULT) -> Path:

@@ -16,9 +16,10 @@ from typing import Callable
 
 import networkx as nx
 
+from compiler.budget import check_budget
 from compiler.compression import Compression
 from compiler.graph import build_graph
-from compiler.model_config import ModelConfig
+from compiler.model_config import ModelConfig, field_key
 from compiler.passes.allocate import allocate
 from compiler.passes.annotate_compression import annotate_compression
 from compiler.passes.emit import POST, PRE, R_HEAD, R_IO, R_KV, R_WEIGHTS, emit
@@ -95,17 +96,17 @@ def compile_program(model: ModelConfig, comp: Compression, hw: HwConfig, prefill
         raise CompileError(f"bucket sizes must be >= 1, got {buckets.prefill} and {buckets.decode}")
     max_prompt, max_context = cover or (prefill, prefill + decode)
     max_prompt, max_context = max(max_prompt, prefill), max(max_context, prefill + decode)
-    chunk = buckets.prefill
+    chunk, step = buckets.prefill, buckets.decode
     prompt_end = _round_up(max_prompt, chunk)
-    if cover:
-        decode_ctx = range(buckets.decode, _round_up(max_context, buckets.decode) + 1, buckets.decode)
-    else:
-        decode_ctx = sorted({_round_up(c, buckets.decode) for c in range(prefill + 1, prefill + decode + 1)})
-    max_ctx = max([prompt_end, *decode_ctx])
+    # the decode contexts' buckets, as a range: no work in the lengths before the checks
+    first = step if cover else _round_up(prefill + 1, step)
+    decode_ctx = range(first, _round_up(max_context, step) + 1, step) if cover or decode else range(0)
+    max_ctx = max(prompt_end, decode_ctx[-1] if decode_ctx else 0)
     if max_ctx > model.max_context:
-        raise CompileError(f"{model.source}: field max_context: the program needs contexts up to {max_ctx} "
-                           f"(prompt {max_prompt}, context {max_context}, buckets {chunk}/{buckets.decode}), "
+        raise CompileError(f"{model.source}: field {field_key(model, 'max_context')}: the program needs contexts up "
+                           f"to {max_ctx} (prompt {max_prompt}, context {max_context}, buckets {chunk}/{step}), "
                            f"the model supports {model.max_context}")
+    check_budget(model, comp, hw, chunk, max_ctx)
     spec = [("prefill", chunk, end) for end in range(chunk, prompt_end + 1, chunk)]
     spec += [("decode", 1, ctx) for ctx in decode_ctx]
     sections, steps, layout = compile_steps(model, comp, hw, spec, max_ctx, fusion, progress, dump_after, dump_dir,

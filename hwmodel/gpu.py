@@ -50,6 +50,9 @@ def load_gpu(name_or_path: str | Path) -> GpuPreset:
     f = Fields(load_mapping(path), path)
     f.check_known(_FIELDS)
     util = f.sub("decode_hbm_utilization", {})
+    for key in util.data:
+        if not isinstance(key, str):      # names a serving stack in the reports
+            raise util.error(key, "expected a name such as naive or vllm")
     utilization = {key: util.number(key, lo=0.001, hi=1.0) for key in util.data}
     return GpuPreset(
         name=f.text("name"),

@@ -29,6 +29,7 @@ class Op(IntEnum):
 
 QUEUES = tuple(op.name for op in Op)       # queue index == opcode
 NUM_QUEUES = len(QUEUES)
+WORD_BITS = 32                             # instructions are little-endian 32-bit words
 WORDS = {Op.LD: 7, Op.ST: 3, Op.MM: 4, Op.MV: 4, Op.MISC: 3, Op.SYS: 1}
 
 
@@ -153,12 +154,12 @@ class Isa:
         self.layouts: dict[Op, Layout] = {}
         for op, fields in spec.items():
             layout = Layout(op, WORDS[op], tuple(fields))
-            if layout.used_bits > 32 * layout.words:
+            if layout.used_bits > WORD_BITS * layout.words:
                 cause = "buffers" if op not in (Op.LD, Op.ST) else "buffers or hbm.capacity_gb"
                 raise ConfigError(
                     f"{hw.source}: field {cause}: the {op.name} instruction needs "
                     f"{layout.used_bits} bits with on-chip addresses of {a} bits and HBM offsets of {h} bits, "
-                    f"but has {32 * layout.words} ({layout.words} words)")
+                    f"but has {WORD_BITS * layout.words} ({layout.words} words)")
             self.layouts[op] = layout
         self._shifts = {op: self._shift_table(lay) for op, lay in self.layouts.items()}
         self._used = {op: lay.used_bits for op, lay in self.layouts.items()}
