@@ -25,6 +25,7 @@ from hwmodel.energy_table import load_energy_table
 from hwmodel.gpu import all_gpus
 from hwmodel.hwconfig import HwConfig, load_hw
 from hwmodel.isa import QUEUES
+from hwmodel.resources import utilization
 from hwmodel.program import (Program, instruction_bytes, listing, read_program, schedule_for,
                              to_bytes)
 from sim.cost import cost_report
@@ -230,6 +231,7 @@ def make_summary(prog: Program, hw: HwConfig, stats: Stats, prefill: int, progra
         "decode_breakdown": roof.get("phases", {}).get("decode", {}),
         "sections_timed": stats.sections_timed,
         "section_calls": stats.section_calls,
+        "utilization": utilization(hw),
     }
 
 

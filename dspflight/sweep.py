@@ -184,8 +184,18 @@ def evaluate(maps: dict, workloads: tuple, label: str) -> list[dict]:
     rows = []
     for _, _, sim in cases.results:
         rows.append({k: v for k, v in sim.summary.items() if isinstance(v, (int, float, str)) or v is None}
+                    | resource_columns(sim.summary["utilization"])
                     | {"design": cases.compiled.hw.fingerprint, "error": ""})
     return rows
+
+
+def resource_columns(util: dict) -> dict:
+    """`<resource>` (the estimate) and `<resource>_used` (of the device) per resource."""
+    cols = {}
+    for kind, r in util["resources"].items():
+        cols[kind] = r["estimate"]
+        cols[f"{kind}_used"] = r["fraction"]
+    return cols
 
 
 def pareto(df: pd.DataFrame, objectives: tuple[tuple[str, str], ...]) -> pd.DataFrame:

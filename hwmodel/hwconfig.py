@@ -18,6 +18,7 @@ from pathlib import Path
 from hwmodel.configio import Fields, config_fields
 from hwmodel.errors import ConfigError
 from hwmodel.hbm import Hbm, load_hbm
+from hwmodel.resources import FAMILIES
 
 BRAM36_BYTES = 4096   # data bytes of one BRAM36 at 32-bit width (36 Kb with parity)
 URAM_BYTES = 32768    # data bytes of one UltraRAM at 64-bit width (288 Kb with parity)
@@ -64,6 +65,7 @@ class HwConfig:
     static_power_w: float
     price_usd: float
     fabric: dict[str, int] = field(default_factory=dict)
+    fabric_family: str | None = None      # the Yosys family whose gateware fit estimates LUT and FF (reported)
 
     # ---- derived values -------------------------------------------------
     @property
@@ -191,8 +193,9 @@ def load_hw(spec: "str | Path | dict | HwConfig", source: str | None = None) -> 
     power = f.sub("power")
     power.check_known({"static_w", "static_w_source"})
     fab = f.sub("fabric")
-    fab.check_known({"dsp", "lut", "ff", "bram36", "uram"})
+    fab.check_known({"family", "dsp", "lut", "ff", "bram36", "uram"})
     fabric = {k: fab.integer(k, lo=0) for k in ("dsp", "lut", "ff", "bram36", "uram") if fab.has(k)}
+    family = fab.text("family", choices=FAMILIES) if fab.has("family") else None
 
     hw = HwConfig(
         name=f.text("name"),
@@ -220,6 +223,7 @@ def load_hw(spec: "str | Path | dict | HwConfig", source: str | None = None) -> 
         static_power_w=power.number("static_w", lo=0),
         price_usd=f.number("price_usd", lo=0),
         fabric=fabric,
+        fabric_family=family,
     )
     _check_fits_fabric(hw, f)
     return hw

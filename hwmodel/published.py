@@ -17,3 +17,6 @@ COST = {"tokens_per_s_per_dollar_vs_v100s": 1.8,       # prices V100S $12K, A100
         "source": "FlightLLM (FPGA 2024): cost efficiency vs V100S, average over its workloads"}
 STORAGE = {"separate_bytes": 1.67e12, "shared_bytes": 3.25e9,
            "source": "FlightLLM §5.2, LLaMA2-7B on the U280, lengths 1-2048 on 3 SLRs"}
+UTILIZATION = {"lut": 574_000, "ff": 943_000, "bram36": 1252, "uram": 792, "dsp": 6345,
+               "source": "FlightLLM (FPGA 2024) on the U280: 574k LUT, 943k FF, 1,252 BRAM, 792 URAM, "
+                         "6,345 DSP (6,144 MPE + 201 SFU); the whole design"}

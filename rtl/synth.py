@@ -19,11 +19,11 @@ from typing import Callable
 
 from hwmodel.errors import ConfigError
 from hwmodel.hwconfig import HwConfig
+from hwmodel.resources import FAMILIES
 from rtl.cache import BUILD_ROOT, cached, key_of, write_atomic
 from rtl.export import EXPORT_SCRIPT, Design, designs, rtlil_of, verilog_from_rtlil
 from rtl.yosys import ToolError, run_yosys, yosys_version
 
-FAMILIES = ("xc7", "xcup")
 SYNTH_RETRIES = ("-dff", "")                      # extra synth_xilinx flags, in order of preference
 SYNTH_DESIGNS = ("sparse_dsp_chain", "mv_tile")   # exported designs that the report covers
 SYNTH_SCRIPT = "read_verilog {verilog}; synth_xilinx -family {family} -top {top} -flatten -noiopad {extra}; " \

@@ -113,6 +113,23 @@ text-align:left}th{background:#f2f2f2}td:nth-child(n+2){font-variant-numeric:tab
 h2{margin-top:1.6em}.note{color:#666;font-size:0.85em}img{max-width:100%}"""
 
 
+def utilization_section(util: dict | None) -> list[str]:
+    """Estimated device utilization next to the device and FlightLLM's U280 design."""
+    if not util:
+        return []
+    rows = []
+    for kind, r in util["resources"].items():
+        over = r["fraction"] is not None and r["fraction"] > 1
+        share = f"{r['fraction']:.0%}" + (" (does not fit)" if over else "") if r["fraction"] is not None else "—"
+        rows.append([kind.upper(), f"{r['estimate']:,.0f}", f"{r['device']:,}" if r["device"] else "—", share,
+                     f"{r['flightllm_u280']:,}" if r["flightllm_u280"] else "—"])
+    return ["<h2>Device utilization (estimate)</h2>",
+            _table(["resource", "this design", "device", "used", "FlightLLM U280 (published)"], rows),
+            f"<p class=note>Modelled: {html.escape(util['modelled'])}"
+            + (f", gateware fit for {html.escape(util['family'])}" if util["family"] else "")
+            + f". Published: {html.escape(util['published_source'])}.</p>"]
+
+
 def render_report(summary: dict, roofline: dict, energy: dict, cost: dict) -> str:
     """The page as a string; the roofline PNG is embedded as base64."""
     rows = headline(summary, roofline, energy, cost)
@@ -140,6 +157,7 @@ def render_report(summary: dict, roofline: dict, energy: dict, cost: dict) -> st
         parts += [f"<h3>{html.escape(phase)}: per layer (negative = embedding, LM head)</h3>",
                   _table(["layer", "time ms", "share"],
                          [[k, f"{v['time_s'] * 1e3:.3f}", f"{v['share']:.1%}"] for k, v in layers.items()])]
+    parts += utilization_section(summary.get("utilization"))
     parts.append(f"<h2>Energy (table {html.escape(energy['table'])}, static {energy['static_power_w']:.1f} W)</h2>")
     for phase, e in energy["phases"].items():
         rows_e = [[k, f"{a['count']:.3e}", f"{a['pj']:g} pJ/{a['per']}", f"{a['joules']:.3f}",

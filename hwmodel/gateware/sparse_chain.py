@@ -94,8 +94,13 @@ class BlockRouter(wiring.Component):
         super().__init__({
             "n_log2": In(pattern_code_width(block)),
             "acts": In(data.ArrayLayout(block_layout(block), chain_slots(length, self.patterns))),
-            "pairs": Out(data.ArrayLayout(block_layout(block), length // 2)),
+            "pairs": Out(self.pairs_layout(length, block)),
         })
+
+    @staticmethod
+    def pairs_layout(length: int, block: int) -> data.ArrayLayout:
+        """One block of activation pairs per lane pair."""
+        return data.ArrayLayout(block_layout(block), length // 2)
 
     def elaborate(self, platform) -> Module:
         m = Module()
