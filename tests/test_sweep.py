@@ -2,9 +2,13 @@
 failing points as rows, resume, Pareto fronts."""
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -98,7 +102,26 @@ def test_sweep_on_a_local_cluster_records_failures_and_resumes(tmp_path):
     assert len(again) == 12 and time.perf_counter() - t0 < first
 
 
+def kill_a_busy_worker(address: str, done: threading.Event) -> dict:
+    """Once a worker is evaluating a point, SIGKILL its process (its nanny starts a
+    new one); returns which worker and point."""
+    from dask.distributed import Client
+    with Client(address, timeout=60) as client:
+        pids = client.run(os.getpid, nanny=False)
+        while not done.is_set():
+            busy = {w: tasks for w, tasks in client.processing().items() if tasks}
+            if busy:
+                worker, tasks = next(iter(busy.items()))
+                os.kill(pids[worker], signal.SIGKILL)
+                return {"worker": worker, "tasks": list(tasks)}
+            time.sleep(0.02)
+    return {}
+
+
 def test_sweep_through_a_dask_scheduler_and_two_workers_on_loopback(tmp_path):
+    """Two `dask worker` processes on a `dask scheduler`; one is killed while it
+    evaluates a point: the scheduler retries the point on a worker and the
+    table is complete."""
     bin_dir = Path(sys.executable).parent
     sched_file = tmp_path / "scheduler.json"
     procs = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
@@ -119,7 +142,15 @@ def test_sweep_through_a_dask_scheduler_and_two_workers_on_loopback(tmp_path):
             client.wait_for_workers(2, timeout=60)
             workers = len(client.scheduler_info()["workers"])
         assert workers == 2
-        table = run_sweep(load_sweep(write_spec(tmp_path, SPEC)), tmp_path / "out", scheduler=address)
+        done = threading.Event()
+        with ThreadPoolExecutor(1) as pool:
+            killed = pool.submit(kill_a_busy_worker, address, done)
+            try:
+                table = run_sweep(load_sweep(write_spec(tmp_path, SPEC)), tmp_path / "out", scheduler=address)
+            finally:
+                done.set()
+            kill = killed.result(timeout=60)
+        assert kill and any(t.startswith("sweep-point-") for t in kill["tasks"]), kill
         check_rows(table)
     finally:
         for p in procs:
