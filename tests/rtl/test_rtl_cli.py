@@ -25,7 +25,8 @@ def test_export_writes_portable_verilog(yosys, tmp_path):
     args = parse(["rtl", "export", "--hw", "u280", "-o", str(tmp_path)])
     assert args.func(args) == 0
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["dequantizer_16.v", "dsp48_slice.v", "mv_tile_1x16.v", "sparse_dsp_chain_16.v"]
+    assert files == ["block_router_16.v", "dequantizer_16.v", "dsp48_slice.v", "mv_tile_1x16.v",
+                     "sparse_dsp_chain_16.v", "sparse_dsp_chain_16_routed.v"]
     for name in files:
         text = (tmp_path / name).read_text()
         assert f"module {name[:-2]}(" in text
@@ -33,14 +34,15 @@ def test_export_writes_portable_verilog(yosys, tmp_path):
 
 
 def test_synth_says_per_design_what_it_does_on_stderr(yosys, tmp_path, capsys, monkeypatch):
-    # the chains only (the MV tile takes minutes to synthesize); chain_4 on xc7 is test_rtl_synth's too, so cached
+    # the chains only (the MV tile takes minutes to synthesize); the chains of 4 on xc7 are test_rtl_synth's too
     monkeypatch.setattr(cli, "synth_report", partial(synth_report, which=("sparse_dsp_chain",)))
     args = parse(["rtl", "synth", "--family", "xc7", "--chain-length", "4", "-o", str(tmp_path)])
     assert args.func(args) == 0
     out, err = capsys.readouterr()
     done = [line for line in err.splitlines() if " in " in line]
-    assert [line.split(":")[0] for line in done] == ["synth 1/1 xc7 sparse_dsp_chain_4"]
-    assert done[0].endswith(" s)") and ("done" in done[0] or "from the cache" in done[0])
+    assert [line.split(":")[0] for line in done] == ["synth 1/2 xc7 sparse_dsp_chain_4",
+                                                     "synth 2/2 xc7 sparse_dsp_chain_4_routed"]
+    assert all(line.endswith(" s)") and ("done" in line or "from the cache" in line) for line in done)
     assert "sparse_dsp_chain_4" in out and (tmp_path / "resources.json").is_file()
 
 
