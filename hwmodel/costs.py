@@ -13,18 +13,18 @@ from functools import lru_cache
 from hwmodel.chain_timing import chain_latency, row_cycles
 from hwmodel.dequant import SCALE_BYTES
 from hwmodel.hwconfig import HwConfig
-from hwmodel.isa import Instr, MiscFunc, Op, SysKind
+from hwmodel.isa import Instr, MiscFunc, Op, SysKind, bits_of, n_of
 from hwmodel.transfer import transfer_bytes
 
 TWO_PASS = (MiscFunc.SOFTMAX, MiscFunc.LAYERNORM, MiscFunc.RMSNORM)
 
 
 def sparsity_n(ins: Instr) -> int:
-    return 2 << ins.f["n_log2"]
+    return n_of(ins.f["n_log2"])
 
 
 def weight_bits(ins: Instr) -> int:
-    return ins.f["wbits"] + 1
+    return bits_of(ins.f["wbits"])
 
 
 def matrix_cycles(hw: HwConfig, ins: Instr) -> int:

@@ -127,10 +127,43 @@ class Layout:
 
     @property
     def used_bits(self) -> int:
-        return 14 + sum(w for _, w in self.fields)
+        return HEADER_BITS + sum(w for _, w in self.fields)
 
 
-HEADER = (("op", 4), ("wait", 5), ("release", 5))
+HEADER = (("op", 4), ("wait", 5), ("release", 5))     # the first bits of every instruction, LSB first
+HEADER_BITS = sum(w for _, w in HEADER)
+OP_BITS, MASK_BITS = HEADER[0][1], HEADER[1][1]        # opcode; wait and release masks (one bit per queue)
+
+# Fields whose width does not depend on the design (address fields do: `Isa`).
+N_LOG2_BITS = 2          # MM/MV `n_log2`: pattern N:16 with N = 2 << n_log2 (2, 4, 8, 16)
+WBITS_BITS = 3           # MM/MV `wbits`: weight bit width - 1 (1..8)
+AUX_BITS = 9             # MM/MV `aux`: SCORES causal mask, query tokens per head
+SYS_LINES_BITS = 16      # SYS `lines`: buffer lines a HOST or EXCHANGE moves
+
+
+def field_max(width: int) -> int:
+    """Largest value a field of `width` bits holds."""
+    return (1 << width) - 1
+
+
+def n_code(n: int) -> int:
+    """`n_log2` of pattern N:M."""
+    return n.bit_length() - 2
+
+
+def n_of(code: int) -> int:
+    """N of an `n_log2` code."""
+    return 2 << code
+
+
+def wbits_code(bits: int) -> int:
+    """`wbits` of a weight width."""
+    return bits - 1
+
+
+def bits_of(code: int) -> int:
+    """Weight width of a `wbits` code."""
+    return code + 1
 
 
 class Isa:
@@ -144,11 +177,11 @@ class Isa:
             Op.LD: [("base", 4), ("hbm", h), ("ch_first", c), ("ch_count", n), ("addr", a), ("x_len", 16),
                     ("y_len", 12), ("y_stride", 24), ("z_len", 10), ("z_stride", 28), ("zero", 1)],
             Op.ST: [("base", 4), ("hbm", h), ("ch_first", c), ("ch_count", n), ("addr", a), ("len", 20)],
-            Op.MM: [("rows", 14), ("kblk", 11), ("tokens", 12), ("n_log2", 2), ("wbits", 3), ("act", a),
-                    ("wgt", a), ("out", a), ("acc", 1), ("bias", 1), ("fuse", 4), ("mode", 2), ("hold", 1),
-                   ("aux", 9)],
+            Op.MM: [("rows", 14), ("kblk", 11), ("tokens", 12), ("n_log2", N_LOG2_BITS), ("wbits", WBITS_BITS),
+                    ("act", a), ("wgt", a), ("out", a), ("acc", 1), ("bias", 1), ("fuse", 4), ("mode", 2),
+                    ("hold", 1), ("aux", AUX_BITS)],
             Op.MISC: [("func", 4), ("len16", 12), ("rows", 12), ("src", a), ("src2", a), ("dst", a)],
-            Op.SYS: [("kind", 2), ("lines", 16)],
+            Op.SYS: [("kind", 2), ("lines", SYS_LINES_BITS)],
         }
         spec[Op.MV] = spec[Op.MM]
         self.layouts: dict[Op, Layout] = {}
@@ -167,7 +200,7 @@ class Isa:
 
     @staticmethod
     def _shift_table(layout: Layout) -> tuple[tuple[str, int, int], ...]:
-        table, pos = [], 14
+        table, pos = [], HEADER_BITS
         for name, width in layout.fields:
             table.append((name, pos, (1 << width) - 1))
             pos += width
@@ -178,9 +211,9 @@ class Isa:
 
     def encode(self, ins: Instr, index: int | None = None) -> list[int]:
         """Pack an instruction into its words; a value too wide is a CompileError."""
-        if not 0 <= ins.wait < 32 or not 0 <= ins.release < 32:
-            raise CompileError(f"instruction {index}: {ins.op.name} wait/release masks must be 5-bit")
-        value = int(ins.op) | ins.wait << 4 | ins.release << 9
+        if not 0 <= ins.wait <= field_max(MASK_BITS) or not 0 <= ins.release <= field_max(MASK_BITS):
+            raise CompileError(f"instruction {index}: {ins.op.name} wait/release masks must be {MASK_BITS}-bit")
+        value = int(ins.op) | ins.wait << OP_BITS | ins.release << (OP_BITS + MASK_BITS)
         f = ins.f
         for name, pos, mask in self._shifts[ins.op]:
             v = f.get(name, 0)
@@ -199,7 +232,7 @@ class Isa:
             first = int(words[pos])
         except IndexError:
             raise ProgramFormatError(f"instruction {index}: truncated (no word at {pos})") from None
-        code = first & 0xF
+        code = first & field_max(OP_BITS)
         if code >= NUM_QUEUES:
             raise ProgramFormatError(f"instruction {index}: unknown opcode {code} at word {pos}")
         op = Op(code)
@@ -212,7 +245,8 @@ class Isa:
             value |= int(words[pos + i]) << (32 * i)
         if value >> self._used[op]:
             raise ProgramFormatError(f"instruction {index}: {op.name} has bits set beyond its fields")
-        ins = Instr(op, value >> 4 & 31, value >> 9 & 31,
+        mask = field_max(MASK_BITS)
+        ins = Instr(op, value >> OP_BITS & mask, value >> (OP_BITS + MASK_BITS) & mask,
                     {name: value >> p & m for name, p, m in self._shifts[op]})
         return ins, pos + n
 

@@ -6,8 +6,9 @@ import pytest
 from conftest import run_testbench
 
 from hwmodel.gateware.dsp48 import DSP48E1, DSP48E2
-from hwmodel.gateware.sparse_chain import SparseDspChain, pattern_code
+from hwmodel.gateware.sparse_chain import SparseDspChain
 from hwmodel.gateware.tile_stream import pack, unpack
+from hwmodel.isa import n_code
 
 
 def random_beat(rng, chain, n):
@@ -46,7 +47,7 @@ def test_chain_partials_every_pattern(length, geometry):
     async def bench(ctx):
         ctx.set(chain.o.ready, 1)
         for n, beats in plan:
-            ctx.set(chain.n_log2, pattern_code(n))
+            ctx.set(chain.n_log2, n_code(n))
             results, sent_at = [], []
             cycle = 0
             for k, beat in enumerate(beats + [None] * (chain.latency + 2)):
@@ -82,7 +83,7 @@ def test_chain_back_pressure_holds_results():
     want = expected_partials(chain, 2, w, i, a)
 
     async def bench(ctx):
-        ctx.set(chain.n_log2, pattern_code(2))
+        ctx.set(chain.n_log2, n_code(2))
         ctx.set(chain.o.ready, 0)
         ctx.set(chain.i.payload.as_value(), pack(chain.beat_layout, {
             "weights": w.tolist(), "index": i.tolist(), "last": 1,

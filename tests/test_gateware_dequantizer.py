@@ -9,6 +9,7 @@ from conftest import run_testbench
 
 from hwmodel.dequant import MULT_BITS, SHIFT_BITS, SHIFT_MAX, dequantize_codes
 from hwmodel.gateware.dequantizer import Dequantizer
+from hwmodel.isa import wbits_code
 
 LANES = 8
 WIDTHS = (2, 3, 4, 5, 8)
@@ -38,7 +39,7 @@ def test_dequantizer_is_hwmodel_dequant(bits):
     seen = set()
 
     async def bench(ctx):
-        ctx.set(dut.wbits, bits - 1)
+        ctx.set(dut.wbits, wbits_code(bits))
         for q, m, sh, z in plan:
             ctx.set(dut.q, sum(int(v) << (k * bits) for k, v in enumerate(q)))
             ctx.set(dut.m, m)

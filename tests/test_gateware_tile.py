@@ -12,10 +12,9 @@ from hwmodel.chain_timing import chain_latency
 from hwmodel.costs import matrix_cycles
 from hwmodel.errors import ConfigError
 from hwmodel.gateware.mv_tile import MatrixVectorTile
-from hwmodel.gateware.sparse_chain import pattern_code
 from hwmodel.gateware.tile_stream import expected_results, pack, tile_beats, unpack
 from hwmodel.hwconfig import load_hw
-from hwmodel.isa import Instr, Op
+from hwmodel.isa import Instr, Op, n_code, wbits_code
 from rtl.benches.stimulus import EXTREMES, random_tile
 
 
@@ -27,8 +26,8 @@ def run_tile(tile, works):
         ctx.set(tile.o.ready, 1)
         cycle = 0
         for work in works:
-            ctx.set(tile.n_log2, pattern_code(work.n))
-            ctx.set(tile.wbits, work.bits - 1)
+            ctx.set(tile.n_log2, n_code(work.n))
+            ctx.set(tile.wbits, wbits_code(work.bits))
             beats = [pack(tile.beat_layout, b) for b in tile_beats(tile, work)]
             want = len(expected_results(tile, work))
             results, first, last, k = [], None, None, 0
@@ -62,7 +61,7 @@ def test_tile_matches_numpy_and_cost_formula():
     for work, (got, first, last) in zip(works, run_tile(tile, works)):
         assert np.array_equal(got, expected_results(tile, work)), f"N={work.n} bits={work.bits}"
         ins = Instr(Op.MM, f={"rows": work.rows, "kblk": work.kblk, "tokens": work.tokens,
-                              "n_log2": pattern_code(work.n), "wbits": work.bits - 1})
+                              "n_log2": n_code(work.n), "wbits": wbits_code(work.bits)})
         assert last - first + 1 == matrix_cycles(hw, ins)
 
 

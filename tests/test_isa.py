@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from hwmodel.errors import CompileError, ConfigError, ProgramFormatError
 from hwmodel.hwconfig import load_hw
-from hwmodel.isa import NUM_QUEUES, WORDS, Instr, Isa, Op, mask_to_queues, other_queues, queues_to_mask
+from hwmodel.isa import NUM_QUEUES, WORDS, Instr, Isa, Op, isa_for, mask_to_queues, other_queues, queues_to_mask
 
 DESIGNS = {name: Isa(load_hw(name)) for name in ("u280", "vhk158")}
 
@@ -79,3 +79,20 @@ def test_design_whose_addresses_do_not_fit_is_rejected(tmp_path, u280):
     bad = edited_config(tmp_path, big_act, "huge.yaml", "uram: 960", "uram: 100000")
     with pytest.raises(ConfigError, match=r"huge.yaml: field buffers or hbm.capacity_gb: the ST instruction needs 99 bits"):
         Isa(load_hw(bad))
+
+
+def test_gateware_ports_take_their_widths_and_codes_from_the_isa():
+    """The MV tile's pattern and weight-width ports are the MM/MV fields of
+    hwmodel.isa, and the codes the compiler emits are the ones the gateware decodes."""
+    from hwmodel.gateware.mv_tile import MatrixVectorTile
+    from hwmodel.isa import N_LOG2_BITS, WBITS_BITS, bits_of, n_code, n_of, wbits_code
+    hw = load_hw("u280")
+    isa = isa_for(hw)
+    tile = MatrixVectorTile.from_hw(hw)
+    for op in (Op.MM, Op.MV):
+        assert isa.width(op, "n_log2") == N_LOG2_BITS == len(tile.n_log2)
+        assert isa.width(op, "wbits") == WBITS_BITS == len(tile.wbits)
+    assert [n_of(n_code(n)) for n in hw.sparsity_n] == list(hw.sparsity_n)
+    assert [bits_of(wbits_code(b)) for b in hw.weight_bits] == list(hw.weight_bits)
+    assert max(n_code(n) for n in hw.sparsity_n) < 1 << N_LOG2_BITS
+    assert max(wbits_code(b) for b in hw.weight_bits) < 1 << WBITS_BITS

@@ -26,11 +26,11 @@ import networkx as nx
 from hwmodel.costs import weight_record_bytes
 from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
-from hwmodel.isa import PARAM_HEADER_BYTES, exchange_window
+from hwmodel.isa import PARAM_HEADER_BYTES, SYS_LINES_BITS, exchange_window, field_max
 
 GIB = 2**30
 SOFTMAX_RECORD = 64       # the score scale (FP32) and padding
-EXCHANGE_MAX_LINES = (1 << 16) - 1
+EXCHANGE_MAX_LINES = field_max(SYS_LINES_BITS)
 
 
 def norm_record_bytes(features: int) -> int:

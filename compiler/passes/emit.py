@@ -19,7 +19,8 @@ from compiler.passes.allocate import (EXCHANGE_MAX_LINES, layer_record_offsets, 
                                      v_region_bursts)
 from compiler.section_builder import Resource, SectionBuilder
 from hwmodel.hwconfig import HwConfig
-from hwmodel.isa import BASE_REGIONS, R_HEAD, R_IO, R_KV, R_WEIGHTS, MatMode, MiscFunc, Op, SysKind
+from hwmodel.isa import (AUX_BITS, BASE_REGIONS, R_HEAD, R_IO, R_KV, R_WEIGHTS, MatMode, MiscFunc, Op, SysKind,
+                         field_max, n_code, wbits_code)
 
 PRE, POST = -1, -2          # layer labels of the pre (input) and post (logits) sections
 MISC_CODES = {"rmsnorm": MiscFunc.RMSNORM, "layernorm": MiscFunc.LAYERNORM, "add": MiscFunc.ADD,
@@ -79,7 +80,7 @@ class Emitter:
                reads: tuple[Resource, ...], writes: Resource, acc: int = 0, fuse: int = 0,
                mode: MatMode = MatMode.LINEAR, hold: int = 0, aux: int = 0) -> None:
         op = Op.MM if tokens > 1 else Op.MV
-        self.b.add(op, dict(rows=rows, kblk=kblk, tokens=tokens, n_log2=n.bit_length() - 2, wbits=bits - 1,
+        self.b.add(op, dict(rows=rows, kblk=kblk, tokens=tokens, n_log2=n_code(n), wbits=wbits_code(bits),
                             act=act, wgt=wgt, out=out, acc=acc, bias=0, fuse=fuse, mode=int(mode), hold=hold,
                             aux=aux),
                    reads=reads, writes=(writes,))
@@ -251,7 +252,7 @@ class Emitter:
                                   reads=("kv",))
                     wk = k_addr + (self.lines(s * hd) if a["kv_resident"] else 0)
                     causal = q1 - q0 if prefill and s == q0 else 0
-                    if causal >= 1 << 9:           # the aux field's width; only numerics need the mask
+                    if causal > field_max(AUX_BITS):   # only numerics need the mask
                         self.blockers.append(f"attn: a causal query block of {causal} tokens does not fit aux")
                         causal = 0
                     self.matrix(rows_q, e - s, hd // 16, 16, 8, q_addr, wk,

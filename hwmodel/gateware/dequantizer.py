@@ -9,7 +9,7 @@ zero point z:
 
 q and z unsigned, the shift arithmetic (halves round up), the result
 saturated to [-127, 127]. The bit width is a quasi-static control in the
-ISA's encoding (`wbits = bits - 1`); an unsupported width gives zeros.
+ISA's encoding (`hwmodel.isa.wbits_code`); an unsupported width gives zeros.
 """
 from __future__ import annotations
 
@@ -18,9 +18,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwmodel.dequant import MULT_BITS, SHIFT_BITS
-from hwmodel.isa import INT8_MAX
-
-WBITS_CODE_BITS = 3     # the ISA's `wbits` field: bit width - 1
+from hwmodel.isa import INT8_MAX, WBITS_BITS, wbits_code
 
 
 def checked_weight_bits(weight_bits: tuple[int, ...]) -> tuple[int, ...]:
@@ -42,7 +40,7 @@ class Dequantizer(wiring.Component):
         self.weight_bits = checked_weight_bits(weight_bits)
         super().__init__({
             "q": In(self.code_bits * lanes),
-            "wbits": In(WBITS_CODE_BITS),
+            "wbits": In(WBITS_BITS),
             "m": In(MULT_BITS),
             "sh": In(SHIFT_BITS),
             "z": In(self.code_bits),
@@ -67,7 +65,7 @@ class Dequantizer(wiring.Component):
             code = Signal(unsigned(self.code_bits), name=f"code{lane}")
             with m.Switch(self.wbits):
                 for bits in self.weight_bits:
-                    with m.Case(bits - 1):
+                    with m.Case(wbits_code(bits)):
                         m.d.comb += code.eq(self.q[lane * bits:(lane + 1) * bits])
                 with m.Default():
                     m.d.comb += code.eq(self.z)     # an unsupported width: weight 0

@@ -21,11 +21,12 @@ from amaranth.lib.wiring import In, Out
 
 from hwmodel.errors import ConfigError
 from hwmodel.dequant import MULT_BITS, SHIFT_BITS
-from hwmodel.gateware.dequantizer import WBITS_CODE_BITS, Dequantizer, checked_weight_bits
+from hwmodel.gateware.dequantizer import Dequantizer, checked_weight_bits
 from hwmodel.gateware.dsp48 import DSP48E2, Dsp48Geometry, sum_pair_layout
 from hwmodel.gateware.sparse_chain import BlockRouter, SparseDspChain, block_layout, chain_latency_cycles, \
     chain_slots, check_chain, pattern_code_width
 from hwmodel.hwconfig import HwConfig
+from hwmodel.isa import WBITS_BITS
 
 ACC_WIDTH = 32   # INT32 accumulation
 
@@ -46,7 +47,7 @@ class MatrixVectorTile(wiring.Component):
         self.patterns = check_chain(chain_length, patterns, block)
         super().__init__({
             "n_log2": In(pattern_code_width(block)),
-            "wbits": In(WBITS_CODE_BITS),
+            "wbits": In(WBITS_BITS),
             "i": In(stream.Signature(self.beat_layout)),
             "o": Out(stream.Signature(self.result_layout)),
         })

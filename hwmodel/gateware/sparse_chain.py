@@ -31,17 +31,16 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hwmodel.isa import N_LOG2_BITS, field_max, n_code
 from hwmodel.gateware.dsp48 import ACT_PAIR, DSP48E2, Dsp48Geometry, Dsp48Slice, OverflowAdjust, \
     sum_pair_layout, sum_width
 
 
-def pattern_code(n: int) -> int:
-    """The ISA's `n_log2` for pattern N:16."""
-    return n.bit_length() - 2
-
-
 def pattern_code_width(block: int) -> int:
-    return max(1, pattern_code(block).bit_length())
+    """The ISA's `n_log2` field, which must hold the densest pattern's code."""
+    if n_code(block) > field_max(N_LOG2_BITS):
+        raise ValueError(f"block={block}: the ISA's n_log2 field ({N_LOG2_BITS} bits) cannot name N={block}")
+    return N_LOG2_BITS
 
 
 def block_layout(block: int) -> data.ArrayLayout:
@@ -78,7 +77,7 @@ def select_by_pattern(m: Module, n_log2: Signal, patterns: tuple[int, ...], targ
     """Drive `target` from the pattern code; an unsupported code acts as the densest."""
     with m.Switch(n_log2):
         for n in patterns:
-            with m.Case(pattern_code(n)):
+            with m.Case(n_code(n)):
                 m.d.comb += target.eq(value_of(n))
         with m.Default():
             m.d.comb += target.eq(value_of(patterns[-1]))

@@ -19,10 +19,9 @@ from hwmodel.chain_timing import chain_latency, row_cycles, tile_cycles
 from hwmodel.costs import matrix_cycles
 from hwmodel.gateware.dsp48 import FAMILY_DSP
 from hwmodel.gateware.mv_tile import MatrixVectorTile
-from hwmodel.gateware.sparse_chain import pattern_code
 from hwmodel.gateware.tile_stream import SparseTile, expected_results, pack, tile_beats, unpack
 from hwmodel.hwconfig import load_hw
-from hwmodel.isa import Instr, Op
+from hwmodel.isa import Instr, Op, n_code, wbits_code
 from rtl.benches.stimulus import EXTREMES, random_tile
 from rtl.runner import bench_params
 
@@ -53,8 +52,8 @@ class TileTB:
     async def run(self, work: SparseTile, *, idle: float = 0.0, backpressure: float = 0.0):
         """Stream one tile through; returns (results, input edges, output edges).
         An edge number counts rising clock edges since the bench started."""
-        self.dut.n_log2.value = pattern_code(work.n)
-        self.dut.wbits.value = work.bits - 1
+        self.dut.n_log2.value = n_code(work.n)
+        self.dut.wbits.value = wbits_code(work.bits)
         beats = [pack(self.tile.beat_layout, b) for b in tile_beats(self.tile, work)]
         expected = len(expected_results(self.tile, work))
         results, in_edges, out_edges = [], [], []
@@ -87,7 +86,7 @@ class TileTB:
         """The MV/MM instruction this tile is."""
         return Instr(Op.MV if work.tokens == 1 else Op.MM,
                      f={"rows": work.rows, "kblk": work.kblk, "tokens": work.tokens,
-                        "n_log2": pattern_code(work.n), "wbits": work.bits - 1})
+                        "n_log2": n_code(work.n), "wbits": wbits_code(work.bits)})
 
 
 def _record(params: dict, name: str, value) -> None:
