@@ -89,6 +89,7 @@ def test_gateware_ports_take_their_widths_and_codes_from_the_isa():
     hw = load_hw("u280")
     isa = isa_for(hw)
     tile = MatrixVectorTile.from_hw(hw)
+    tile._MustUse__silence = True          # only its ports are read: never elaborated, on purpose
     for op in (Op.MM, Op.MV):
         assert isa.width(op, "n_log2") == N_LOG2_BITS == len(tile.n_log2)
         assert isa.width(op, "wbits") == WBITS_BITS == len(tile.wbits)
