@@ -24,3 +24,7 @@ class SimulationError(DspflightError):
 
 class CheckpointError(DspflightError):
     """A model checkpoint is missing a tensor, has a wrong shape or a NaN."""
+
+
+class ToolError(DspflightError):
+    """An external tool (Yosys, an HDL simulator) is missing or failed."""

@@ -28,8 +28,9 @@ import cocotb
 import cocotb_tools.config
 from cocotb_tools.runner import get_results, get_runner
 
+from hwmodel.errors import ToolError
+
 from rtl.cache import BUILD_ROOT, ROOT, Entry, cached, key_of
-from rtl.yosys import ToolError
 
 SIM_BUILD = BUILD_ROOT / "sim"
 SIMULATORS = ("icarus", "verilator")

