@@ -5,7 +5,7 @@ the design are refused in milliseconds, with the file and field to blame,
 instead of after minutes of graph building. Every limit is the design's own:
 
 - HBM capacity (`HwConfig.hbm.capacity_bytes`): the weights, stored as the
-  cheapest record (hwmodel.costs.weight_record_bytes) any layer of the
+  cheapest record (hwmodel.weight_record.record_bytes) any layer of the
   compression profile may use, plus the INT8 KV cache at the longest context,
   are a lower bound of what `allocate` places, so a model above it never fits.
 - ISA field widths (hwmodel.isa, read from the design's layouts): one MISC
@@ -26,10 +26,10 @@ from compiler.attention_mask import kept_ranges
 from compiler.compression import Compression, WeightFormat
 from compiler.graph import build_graph
 from compiler.model_config import ModelConfig, field_key
-from hwmodel.costs import weight_record_bytes
 from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import Op, isa_for
+from hwmodel.weight_record import record_bytes
 
 GIB = 2**30
 LEN16_UNIT = 16       # MISC `len16` counts 16-element blocks (compiler.passes.emit)
@@ -51,7 +51,7 @@ def _formats(comp: Compression, op: str) -> list[WeightFormat]:
 
 def _weight_bytes(comp: Compression, hw: HwConfig, op: str, rows: int, features: int) -> int:
     kblk = math.ceil(features / hw.sparsity_m)
-    return min(weight_record_bytes(hw, rows, kblk, f.n, f.bits, comp.scale_group) for f in _formats(comp, op))
+    return min(record_bytes(hw, rows, kblk, f.n, f.bits, comp.scale_group) for f in _formats(comp, op))
 
 
 def _check_hbm(model: ModelConfig, comp: Compression, hw: HwConfig, max_ctx: int) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +24,13 @@ from compiler.passes.allocate import layer_record_offsets
 from compiler.passes.emit import POST
 from compiler.pipeline import run_passes
 from compiler.quantize import CompressedModel, QuantLinear, head_panel_order, rope_inv_freq, score_scale
-from hwmodel.costs import weight_record_parts
 from hwmodel.dequant import SCALE_BYTES
 from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import BASE_REGISTERS, PARAM_HEADER_BYTES, R_HEAD, R_WEIGHTS
 from hwmodel.placement import Placement
 from hwmodel.program import Program, to_bytes
+from hwmodel.weight_record import RecordFields, encode_record, scale_groups
 
 IMAGE_FORMAT = 1
 
@@ -57,13 +56,6 @@ class HbmImage:
         return path
 
 
-def _bits(values: np.ndarray, width: int) -> bytes:
-    """Pack unsigned values LSB-first into a little-endian bit stream."""
-    v = values.astype(np.uint16).ravel()
-    bits = (v[:, None] >> np.arange(width, dtype=np.uint16)) & 1
-    return np.packbits(bits.astype(np.uint8).ravel(), bitorder="little").tobytes()
-
-
 def weight_record(hw: HwConfig, q: QuantLinear, rows: np.ndarray, k0: int, kblk: int, group: int) -> bytes:
     """The record of one tile: model rows `rows` (-1: padding), K blocks k0 .. k0+kblk."""
     n, m = q.n, hw.sparsity_m
@@ -74,7 +66,7 @@ def weight_record(hw: HwConfig, q: QuantLinear, rows: np.ndarray, k0: int, kblk:
     r = len(rows)
     codes = np.zeros((r, kblk, n), np.uint8)
     index = np.tile(np.arange(n, dtype=np.uint8), (r, kblk, 1))
-    g0, groups = k0 * n // group, math.ceil(kblk * n / group)
+    g0, groups = k0 * n // group, scale_groups(kblk, n, group)
     scales = np.zeros((r, groups, SCALE_BYTES), np.uint8)
     zeros = np.zeros((r, groups), np.uint8)
     requant = np.zeros(r, np.float32)
@@ -87,12 +79,7 @@ def weight_record(hw: HwConfig, q: QuantLinear, rows: np.ndarray, k0: int, kblk:
     scales[real] = q.scales[src, g0:g0 + groups]
     zeros[real] = q.zeros[src, g0:g0 + groups]
     requant[real] = q.requant[src]
-    parts = weight_record_parts(hw, r, kblk, n, q.bits, group)
-    out = bytearray()
-    for name, data in (("values", _bits(codes, q.bits)), ("indices", _bits(index, 4) if n < m else b""),
-                       ("scales", scales.tobytes()), ("zeros", _bits(zeros, q.bits)), ("requant", requant.tobytes())):
-        out += data + bytes(parts[name] - len(data))
-    return bytes(out)
+    return encode_record(hw, RecordFields(codes, index, scales, zeros, requant), q.bits, group)
 
 
 def _row_map(model, g: nx.DiGraph, name: str, core: int) -> tuple[str, list[tuple[np.ndarray, int, int]]]:

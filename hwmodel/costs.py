@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 from hwmodel.chain_timing import chain_latency, row_cycles
-from hwmodel.dequant import SCALE_BYTES
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import Instr, MiscFunc, Op, SysKind, bits_of, n_of
 from hwmodel.transfer import transfer_bytes
@@ -95,37 +93,3 @@ def work(hw: HwConfig, ins: Instr) -> Work:
     if ins.f["kind"] == SysKind.EXCHANGE:
         return Work(link_bytes=ins.f["lines"] * hw.line_bytes * (hw.slrs - 1) // hw.slrs)
     return Work()
-
-
-@lru_cache(maxsize=65536)
-def _record_parts(hw: HwConfig, rows: int, kblk: int, n: int, bits: int, scale_group: int
-                  ) -> tuple[tuple[str, int], ...]:
-    burst = hw.hbm.burst_bytes
-    nnz = rows * kblk * n
-    groups = rows * math.ceil(kblk * n / scale_group)
-
-    def padded(nbytes: float) -> int:
-        return math.ceil(nbytes / burst) * burst
-
-    index_bits = (hw.sparsity_m - 1).bit_length()
-    return (
-        ("values", padded(nnz * bits / 8)),
-        ("indices", padded(nnz * index_bits / 8) if n < hw.sparsity_m else 0),
-        ("scales", padded(groups * SCALE_BYTES)),
-        ("zeros", padded(groups * bits / 8)),
-        ("requant", padded(rows * 4)),
-    )
-
-
-def weight_record_parts(hw: HwConfig, rows: int, kblk: int, n: int, bits: int, scale_group: int) -> dict[str, int]:
-    """Bytes of each part of a weight tile record, in order, each padded to whole
-    bursts: packed non-zero values, 4-bit indices (only when sparse), one
-    fixed-point scale (8-bit multiplier and shift: hwmodel.dequant) and one zero
-    point (as wide as a value) per `scale_group` non-zeros of a row, and one FP32
-    requantization multiplier per row (docs/numerics.md)."""
-    return dict(_record_parts(hw, rows, kblk, n, bits, scale_group))
-
-
-def weight_record_bytes(hw: HwConfig, rows: int, kblk: int, n: int, bits: int, scale_group: int) -> int:
-    """HBM/buffer bytes of a weight tile record (the sum of weight_record_parts)."""
-    return sum(weight_record_parts(hw, rows, kblk, n, bits, scale_group).values())

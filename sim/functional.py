@@ -25,14 +25,15 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from hwmodel.costs import sparsity_n, weight_bits, weight_record_parts
-from hwmodel.dequant import SCALE_BYTES, dequantize_codes
+from hwmodel.costs import sparsity_n, weight_bits
+from hwmodel.dequant import dequantize_codes
 from hwmodel.errors import ProgramFormatError, SimulationError
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import (BASE_REGISTERS, INT8_MAX, NUM_QUEUES, PARAM_HEADER_BYTES, R_IO, SCORE_DIVISOR, Instr,
                          MatMode, MiscFunc, Op, SysKind, exchange_window, mask_to_queues)
 from hwmodel.placement import Placement
 from hwmodel.program import Program, Section, schedule_for, to_bytes
+from hwmodel.weight_record import decode_record, record_parts
 
 QMAX = INT8_MAX
 LD_FIRST = (Op.LD, Op.ST, Op.MM, Op.MV, Op.MISC, Op.SYS)      # loads run as far ahead as their tokens allow
@@ -70,13 +71,6 @@ def write_panels(mem: np.ndarray, byte: int, value: np.ndarray) -> None:
     rows, cols = value.shape
     data = np.ascontiguousarray(value.reshape(rows, cols // 16, 16).transpose(1, 0, 2))
     mem[byte: byte + data.nbytes] = data.view(np.uint8).ravel()
-
-
-def _unpack_bits(raw: np.ndarray, count: int, width: int) -> np.ndarray:
-    """`count` unsigned values of `width` <= 8 bits from an LSB-first bit stream."""
-    bits = np.zeros((count, 8), np.uint8)
-    bits[:, :width] = np.unpackbits(raw, bitorder="little")[: count * width].reshape(count, width)
-    return np.packbits(bits, axis=1, bitorder="little")[:, 0]
 
 
 def _fp16(x: np.ndarray) -> np.ndarray:
@@ -266,18 +260,9 @@ class Executor:
         """Dequantize the weight record at `wgt` to INT8 [rows, kblk*16] (zeros where pruned)."""
         rows, kblk, n, bits = ins["rows"], ins["kblk"], sparsity_n(ins), weight_bits(ins)
         m = self.hw.sparsity_m
-        parts = weight_record_parts(self.hw, rows, kblk, n, bits, self.group)
         at = ins["wgt"] * self.line
-        raw = {}
-        for name, size in parts.items():
-            raw[name] = mem[at: at + size]
-            at += size
-        count = rows * kblk * n
-        codes = _unpack_bits(raw["values"], count, bits).reshape(rows, kblk * n)
-        index = _unpack_bits(raw["indices"], count, 4).reshape(rows, kblk, n).astype(np.int64) if n < m else None
-        groups = math.ceil(kblk * n / self.group)
-        scales = raw["scales"][: rows * groups * SCALE_BYTES].reshape(rows, groups, SCALE_BYTES)
-        zeros = _unpack_bits(raw["zeros"], rows * groups, bits).reshape(rows, groups)
+        rec = decode_record(self.hw, mem[at:], rows=rows, kblk=kblk, n=n, bits=bits, group=self.group)
+        codes, zeros, scales, index = rec.codes.reshape(rows, kblk * n), rec.zeros, rec.scales, rec.index
         g = np.arange(kblk * n) // self.group
         w8 = dequantize_codes(codes, zeros[:, g], scales[:, g])
         if n == m:
@@ -287,7 +272,7 @@ class Executor:
         return dense.reshape(rows, kblk * m)
 
     def _requant(self, mem: np.ndarray, ins: Instr) -> np.ndarray:
-        parts = weight_record_parts(self.hw, ins["rows"], ins["kblk"], sparsity_n(ins), weight_bits(ins), self.group)
+        parts = record_parts(self.hw, ins["rows"], ins["kblk"], sparsity_n(ins), weight_bits(ins), self.group)
         at = ins["wgt"] * self.line + sum(parts.values()) - parts["requant"]
         return mem[at: at + 4 * ins["rows"]].view(np.float32)
 

@@ -13,10 +13,11 @@ from compiler.graph import build_graph
 from compiler.model_config import load_model
 from compiler.passes.emit import R_KV
 from compiler.pipeline import PIPELINE, Buckets, compile_program, run_passes
-from hwmodel.costs import transfer_bytes, weight_record_bytes
+from hwmodel.costs import transfer_bytes
 from hwmodel.errors import CompileError, ConfigError
 from hwmodel.hwconfig import load_hw
 from hwmodel.isa import MatMode, Op
+from hwmodel.weight_record import record_bytes
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,7 @@ def test_weight_tiles_fit_half_the_weight_buffer_and_fill_the_chains(llama, flig
             continue
         for rows, k0, kblk in a["tiles"]:
             assert rows % u280.chains == 0 or rows == a["tiles"][-1][0]
-            assert weight_record_bytes(u280, rows, kblk, a["n"], a["bits"], 128) <= half
+            assert record_bytes(u280, rows, kblk, a["n"], a["bits"], 128) <= half
         assert sum(r for r, k0, _ in a["tiles"] if k0 == 0) == a["rows_core"]
         assert sum(k for _, _, k in a["tiles"]) * a["tiles"][0][0] >= a["kblk"] * a["tiles"][0][0]
     down = g.nodes["L5.down"]["tiles"]

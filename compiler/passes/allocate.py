@@ -23,10 +23,10 @@ import math
 
 import networkx as nx
 
-from hwmodel.costs import weight_record_bytes
 from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import PARAM_HEADER_BYTES, SYS_LINES_BITS, exchange_window, field_max
+from hwmodel.weight_record import record_bytes
 
 GIB = 2**30
 SOFTMAX_RECORD = 64       # the score scale (FP32) and padding
@@ -208,7 +208,7 @@ def _place_hbm(g: nx.DiGraph, hw: HwConfig) -> None:
         offset = per_layer[a["layer"]]
         a["tile_hbm"] = []
         for rows, _, kblk in a["tiles"]:
-            nbytes = weight_record_bytes(hw, rows, kblk, a["n"], a["bits"], comp.scale_group)
+            nbytes = record_bytes(hw, rows, kblk, a["n"], a["bits"], comp.scale_group)
             a["tile_hbm"].append((offset, nbytes // burst))
             offset += nbytes // burst
         per_layer[a["layer"]] = offset

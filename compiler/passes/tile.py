@@ -15,9 +15,9 @@ from functools import lru_cache
 import networkx as nx
 
 from compiler.attention_mask import kept_ranges
-from hwmodel.costs import weight_record_bytes
 from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
+from hwmodel.weight_record import record_bytes
 
 
 def _tiles(hw: HwConfig, name: str, rows: int, kblk: int, n: int, bits: int, group: int) -> list[tuple[int, int, int]]:
@@ -26,7 +26,7 @@ def _tiles(hw: HwConfig, name: str, rows: int, kblk: int, n: int, bits: int, gro
     whose partial sums accumulate."""
     tiles = _tile_plan(hw, rows, kblk, n, bits, group)
     if tiles is None:
-        one = weight_record_bytes(hw, min(rows, hw.chains), 1, n, bits, group)
+        one = record_bytes(hw, min(rows, hw.chains), 1, n, bits, group)
         raise CompileError(f"{hw.source}: field buffers.wgt.bytes: op {name}: a tile of {min(rows, hw.chains)} rows "
                            f"and one 16-column block needs {one} bytes, more than half the weight buffer "
                            f"({hw.buffers['wgt'].bytes // 2} bytes)")
@@ -40,7 +40,7 @@ def _tile_plan(hw: HwConfig, rows: int, kblk: int, n: int, bits: int, group: int
     half = hw.buffers["wgt"].bytes // 2
 
     def size(r: int, k: int) -> int:
-        return weight_record_bytes(hw, r, k, n, bits, group)
+        return record_bytes(hw, r, k, n, bits, group)
 
     step = min(rows, hw.chains)
     parts = 1

@@ -18,11 +18,11 @@ from amaranth import Shape
 from amaranth.lib import data
 
 from hwmodel.chain_timing import row_cycles
-from hwmodel.costs import weight_record_parts
-from hwmodel.dequant import SCALE_BYTES, dequantize_codes
+from hwmodel.dequant import dequantize_codes
 from hwmodel.gateware.mv_tile import MatrixVectorTile
 from hwmodel.gateware.reference import sparse_mv
 from hwmodel.hwconfig import HwConfig
+from hwmodel.weight_record import decode_record
 
 
 @dataclass(frozen=True)
@@ -61,31 +61,13 @@ class SparseTile:
         return dequantize_codes(self.q.reshape(self.rows, nnz), self.z[:, g], ms).reshape(self.q.shape)
 
 
-def _fields(raw: np.ndarray, count: int, width: int) -> np.ndarray:
-    """`count` unsigned `width`-bit fields of an LSB-first bit stream."""
-    bits = np.unpackbits(raw, bitorder="little")[:count * width].reshape(count, width).astype(np.int64)
-    return bits @ (1 << np.arange(width, dtype=np.int64))
-
-
 def record_tile(hw: HwConfig, record: np.ndarray, *, rows: int, kblk: int, n: int, bits: int, group: int,
                 x: np.ndarray) -> SparseTile:
     """The tile a weight record (bytes as packed: values | indices | scales (m, sh) |
     zero points | requant, each padded to bursts) feeds, with activations `x`. Only
     fields are cut out; the dequantizer does the arithmetic."""
-    parts = weight_record_parts(hw, rows, kblk, n, bits, group)
-    at, raw = 0, {}
-    for name, size in parts.items():
-        raw[name] = np.asarray(record[at: at + size], np.uint8)
-        at += size
-    if at > len(record):
-        raise ValueError(f"a record of {rows} rows x {kblk} blocks N={n} at {bits} bits needs {at} bytes, "
-                         f"got {len(record)}")
-    count, groups = rows * kblk * n, -(-kblk * n // group)
-    q = _fields(raw["values"], count, bits).reshape(rows, kblk, n)
-    index = _fields(raw["indices"], count, 4).reshape(rows, kblk, n) if n < hw.sparsity_m else \
-        np.broadcast_to(np.arange(n), (rows, kblk, n)).copy()
-    scales = raw["scales"][:rows * groups * SCALE_BYTES].astype(np.int64).reshape(rows, groups, SCALE_BYTES)
-    z = _fields(raw["zeros"], rows * groups, bits).reshape(rows, groups)
+    f = decode_record(hw, np.asarray(record, np.uint8), rows=rows, kblk=kblk, n=n, bits=bits, group=group)
+    q, index, z, scales = f.codes, f.index, f.zeros, f.scales.astype(np.int64)
     return SparseTile(n=n, bits=bits, group=group, q=q, index=index, m=scales[..., 0], sh=scales[..., 1], z=z,
                       x=np.asarray(x, np.int64))
 

@@ -10,7 +10,7 @@ executor's `on_matrix` hook sees every MM/MV with a weight record; for each
 tile class (N, bits, MM or MV) the smallest tile (fewest cycles, first in
 execution order) is kept: the record's bytes exactly as they lie in the
 core's weight buffer at the instruction's `wgt` line (values, 4-bit indices,
-(m, sh) scale bytes, zero points, requant; `hwmodel.costs.weight_record_parts`),
+(m, sh) scale bytes, zero points, requant; `hwmodel.weight_record.record_parts`),
 the INT8 activations and the executor's INT32 sums before requantization.
 
 The record is cut into beats by `hwmodel.gateware.tile_stream.record_tile` and
@@ -46,11 +46,12 @@ import pytest
 from rtl_tools import simulator, yosys  # noqa: F401 (fixtures)
 
 from hwmodel.chain_timing import row_cycles
-from hwmodel.costs import matrix_cycles, sparsity_n, weight_bits, weight_record_parts
+from hwmodel.costs import matrix_cycles, sparsity_n, weight_bits
 from hwmodel.gateware.dsp48 import FAMILY_DSP
 from hwmodel.gateware.tile_stream import record_tile, tile_beats
 from hwmodel.hwconfig import load_hw
 from hwmodel.isa import MatMode
+from hwmodel.weight_record import record_parts
 from rtl.export import tile_for, tile_hw, write_verilog
 from rtl.runner import SIM_BUILD, bench_params, run_bench
 
@@ -134,7 +135,7 @@ def program_tiles(tmp_path_factory) -> dict:
         cycles = matrix_cycles(small, ins)
         if key in tiles and tiles[key]["cycles"] <= cycles:
             return
-        size = sum(weight_record_parts(hw, ins["rows"], ins["kblk"], sparsity_n(ins), weight_bits(ins),
+        size = sum(record_parts(hw, ins["rows"], ins["kblk"], sparsity_n(ins), weight_bits(ins),
                                        group).values())
         at = ins["wgt"] * hw.line_bytes
         tiles[key] = {"ins": ins, "cycles": cycles, "record": ex.cores[core].mem[at: at + size].copy(),
@@ -202,7 +203,7 @@ def test_program_tile_on_rtl_equals_executor(simulator, program_tiles, cls, tmp_
     np.put_along_axis(dense, work.index, work.weights(), axis=2)
     assert np.array_equal(dense.reshape(rows, kblk * 16), w)
     check_beats_are_record_fields(tile, work, tile_beats(tile, work), record,
-                                  weight_record_parts(hw, rows, kblk, n, bits, group))
+                                  record_parts(hw, rows, kblk, n, bits, group))
 
     name = f"mv_tile_{CHAINS}x{small.chain_length}_{HW}"
     verilog = write_verilog(tile, name, SIM_BUILD / "verilog")
