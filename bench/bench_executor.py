@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from compiler.pack import pack  # noqa: E402
 from compiler.pipeline import Buckets, compile_program  # noqa: E402
 from compiler.quantize import compress  # noqa: E402
 from hwmodel.hwconfig import load_hw  # noqa: E402
-from sim.functional import Executor, Image  # noqa: E402
+from sim.functional import Executor  # noqa: E402
 
 
 def main() -> None:
@@ -49,13 +50,13 @@ def main() -> None:
     prompt = list(range(args.prefill))
     best = float("inf")
     for _ in range(args.repeat):
-        ex = Executor(prog, hw, Image(image.hbm.copy(), image.embed, image.meta))
+        ex = Executor(prog, hw, replace(image, hbm=image.hbm.copy()))
         t0 = time.perf_counter()
         tokens = ex.generate(prompt, args.decode)
         best = min(best, time.perf_counter() - t0)
     instructions = ex.instructions
     tracemalloc.start()             # a separate run (tracing slows numpy-heavy code down), buffers included
-    Executor(prog, hw, Image(image.hbm.copy(), image.embed, image.meta)).generate(prompt, args.decode)
+    Executor(prog, hw, replace(image, hbm=image.hbm.copy())).generate(prompt, args.decode)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     steps = args.decode + 1

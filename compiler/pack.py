@@ -11,9 +11,6 @@ feed the program (the INT8 embedding table).
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass
-from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -26,6 +23,7 @@ from compiler.pipeline import run_passes
 from compiler.quantize import CompressedModel, QuantLinear, head_panel_order, rope_inv_freq, score_scale
 from hwmodel.dequant import SCALE_BYTES
 from hwmodel.errors import CompileError
+from hwmodel.hbm_image import HbmImage
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import BASE_REGISTERS, PARAM_HEADER_BYTES, R_HEAD, R_WEIGHTS
 from hwmodel.placement import Placement
@@ -33,27 +31,6 @@ from hwmodel.program import Program, to_bytes
 from hwmodel.weight_record import RecordFields, encode_record, scale_groups
 
 IMAGE_FORMAT = 1
-
-
-@dataclass
-class HbmImage:
-    hbm: np.ndarray          # uint8, HBM bytes from address 0 to the end of the last I/O area
-    embed: np.ndarray        # int8 [vocab, hidden]: the host's embedding table (INT8 at the residual scale)
-    meta: dict               # vocab, hidden, program SHA-256, ...
-
-    def channel_images(self, hw: HwConfig) -> np.ndarray:
-        """The image as each HBM pseudo-channel holds it, [channel][bytes], placed
-        by the program's placement (hwmodel.placement)."""
-        return Placement.from_json(self.meta["placement"], hw, "HBM image").channel_images(self.hbm, hw)
-
-    def save(self, path: str | Path, hw: HwConfig) -> Path:
-        """One .npz: the per-channel images, the embedding table and the meta (JSON)."""
-        path = Path(path)
-        meta = dict(self.meta, burst_bytes=hw.hbm.burst_bytes)
-        with open(path, "wb") as f:
-            np.savez(f, channels=self.channel_images(hw), embed=self.embed,
-                     meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
-        return path
 
 
 def weight_record(hw: HwConfig, q: QuantLinear, rows: np.ndarray, k0: int, kblk: int, group: int) -> bytes:

@@ -30,7 +30,7 @@ from dspflight.reference import FP16_MAX_DIFF, Reference
 from hwmodel.errors import DspflightError
 from hwmodel.hwconfig import load_hw
 from hwmodel.program import from_bytes, read_bytes, to_bytes
-from sim.functional import Executor, Image
+from sim.functional import Executor
 
 CALIBRATION = (4, 64)       # calibration batch: sequences x tokens of seeded random ids
 
@@ -81,7 +81,7 @@ def execute(checkpoint: str | Path, hw_name: str = "u280", compression: str = "f
         raise DspflightError(f"{program}: compiled for model {prog.model}, the checkpoint is {ck.model.name}")
     image = pack(cm, prog, hw)
     prompt = list(prompt) if prompt is not None else [int(t) for t in rng.integers(0, ck.model.vocab, prefill)]
-    ex = Executor(prog, hw, Image(image.hbm, image.embed, image.meta))
+    ex = Executor(prog, hw, image)
     got: dict[tuple, np.ndarray] = {}
     t0 = time.perf_counter()
     tokens = ex.generate(prompt, decode, lambda ph, p, layer, x: got.__setitem__((p, layer), x))

@@ -17,46 +17,24 @@ numbers; cores run in lockstep between exchanges.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
 from hwmodel.costs import sparsity_n, weight_bits
 from hwmodel.dequant import dequantize_codes
-from hwmodel.errors import ProgramFormatError, SimulationError
+from hwmodel.errors import SimulationError
+from hwmodel.hbm_image import HbmImage
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import (BASE_REGISTERS, INT8_MAX, NUM_QUEUES, PARAM_HEADER_BYTES, R_IO, SCORE_DIVISOR, Instr,
                          MatMode, MiscFunc, Op, SysKind, exchange_window, mask_to_queues)
-from hwmodel.placement import Placement
 from hwmodel.program import Program, Section, schedule_for, to_bytes
 from hwmodel.weight_record import decode_record, record_parts
 
 QMAX = INT8_MAX
 LD_FIRST = (Op.LD, Op.ST, Op.MM, Op.MV, Op.MISC, Op.SYS)      # loads run as far ahead as their tokens allow
-
-
-@dataclass
-class Image:
-    """An HBM image and the host's embedding table (written by compiler.pack)."""
-    hbm: np.ndarray
-    embed: np.ndarray
-    meta: dict
-
-    @classmethod
-    def load(cls, path: str | Path, hw: HwConfig) -> "Image":
-        """Read an image saved by compiler.pack: per-PC images, gathered back into
-        the program's logical address space by the placement they were saved with."""
-        try:
-            with np.load(path) as z:
-                meta = json.loads(bytes(z["meta"]).decode())
-                placement = Placement.from_json(meta["placement"], hw, str(path))
-                return cls(placement.from_channel_images(z["channels"], hw), z["embed"], meta)
-        except (OSError, KeyError, ValueError, ProgramFormatError) as exc:
-            raise SimulationError(f"{path}: not an HBM image of this design ({exc})") from None
 
 
 # ---- layouts -------------------------------------------------------------------
@@ -96,7 +74,7 @@ class Executor:
     """Runs a program's schedule on an HBM image, all cores, with a host that
     embeds tokens, reads logits and picks the next token greedily."""
 
-    def __init__(self, prog: Program, hw: HwConfig, image: Image, priority: tuple[Op, ...] = LD_FIRST, *,
+    def __init__(self, prog: Program, hw: HwConfig, image: HbmImage, priority: tuple[Op, ...] = LD_FIRST, *,
                  on_matrix: Callable[[int, Instr, np.ndarray, np.ndarray, np.ndarray], None] | None = None):
         """`on_matrix(core, ins, act, w, sums)`, if given, sees every MM/MV as the MPE runs it:
         its INT8 activations [tokens, kblk*16], its weights as INT8 [rows, kblk*16] (dequantized,

@@ -3,6 +3,7 @@ with the numpy reference bit for bit (FP16 unit mirrored), on every core."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,10 +19,11 @@ from compiler.quantize import compress
 from dspflight.execute_cli import execute
 from dspflight.reference import Reference
 from hwmodel.errors import CompileError, SimulationError
+from hwmodel.hbm_image import HbmImage
 from hwmodel.hwconfig import load_hw
 from hwmodel.program import read_program, write_program
 from hwmodel.isa import Op, other_queues
-from sim.functional import LD_FIRST, Executor, Image, read_panels, write_panels
+from sim.functional import LD_FIRST, Executor, read_panels, write_panels
 from sim.stats import simulate
 
 pytestmark = pytest.mark.sim
@@ -118,7 +120,7 @@ def test_a_corrupted_weight_record_shows_up_in_the_numbers(tiny_dir):
     hbm[layer0.base[0] * hw.hbm.burst_bytes + first_tile] ^= 0xFF  # L0's first qkv weights, core 0
     prompt = list(range(16))
     states = {}
-    Executor(prog, hw, Image(hbm, image.embed, image.meta)).generate(
+    Executor(prog, hw, replace(image, hbm=hbm)).generate(
         prompt, 0, lambda ph, p, layer, x: states.setdefault(layer, x))
     ref = {}
     Reference(cm).generate(prompt, 0, 16, lambda ph, p, layer, x: ref.setdefault(layer, x))
@@ -146,7 +148,7 @@ def test_execute_subcommand_prints_tokens_and_per_layer_agreement(tiny_dir, caps
     report = json.loads((out_dir / "agreement.json").read_text())
     again = execute(tiny_dir, "u280", prefill=16, decode=2, program=out_dir / "program.dfp")
     assert again.tokens == report["tokens"] and again.program_sha256 == report["program_sha256"]
-    image = Image.load(out_dir / "hbm.npz", hw)
+    image = HbmImage.load(out_dir / "hbm.npz", hw)
     assert image.meta["program_sha256"] == report["program_sha256"]
 
 
@@ -158,7 +160,7 @@ def test_an_image_runs_only_the_program_it_was_packed_for(tiny_dir):
     image = pack(cm, compile_program(ck.model, comp, hw, 16, 0, Buckets(16, 1)), hw)
     other = compile_program(ck.model, comp, hw, 16, 2, Buckets(16, 1))
     with pytest.raises(SimulationError, match="packed for another program"):
-        Executor(other, hw, Image(image.hbm, image.embed, image.meta))
+        Executor(other, hw, image)
 
 
 def test_saved_per_channel_image_loads_back_to_the_same_bytes(tiny_dir, tmp_path):
@@ -170,7 +172,7 @@ def test_saved_per_channel_image_loads_back_to_the_same_bytes(tiny_dir, tmp_path
     channels = image.channel_images(hw)
     assert channels.shape[0] == hw.hbm.channels == 32
     assert np.array_equal(channels[1][:64], image.hbm[64:128])          # burst 1 lives in channel 1
-    back = Image.load(image.save(tmp_path / "tiny.hbm.npz", hw), hw)
+    back = HbmImage.load(image.save(tmp_path / "tiny.hbm.npz", hw), hw)
     assert np.array_equal(back.hbm[: len(image.hbm)], image.hbm) and not back.hbm[len(image.hbm):].any()
     assert np.array_equal(back.embed, image.embed) and back.meta["program_sha256"] == image.meta["program_sha256"]
 
@@ -182,7 +184,7 @@ def test_results_do_not_depend_on_which_queue_runs_ahead_but_on_every_token(tiny
     def run(program, priority):
         states = []
         packed = pack(cm, program, hw)
-        ex = Executor(program, hw, Image(packed.hbm, packed.embed, packed.meta), priority)
+        ex = Executor(program, hw, packed, priority)
         tokens = ex.generate(prompt, 2, lambda ph, p, layer, x: states.append(x))
         return tokens, states
 

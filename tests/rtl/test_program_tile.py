@@ -113,7 +113,7 @@ def program_tiles(tmp_path_factory) -> dict:
     from compiler.pack import pack
     from compiler.pipeline import Buckets, compile_program
     from compiler.quantize import compress
-    from sim.functional import Executor, Image
+    from sim.functional import Executor
 
     tmp = tmp_path_factory.mktemp("program_tile")
     profile = tmp / "rtl-tiles.yaml"
@@ -141,7 +141,7 @@ def program_tiles(tmp_path_factory) -> dict:
         tiles[key] = {"ins": ins, "cycles": cycles, "record": ex.cores[core].mem[at: at + size].copy(),
                       "act": act.copy(), "w": w.copy(), "sums": sums.copy()}
 
-    ex = Executor(prog, hw, Image(image.hbm, image.embed, image.meta), on_matrix=on_matrix)
+    ex = Executor(prog, hw, image, on_matrix=on_matrix)
     ex.generate(list(range(16)), 1)
     return {"hw": hw, "group": group, "tiles": tiles}
 
