@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from hwmodel.chain_timing import chain_latency, row_cycles
+from hwmodel.chain_timing import tile_cycles
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import Instr, MiscFunc, Op, SysKind, bits_of, n_of
 from hwmodel.transfer import transfer_bytes
@@ -28,10 +28,8 @@ def weight_bits(ins: Instr) -> int:
 def matrix_cycles(hw: HwConfig, ins: Instr) -> int:
     """MM/MV on one core's MPE: rows spread over the chains, each chain streams
     its rows' N:16 blocks; two tokens share a pass (INT8 packing)."""
-    rows_per_chain = math.ceil(ins.f["rows"] / hw.chains)
-    passes = math.ceil(ins.f["tokens"] / hw.macs_per_dsp)
-    stream = rows_per_chain * passes * row_cycles(ins.f["kblk"], sparsity_n(ins), hw.chain_length)
-    return stream + chain_latency(hw.chain_length)
+    return tile_cycles(math.ceil(ins.f["rows"] / hw.chains), ins.f["kblk"], sparsity_n(ins), hw.chain_length,
+                       ins.f["tokens"], hw.macs_per_dsp)
 
 
 def misc_elements(ins: Instr) -> int:

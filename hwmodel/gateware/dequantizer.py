@@ -17,6 +17,7 @@ from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from hwmodel.chain_timing import DEQUANT_STAGES
 from hwmodel.dequant import MULT_BITS, SHIFT_BITS
 from hwmodel.isa import INT8_MAX, WBITS_BITS, wbits_code
 
@@ -54,7 +55,7 @@ class Dequantizer(wiring.Component):
 
     @property
     def latency(self) -> int:
-        return 1
+        return DEQUANT_STAGES
 
     def elaborate(self, platform) -> Module:
         m = Module()

@@ -19,6 +19,7 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from hwmodel.chain_timing import DSP_STAGES
 from hwmodel.errors import ConfigError
 
 INT8_PRODUCT_MIN = -128 * 127    # most negative product of two INT8
@@ -81,7 +82,7 @@ class Dsp48Slice(wiring.Component):
     currently in the M register. `ce` gates every register (CEA/CEB/CEM/CEP).
     """
 
-    LATENCY = 3   # registers from the operands to P: A/B, M, P
+    LATENCY = DSP_STAGES   # registers from the operands to P: A/B, M, P
 
     def __init__(self, *, geometry: Dsp48Geometry = DSP48E2):
         if not isinstance(geometry, Dsp48Geometry):

@@ -19,8 +19,9 @@ from amaranth import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hwmodel.errors import ConfigError
+from hwmodel.chain_timing import ACCUMULATE_STAGES, DEQUANT_STAGES
 from hwmodel.dequant import MULT_BITS, SHIFT_BITS
+from hwmodel.errors import ConfigError
 from hwmodel.gateware.dequantizer import Dequantizer, checked_weight_bits
 from hwmodel.gateware.dsp48 import DSP48E2, Dsp48Geometry, sum_pair_layout
 from hwmodel.gateware.sparse_chain import BlockRouter, SparseDspChain, block_layout, chain_latency_cycles, \
@@ -103,7 +104,7 @@ class MatrixVectorTile(wiring.Component):
     def latency(self) -> int:
         """Cycles from a row's last beat (input handshake) to its result
         (output handshake): dequantizer register, chain, accumulator register."""
-        return 1 + chain_latency_cycles(self.chain_length) + 1
+        return DEQUANT_STAGES + chain_latency_cycles(self.chain_length) + ACCUMULATE_STAGES
 
     def elaborate(self, platform) -> Module:
         m = Module()

@@ -31,9 +31,10 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hwmodel.isa import N_LOG2_BITS, field_max, n_code
+from hwmodel.chain_timing import REDUCE_STAGES
 from hwmodel.gateware.dsp48 import ACT_PAIR, DSP48E2, Dsp48Geometry, Dsp48Slice, OverflowAdjust, \
     sum_pair_layout, sum_width
+from hwmodel.isa import N_LOG2_BITS, field_max, n_code
 
 
 def pattern_code_width(block: int) -> int:
@@ -70,7 +71,7 @@ def chain_slots(length: int, patterns: tuple[int, ...]) -> int:
 def chain_latency_cycles(length: int) -> int:
     """Enabled cycles from a beat's input handshake to its output handshake:
     the longest input skew, the slice's A/B-M-P registers, the node register."""
-    return (length - 1) + Dsp48Slice.LATENCY + 1
+    return (length - 1) + Dsp48Slice.LATENCY + REDUCE_STAGES
 
 
 def select_by_pattern(m: Module, n_log2: Signal, patterns: tuple[int, ...], target, value_of) -> None:
