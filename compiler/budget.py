@@ -79,9 +79,9 @@ def _check_hbm(model: ModelConfig, comp: Compression, hw: HwConfig, max_ctx: int
 def _check_fields(model: ModelConfig, comp: Compression, hw: HwConfig, chunk: int, max_ctx: int) -> None:
     """Vectors and counts against the instruction fields that carry them."""
     isa = isa_for(hw)
-    vector = ((1 << isa.width(Op.MISC, "len16")) - 1) * LEN16_UNIT
-    lines = (1 << isa.width(Op.SYS, "lines")) - 1
-    tokens = (1 << isa.width(Op.MM, "tokens")) - 1
+    vector = isa.max_value(Op.MISC, "len16") * LEN16_UNIT
+    lines = isa.max_value(Op.SYS, "lines")
+    tokens = isa.max_value(Op.MM, "tokens")
     where = f"{model.source}: field"
     if model.hidden > vector:
         raise CompileError(f"{where} {field_key(model, 'hidden')}: {model.hidden} features, one MISC instruction "

@@ -209,6 +209,10 @@ class Isa:
     def width(self, op: Op, name: str) -> int:
         return dict(self.layouts[op].fields)[name]
 
+    def max_value(self, op: Op, name: str) -> int:
+        """Largest value field `name` of `op` holds on this design."""
+        return field_max(self.width(op, name))
+
     def encode(self, ins: Instr, index: int | None = None) -> list[int]:
         """Pack an instruction into its words; a value too wide is a CompileError."""
         if not 0 <= ins.wait <= field_max(MASK_BITS) or not 0 <= ins.release <= field_max(MASK_BITS):
