@@ -148,8 +148,39 @@ def load_hw(spec: "str | Path | dict | HwConfig", source: str | None = None) -> 
     f.check_known(_TOP)
     clock = f.number("clock_mhz", lo=1, hi=2000)
     slrs = f.integer("slrs", lo=1, hi=8)
+    mpe = _mpe_fields(f.sub("mpe"))
+    sfu = f.sub("sfu")
+    sfu.check_known({"lanes", "dsp", "softmax_passes", "latency_cycles"})
+    buffers, line = _buffers(f.sub("buffers"))
+    hbm = load_hbm(f.sub("hbm"), line)
+    ddr = f.sub("ddr")
+    ddr.check_known({"capacity_gb", "peak_gbps"})
+    link = f.sub("slr_link")
+    link.check_known({"bytes_per_cycle", "sync_latency_cycles"})
+    power = f.sub("power")
+    power.check_known({"static_w", "static_w_source"})
+    fabric, family = _fabric(f.sub("fabric"))
+    hw = HwConfig(
+        name=f.text("name"), source=str(path), description=f.text("description", ""),
+        clock_mhz=clock, slrs=slrs, **mpe,
+        sfu_lanes=sfu.integer("lanes", lo=1),
+        sfu_dsp=sfu.integer("dsp", lo=0),
+        sfu_passes_softmax=sfu.integer("softmax_passes", lo=1, hi=4),
+        misc_latency_cycles=sfu.integer("latency_cycles", lo=0),
+        buffers=buffers, line_bytes=line, hbm=hbm,
+        ddr_gbps=ddr.number("peak_gbps", lo=0.001),
+        slr_link_bytes_per_cycle=link.integer("bytes_per_cycle", lo=1),
+        slr_sync_latency_cycles=link.integer("sync_latency_cycles", lo=0),
+        static_power_w=power.number("static_w", lo=0),
+        price_usd=f.number("price_usd", lo=0),
+        fabric=fabric, fabric_family=family,
+    )
+    _check_fits_fabric(hw, f)
+    return hw
 
-    mpe = f.sub("mpe")
+
+def _mpe_fields(mpe: Fields) -> dict:
+    """The matrix engine's HwConfig fields: chains, their length and grouping, packing, patterns, widths."""
     mpe.check_known({"chains", "chain_length", "dsp_group", "macs_per_dsp", "sparsity_m", "sparsity_n",
                      "weight_bits"})
     chain_length = mpe.integer("chain_length", lo=2, hi=256)
@@ -167,66 +198,33 @@ def load_hw(spec: "str | Path | dict | HwConfig", source: str | None = None) -> 
     bits = mpe.int_list("weight_bits", lo=2)
     if any(b > 8 for b in bits):
         raise mpe.error("weight_bits", f"weights are dequantized to INT8: expected bit widths <= 8, got {bits}")
+    return dict(chains=mpe.integer("chains", lo=1), chain_length=chain_length, dsp_group=group,
+                macs_per_dsp=mpe.integer("macs_per_dsp", lo=1, hi=2), sparsity_m=m, sparsity_n=ns,
+                weight_bits=bits)
 
-    sfu = f.sub("sfu")
-    sfu.check_known({"lanes", "dsp", "softmax_passes", "latency_cycles"})
 
-    bufs_f = f.sub("buffers")
-    bufs_f.check_known(set(BUFFER_ORDER) | {"line_bytes"})
-    line = bufs_f.integer("line_bytes", lo=1)
+def _buffers(bufs: Fields) -> tuple[dict[str, Buffer], int]:
+    """The on-chip buffers, laid out in BUFFER_ORDER, and the line size."""
+    bufs.check_known(set(BUFFER_ORDER) | {"line_bytes"})
+    line = bufs.integer("line_bytes", lo=1)
     buffers: dict[str, Buffer] = {}
     base = 0
     for name in BUFFER_ORDER:
-        b = bufs_f.sub(name)
+        b = bufs.sub(name)
         b.check_known({"kind", "bytes"})
         size = b.integer("bytes", lo=line)
         if size % line:
             raise b.error("bytes", f"expected a multiple of buffers.line_bytes={line}, got {size}")
         buffers[name] = Buffer(name, b.text("kind", choices=("uram", "bram36")), size, base)
         base += size
+    return buffers, line
 
-    hbm = load_hbm(f.sub("hbm"), line)
-    ddr = f.sub("ddr")
-    ddr.check_known({"capacity_gb", "peak_gbps"})
-    link = f.sub("slr_link")
-    link.check_known({"bytes_per_cycle", "sync_latency_cycles"})
-    power = f.sub("power")
-    power.check_known({"static_w", "static_w_source"})
-    fab = f.sub("fabric")
+
+def _fabric(fab: Fields) -> tuple[dict[str, int], str | None]:
+    """Device totals the design must fit in, and the gateware family that estimates LUT and FF."""
     fab.check_known({"family", "dsp", "lut", "ff", "bram36", "uram"})
     fabric = {k: fab.integer(k, lo=0) for k in ("dsp", "lut", "ff", "bram36", "uram") if fab.has(k)}
-    family = fab.text("family", choices=FAMILIES) if fab.has("family") else None
-
-    hw = HwConfig(
-        name=f.text("name"),
-        source=str(path),
-        description=f.text("description", ""),
-        clock_mhz=clock,
-        slrs=slrs,
-        chains=mpe.integer("chains", lo=1),
-        chain_length=chain_length,
-        dsp_group=group,
-        macs_per_dsp=mpe.integer("macs_per_dsp", lo=1, hi=2),
-        sparsity_m=m,
-        sparsity_n=ns,
-        weight_bits=bits,
-        sfu_lanes=sfu.integer("lanes", lo=1),
-        sfu_dsp=sfu.integer("dsp", lo=0),
-        sfu_passes_softmax=sfu.integer("softmax_passes", lo=1, hi=4),
-        misc_latency_cycles=sfu.integer("latency_cycles", lo=0),
-        buffers=buffers,
-        line_bytes=line,
-        hbm=hbm,
-        ddr_gbps=ddr.number("peak_gbps", lo=0.001),
-        slr_link_bytes_per_cycle=link.integer("bytes_per_cycle", lo=1),
-        slr_sync_latency_cycles=link.integer("sync_latency_cycles", lo=0),
-        static_power_w=power.number("static_w", lo=0),
-        price_usd=f.number("price_usd", lo=0),
-        fabric=fabric,
-        fabric_family=family,
-    )
-    _check_fits_fabric(hw, f)
-    return hw
+    return fabric, fab.text("family", choices=FAMILIES) if fab.has("family") else None
 
 
 def _check_fits_fabric(hw: HwConfig, f: Fields) -> None:
