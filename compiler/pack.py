@@ -149,11 +149,25 @@ def _rope_table(model, kv_core: int, theta: float, max_ctx: int) -> bytes:
 
 def pack(cm: CompressedModel, prog: Program, hw: HwConfig) -> HbmImage:
     """The HBM image of `prog` running the compressed model `cm`."""
-    model = cm.model
     comp = load_compression(prog.meta["compression"], hw)
     if comp.scale_group != cm.scale_group or comp.name != cm.compression:
         raise CompileError(f"program compiled with compression {comp.name}, the model was compressed with "
                            f"{cm.compression}")
+    g = _decode_graph(cm.model, comp, prog, hw)
+    calls = {c.layer: c for s in prog.steps for c in s.calls}     # weight/head registers are step-independent
+    placement = Placement.from_json(prog.meta["placement"], hw, f"program for {prog.model}")
+    hbm = np.zeros(placement.end * hw.hbm.burst_bytes, np.uint8)
+    _put_weights(hbm, cm, g, calls, hw)
+    _put_parameters(hbm, cm, g, calls, hw, prog.meta["max_context"])
+    meta = {"format": IMAGE_FORMAT, "program_sha256": hashlib.sha256(to_bytes(prog, hw)).hexdigest(),
+            "model": prog.model, "vocab": cm.model.vocab, "hidden": cm.model.hidden, "cores": hw.slrs,
+            "scale_group": cm.scale_group, "placement": placement.to_json()}
+    return HbmImage(hbm, cm.embed, meta)
+
+
+def _decode_graph(model, comp, prog: Program, hw: HwConfig) -> nx.DiGraph:
+    """The decode step's graph after the passes (where each tile lies), once both
+    phases are known to run numerically."""
     chunk = prog.meta["prefill_bucket"]
     if comp.attn_block % chunk:
         raise CompileError(f"program for {prog.model}: prefill chunks of {chunk} tokens cannot run numerically; "
@@ -170,15 +184,17 @@ def pack(cm: CompressedModel, prog: Program, hw: HwConfig) -> HbmImage:
         if g.graph["numerics_blockers"]:
             raise CompileError(f"program for {prog.model} on {hw.name} cannot run numerically: "
                                f"{g.graph['numerics_blockers'][0]}")
-    g = graphs[0]
-    burst, cores = hw.hbm.burst_bytes, hw.slrs
-    calls = {c.layer: c for s in prog.steps for c in s.calls}     # weight/head registers are step-independent
-    placement = Placement.from_json(prog.meta["placement"], hw, f"program for {prog.model}")
-    hbm = np.zeros(placement.end * burst, np.uint8)
+    return graphs[0]
 
-    def put(offset_bursts: int, data: bytes) -> None:
-        hbm[offset_bursts * burst: offset_bursts * burst + len(data)] = np.frombuffer(data, np.uint8)
 
+def _put(hbm: np.ndarray, hw: HwConfig, offset_bursts: int, data: bytes) -> None:
+    at = offset_bursts * hw.hbm.burst_bytes
+    hbm[at: at + len(data)] = np.frombuffer(data, np.uint8)
+
+
+def _put_weights(hbm: np.ndarray, cm: CompressedModel, g: nx.DiGraph, calls: dict, hw: HwConfig) -> None:
+    """Every linear op's weight records, per core, at its call's weight (or LM-head) register."""
+    model = cm.model
     o_cols = head_panel_order(model)
     for name, a in g.nodes(data=True):
         if a["kind"] != "linear":
@@ -193,15 +209,21 @@ def pack(cm: CompressedModel, prog: Program, hw: HwConfig) -> HbmImage:
                             q.n, q.bits, np.arange(len(o_cols)))
         reg = R_HEAD if layer < 0 else R_WEIGHTS
         call = calls[POST] if layer < 0 else calls[layer]
-        for c in range(cores):
+        for c in range(hw.slrs):
             _, tiles = _row_map(model, g, name, c)
             for (rows, k0, kblk), (off, _) in zip(tiles, a["tile_hbm"]):
-                put(call.base[BASE_REGISTERS * c + reg] + off, weight_record(hw, q, rows, k0, kblk, cm.scale_group))
-    s = cm.scales
+                _put(hbm, hw, call.base[BASE_REGISTERS * c + reg] + off,
+                     weight_record(hw, q, rows, k0, kblk, cm.scale_group))
+
+
+def _put_parameters(hbm: np.ndarray, cm: CompressedModel, g: nx.DiGraph, calls: dict, hw: HwConfig,
+                    max_ctx: int) -> None:
+    """Per core: each layer's norm records and score scale, the final norm and the RoPE table."""
+    model, s, burst = cm.model, cm.scales, hw.hbm.burst_bytes
     rec = layer_record_offsets(model)
     rope = g.graph["hbm_layout"]["rope_bursts"]
     kv_core = g.nodes["L0.attn"]["kv_heads_core"]
-    for c in range(cores):
+    for c in range(hw.slrs):
         for layer in range(model.layers):
             base = calls[layer].base[BASE_REGISTERS * c + R_WEIGHTS] * burst
             p = f"L{layer}."
@@ -211,9 +233,5 @@ def pack(cm: CompressedModel, prog: Program, hw: HwConfig) -> HbmImage:
             for part, data in parts.items():
                 hbm[base + rec[part]: base + rec[part] + len(data)] = np.frombuffer(data, np.uint8)
         head = calls[POST].base[BASE_REGISTERS * c + R_HEAD]
-        put(head, _norm_record(cm.norms["final_norm"], cm.norm_eps, s["res"], s["fn"]))
-        put(head + rope, _rope_table(model, kv_core, cm.rope_theta, max_ctx))
-    meta = {"format": IMAGE_FORMAT, "program_sha256": hashlib.sha256(to_bytes(prog, hw)).hexdigest(),
-            "model": prog.model, "vocab": model.vocab, "hidden": model.hidden, "cores": cores,
-            "scale_group": cm.scale_group, "placement": placement.to_json()}
-    return HbmImage(hbm, cm.embed, meta)
+        _put(hbm, hw, head, _norm_record(cm.norms["final_norm"], cm.norm_eps, s["res"], s["fn"]))
+        _put(hbm, hw, head + rope, _rope_table(model, kv_core, cm.rope_theta, max_ctx))
