@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sim.roofline import explain_decode, roofline_png
+from sim.stats import Stats
 from sim.trace import write_atomic
 
 
@@ -130,7 +131,7 @@ def utilization_section(util: dict | None) -> list[str]:
             + f". Published: {html.escape(util['published_source'])}.</p>"]
 
 
-def render_report(summary: dict, roofline: dict, energy: dict, cost: dict) -> str:
+def render_report(summary: dict, roofline: dict, energy: dict, cost: dict, stats: Stats | None = None) -> str:
     """The page as a string; the roofline PNG is embedded as base64."""
     rows = headline(summary, roofline, energy, cost)
     gpu_names = list(roofline["gpus"])
@@ -171,6 +172,7 @@ def render_report(summary: dict, roofline: dict, energy: dict, cost: dict) -> st
             f"<style>{_CSS}</style></head><body>\n{page}\n</body></html>\n")
 
 
-def write_report(summary: dict, roofline: dict, energy: dict, cost: dict, path: str | Path) -> None:
+def write_report(summary: dict, roofline: dict, energy: dict, cost: dict, path: str | Path,
+                 stats: Stats | None = None) -> None:
     """Write the HTML report (atomically)."""
-    write_atomic(path, render_report(summary, roofline, energy, cost).encode())
+    write_atomic(path, render_report(summary, roofline, energy, cost, stats).encode())
