@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Callable
 
@@ -30,8 +31,10 @@ from hwmodel.program import (Program, instruction_bytes, listing, read_program, 
                              to_bytes)
 from sim.cost import cost_report
 from sim.energy import energy_report
-from sim.report_html import format_table, write_report
-from sim.roofline import plot_roofline, roofline
+from sim.headline import format_table
+from sim.report_html import write_report
+from sim.roofline import roofline
+from sim.roofline_plot import plot_roofline
 from hwmodel.errors import DspflightError
 from sim.stats import Stats, simulate, time_sections, untimed
 from sim.trace import DEFAULT_DECODE_STEPS, trace_json
@@ -213,6 +216,10 @@ def make_summary(prog: Program, hw: HwConfig, stats: Stats, prefill: int, progra
         "model": prog.model,
         "hardware": hw.name,
         "compression": prog.meta.get("compression"),
+        "fusion": prog.meta.get("fusion"),
+        "plan": prog.meta.get("plan"),
+        "buckets": {"prefill": prog.meta.get("prefill_bucket"), "decode": prog.meta.get("decode_bucket")},
+        "dspflight_version": version("dspflight"),
         "prefill_tokens": prefill,
         "decode_tokens": decode_tokens,
         "prefill_ms": prefill_ms,

@@ -14,8 +14,10 @@ from hwmodel.errors import ConfigError
 from hwmodel.gpu import all_gpus, load_gpu
 from sim.cost import cost_report
 from sim.energy import energy_report
-from sim.report_html import format_table, write_report
-from sim.roofline import fpga_peak_ops, plot_roofline, roofline
+from sim.headline import format_table
+from sim.report_html import write_report
+from sim.roofline import fpga_peak_ops, roofline
+from sim.roofline_plot import plot_roofline
 from sim.stats import simulate
 
 GEMV = ("qkv", "o", "up", "down")
