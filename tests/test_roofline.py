@@ -17,7 +17,7 @@ from sim.energy import energy_report
 from sim.headline import format_table
 from sim.report_html import write_report
 from sim.roofline import fpga_peak_ops, roofline
-from sim.roofline_plot import plot_roofline
+from sim.roofline_plot import plot_roofline, roofline_figure
 from sim.stats import simulate
 
 GEMV = ("qkv", "o", "up", "down")
@@ -107,6 +107,20 @@ def test_plot_is_a_png(llama, tmp_path):
     plot_roofline(data, path)
     assert path.read_bytes()[:8] == PNG_MAGIC
     assert [p.name for p in tmp_path.iterdir()] == ["roofline.png"]
+
+
+def test_roofline_labels_do_not_overlap(llama):
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+    _, data = llama
+    fig, labels = roofline_figure(data)
+    renderer = fig.canvas.get_renderer()
+    boxes = [Text.get_window_extent(t, renderer) for t in labels]
+    plt.close(fig)
+    assert len(boxes) >= 8
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)
 
 
 def test_report_html_and_table(u280, llama, tmp_path):
