@@ -118,8 +118,8 @@ def format_table(summary: dict, roofline: dict, energy: dict, cost: dict) -> str
     gpu_rows = [r for r in rows if r.gpus]
     gpus = _columns(["GPU presets", *gpu_names], [[r.metric, *(_compact(r.gpus.get(n, {}), kinds) for n in gpu_names)]
                                                   for r in gpu_rows])
-    note = (f"Cells of several figures: {slots}, i.e. at FlightLLM's measured decode HBM utilization "
-            f"({', '.join(kinds[:-1])}) and at the roofline bound; '-': none published.")
+    note = (f"{slots}: at FlightLLM's measured GPU decode HBM utilization ({', '.join(kinds[:-1])}) and at the "
+            "roofline bound; '-': none published.")
     lines = [*ours, "", *gpus, *_wrap(note, ""), "", "How the decode figure arises:"]
     lines += [w for s in explain_decode(roofline) for w in _wrap(s, "  ")]
     return "\n".join(lines)

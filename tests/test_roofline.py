@@ -1,6 +1,8 @@
 """Roofline of LLaMA2-7B on the U280 design, GPU presets, plot and HTML report."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import json
 import math
 
@@ -134,6 +136,8 @@ def test_report_html_and_table(u280, llama, tmp_path):
                "hbm_bandwidth_utilization": dec["hbm_utilization"], "power_w": energy["power_w"],
                "tokens_per_joule": energy["tokens_per_joule"]}
     text = format_table(summary, data, energy, cost)
+    readme = Path("README.md").read_text()
+    assert text + "\noutputs in out/" in readme                       # the README's sample is the real output
     assert f"{dec['tokens_per_s']:.4g}" in text and "memory floor per token" in text
     assert "55" in text and "65.9%" in text                         # FlightLLM's published figures
     path = tmp_path / "report.html"
