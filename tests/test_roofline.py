@@ -1,10 +1,9 @@
 """Roofline of LLaMA2-7B on the U280 design, GPU presets, plot and HTML report."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
 import math
+from pathlib import Path
 
 import pytest
 
