@@ -135,9 +135,9 @@ def render_report(summary: dict, roofline: dict, energy: dict, cost: dict, stats
              f"<p>prefill {summary.get('prefill_tokens')} tokens, decode {summary.get('decode_tokens')} tokens, "
              f"batch 1.</p>",
              "<h2>Headline</h2>",
-             _table(["metric", "ours", *gpu_names, PAPER],
-                    [[r.metric, spelled(r.ours, r.ours_note), *(spelled(r.gpus.get(n, {})) for n in gpu_names),
-                      r.published] for r in rows]),
+             _table(["metric", "ours", PAPER, *gpu_names],
+                    [[r.metric, spelled(r.ours, r.ours_note), r.published,
+                      *(spelled(r.gpus.get(n, {})) for n in gpu_names)] for r in rows]),
              "<p class=note>GPU cells: at FlightLLM's measured decode HBM utilization (naive, vllm) and at the "
              "roofline bound (FP16, dense weights, 2 bytes each). Published: "
              f"{html.escape(roofline['published']['source'])}.</p>"]
