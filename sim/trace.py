@@ -137,8 +137,3 @@ def trace_events(stats: Stats, decode_steps: int | None = DEFAULT_DECODE_STEPS) 
 def trace_json(stats: Stats, decode_steps: int | None = DEFAULT_DECODE_STEPS) -> bytes:
     """The trace file's contents."""
     return json.dumps(trace_events(stats, decode_steps), separators=(",", ":")).encode()
-
-
-def write_trace(stats: Stats, path: str | Path, decode_steps: int | None = DEFAULT_DECODE_STEPS) -> None:
-    """Write the trace JSON of the window (atomically)."""
-    write_atomic(path, trace_json(stats, decode_steps))

@@ -8,7 +8,7 @@ import pytest
 from hwmodel.errors import DspflightError, SimulationError
 from hwmodel.isa import QUEUES
 from sim.stats import simulate
-from sim.trace import parse_window, timeline, write_trace
+from sim.trace import parse_window, timeline, trace_events
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +16,9 @@ def tiny_stats(tiny_program, u280):
     return simulate(tiny_program, u280, keep_trace=True)
 
 
-def load(path):
-    data = json.loads(path.read_text())
+def load(stats, decode_steps=1):
+    """The trace as its file holds it, and its slices."""
+    data = json.loads(json.dumps(trace_events(stats, decode_steps)))
     return data, [e for e in data["traceEvents"] if e["ph"] == "X"]
 
 
@@ -39,10 +40,8 @@ def partial_overlaps(events: list[dict]) -> list[tuple[str, str]]:
     return bad
 
 
-def test_whole_run_is_nested_on_every_track(tiny_stats, tmp_path):
-    path = tmp_path / "trace.json"
-    write_trace(tiny_stats, path, decode_steps=None)
-    data, events = load(path)
+def test_whole_run_is_nested_on_every_track(tiny_stats):
+    data, events = load(tiny_stats, None)
     assert partial_overlaps(events) == []
     names = {e["args"]["name"] for e in data["traceEvents"] if e["name"] == "thread_name"}
     assert {"LD", "LD +1"} <= names        # transfers do overlap in this run: the second lane holds them
@@ -53,13 +52,10 @@ def test_whole_run_is_nested_on_every_track(tiny_stats, tmp_path):
     decode = [e["name"] for e in events if e["cat"] == "steps" and e["name"].startswith("decode")]
     assert len(decode) == tiny_stats.phases["decode"].tokens == 8
     assert data["otherData"]["window"] == "the whole run"
-    assert [p.name for p in tmp_path.iterdir()] == ["trace.json"]       # no temporary file left
 
 
-def test_default_window_is_the_prefill_and_one_decode_step(tiny_stats, tmp_path):
-    path = tmp_path / "trace.json"
-    write_trace(tiny_stats, path)
-    data, events = load(path)
+def test_default_window_is_the_prefill_and_one_decode_step(tiny_stats):
+    data, events = load(tiny_stats)
     steps = [e["name"] for e in events if e["cat"] == "steps"]
     assert steps == ["prefill chunk 1 (bucket 128 tokens)", "prompt logits", "decode token 1 (context bucket 48)"]
     assert data["otherData"]["window"] == "prefill and 1 decode step(s)"
@@ -78,10 +74,8 @@ def test_every_instruction_of_every_call_is_a_slice(tiny_stats):
             assert any(c.start <= s.start <= s.end <= c.end for c in calls)
 
 
-def test_times_are_microseconds_from_cycles(tiny_stats, tmp_path):
-    path = tmp_path / "trace.json"
-    write_trace(tiny_stats, path, decode_steps=0)
-    _, events = load(path)
+def test_times_are_microseconds_from_cycles(tiny_stats):
+    _, events = load(tiny_stats, 0)
     first_call = tiny_stats.timings[tiny_stats.step_sections[0][0]]
     q, start, end, label = first_call.trace[0]
     first = next(e for e in events if e["cat"] == QUEUES[q])
@@ -98,8 +92,7 @@ def test_window_parsing():
             parse_window(bad)
 
 
-def test_without_kept_trace_is_an_error(tiny_program, u280, tmp_path):
+def test_without_kept_trace_is_an_error(tiny_program, u280):
     stats = simulate(tiny_program, u280)
     with pytest.raises(SimulationError, match="keep_trace"):
-        write_trace(stats, tmp_path / "trace.json")
-    assert not list(tmp_path.iterdir())
+        trace_events(stats)
