@@ -15,7 +15,6 @@ what an FP16 GPU implementation streams at batch 1.
 """
 from __future__ import annotations
 
-
 from hwmodel.gpu import GpuPreset
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import QUEUES, Op
