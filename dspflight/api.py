@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Callable
 
@@ -30,11 +31,13 @@ from hwmodel.program import (Program, instruction_bytes, listing, read_program, 
                              to_bytes)
 from sim.cost import cost_report
 from sim.energy import energy_report
-from sim.report_html import format_table, write_report
-from sim.roofline import plot_roofline, roofline
+from sim.headline import format_table
+from sim.report_html import write_report
+from sim.roofline import roofline
+from sim.roofline_plot import plot_roofline
 from hwmodel.errors import DspflightError
 from sim.stats import Stats, simulate, time_sections, untimed
-from sim.trace import write_trace
+from sim.trace import DEFAULT_DECODE_STEPS, trace_json
 
 DEFAULT_ENERGY = "fpga-16nm"
 COMPILE_INFO = "compile.json"
@@ -213,6 +216,10 @@ def make_summary(prog: Program, hw: HwConfig, stats: Stats, prefill: int, progra
         "model": prog.model,
         "hardware": hw.name,
         "compression": prog.meta.get("compression"),
+        "fusion": prog.meta.get("fusion"),
+        "plan": prog.meta.get("plan"),
+        "buckets": {"prefill": prog.meta.get("prefill_bucket"), "decode": prog.meta.get("decode_bucket")},
+        "dspflight_version": version("dspflight"),
         "prefill_tokens": prefill,
         "decode_tokens": decode_tokens,
         "prefill_ms": prefill_ms,
@@ -260,14 +267,16 @@ def instruction_storage(model: str, hw: str, compression: str, max_prompt: int, 
     return storage_report(prog, hwc, max_prompt, max_context)
 
 
-def render_reports(sim: Simulated, hw: HwConfig) -> dict[str, bytes]:
-    """roofline.json/png, energy.json, trace.json and report.html, as file contents."""
+def render_reports(sim: Simulated, hw: HwConfig,
+                   trace_decode_steps: int | None = DEFAULT_DECODE_STEPS) -> dict[str, bytes]:
+    """roofline.json/png, energy.json, trace.json (prefill and `trace_decode_steps`
+    decode steps; None: the whole run) and report.html, as file contents."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         plot_roofline(sim.roofline, tmp / "roofline.png")
-        write_trace(sim.stats, tmp / "trace.json")
-        write_report(sim.summary, sim.roofline, sim.energy, sim.cost, tmp / "report.html")
-        files = {name: (tmp / name).read_bytes() for name in ("roofline.png", "trace.json", "report.html")}
+        write_report(sim.summary, sim.roofline, sim.energy, sim.cost, tmp / "report.html", sim.stats)
+        files = {name: (tmp / name).read_bytes() for name in ("roofline.png", "report.html")}
+    files["trace.json"] = trace_json(sim.stats, trace_decode_steps)
     files["roofline.json"] = (json.dumps(sim.roofline, indent=2) + "\n").encode()
     files["energy.json"] = (json.dumps({"energy": sim.energy, "cost": sim.cost}, indent=2) + "\n").encode()
     return files

@@ -21,6 +21,7 @@ from hwmodel.hwconfig import load_hw
 from hwmodel.program import listing
 from sim.hbm_bench import format_bench, hbm_bench
 from sim.roofline import explain_decode
+from sim.trace import DEFAULT_DECODE_STEPS, parse_window
 from dspflight.execute_cli import register as register_execute
 from rtl.cli import register as register_rtl
 
@@ -37,6 +38,19 @@ def _compile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plan", default="spread", choices=sorted(PLANS),
                    help="HBM data placement (compiler/passes/place_hbm.py; default: spread)")
     p.add_argument("--dump-after", choices=[n for n, _ in PIPELINE], help="dump the graph after this pass")
+
+
+def _trace_window(text: str) -> int | None:
+    try:
+        return parse_window(text)
+    except DspflightError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _trace_window_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trace-window", type=_trace_window, default=DEFAULT_DECODE_STEPS, metavar="N|all",
+                   help="trace.json covers the prefill and the first N decode steps, or the whole run "
+                        f"(large: every instruction of every token); default: {DEFAULT_DECODE_STEPS}")
 
 
 def _do_compile(args) -> api.Compiled:
@@ -69,8 +83,8 @@ def _sim_files(out: OutputSet, sim: api.Simulated, hw) -> None:
     out.add_json("summary.json", sim.summary)
 
 
-def _report_files(out: OutputSet, sim: api.Simulated, hw) -> None:
-    for name, data in api.render_reports(sim, hw).items():
+def _report_files(out: OutputSet, sim: api.Simulated, hw, args) -> None:
+    for name, data in api.render_reports(sim, hw, args.trace_window).items():
         out.add_bytes(name, data)
 
 
@@ -90,7 +104,7 @@ def cmd_report(args) -> int:
     prog, hw = api.load_program(path, args.hw)
     sim = _simulate(prog, hw, path.stat().st_size, api.compile_info(path).get("compile_s"), args, keep_trace=True)
     out = OutputSet(args.dir)
-    _report_files(out, sim, hw)
+    _report_files(out, sim, hw, args)
     out.commit()
     print(api.headline(sim))
     print(f"reports in {args.dir}/: roofline.json roofline.png energy.json trace.json report.html")
@@ -153,7 +167,7 @@ def cmd_run(args) -> int:
     out.add_bytes("program.dfp", c.dfp)
     out.add_text("program.asm", c.asm)
     _sim_files(out, sim, c.hw)
-    _report_files(out, sim, c.hw)
+    _report_files(out, sim, c.hw, args)
     out.commit()
     print(api.headline(sim))
     print(f"outputs in {args.out}/: {' '.join(sorted(out.files))}")
@@ -197,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", default="out")
     p.add_argument("--hw")
     p.add_argument("--energy", default=api.DEFAULT_ENERGY)
+    _trace_window_arg(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("run", help="compile + simulate + report (default: LLaMA2-7B on the U280 design)")
@@ -204,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", action="store_true",
                    help="FlightLLM's six workloads (prefill 128/512 x decode 512/1024/1536) from one program")
     p.add_argument("--energy", default=api.DEFAULT_ENERGY)
+    _trace_window_arg(p)
     p.add_argument("-o", "--out", default="out")
     p.set_defaults(func=cmd_run)
 

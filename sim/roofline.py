@@ -15,10 +15,6 @@ what an FP16 GPU implementation streams at batch 1.
 """
 from __future__ import annotations
 
-import io
-import math
-from pathlib import Path
-
 from hwmodel.gpu import GpuPreset
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import QUEUES, Op
@@ -26,7 +22,6 @@ from hwmodel.placement import Placement
 from hwmodel.published import DECODE as PUBLISHED_DECODE
 from hwmodel.transfer import streaming_gbps
 from sim.stats import Stats
-from sim.trace import write_atomic
 
 FP16_BYTES = 2
 _KIND = {Op.LD: "memory", Op.ST: "memory", Op.MISC: "sfu", Op.SYS: "sync"}
@@ -215,64 +210,3 @@ def _ms(seconds: float) -> str:
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.0%}"
-
-
-def _merge_close(points: list[tuple[str, str, float, float]]) -> dict[tuple[str, float, float], list[str]]:
-    """One label per cluster of a phase's points that lie within 5 % of each other on both axes."""
-    merged: dict[tuple[str, float, float], list[str]] = {}
-    for phase, label, x, y in points:
-        key = next((k for k in merged if k[0] == phase and abs(math.log(k[1] / x)) < 0.05
-                    and abs(math.log(k[2] / y)) < 0.05), (phase, x, y))
-        merged.setdefault(key, []).append(label)
-    return merged
-
-
-def roofline_png(data: dict) -> bytes:
-    """Log-log roofline: FPGA roofs per phase (effective and raw-peak bandwidth),
-    GPU roofs, one labelled point per FPGA op per phase."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    points = [(p, label, o["intensity"], o["attained_ops_per_s"]) for p, ops in data["ops"].items()
-              for label, o in ops.items() if o["intensity"] and o["attained_ops_per_s"]]
-    xs = [x for *_, x, _ in points] + list(data["fpga"]["ridge_ops_per_byte"].values()) + \
-         [g["ridge_ops_per_byte"] for g in data["gpus"].values()]
-    lo = 10 ** math.floor(math.log10(min(xs + [1.0]) / 2))
-    hi = 10 ** math.ceil(math.log10(max(xs + [1.0]) * 2))
-    grid = [lo * (hi / lo) ** (i / 200) for i in range(201)]
-
-    fig, ax = plt.subplots(figsize=(10, 6.5), dpi=110)
-    fpga = data["fpga"]
-    colors = {"prefill": "tab:blue", "decode": "tab:red"}
-    for phase, peak in fpga["peak_ops_per_s"].items():
-        c = colors.get(phase, "tab:purple")
-        ax.plot(grid, [min(peak, fpga["bandwidth_effective_bytes_per_s"] * x) for x in grid], color=c, lw=2,
-                label=f"{data['hardware']} {phase} roof ({peak / 1e12:.2f} TOPS, "
-                      f"{fpga['bandwidth_effective_bytes_per_s'] / 1e9:.0f} GB/s effective)")
-        ax.plot(grid, [min(peak, fpga["bandwidth_peak_bytes_per_s"] * x) for x in grid], color=c, lw=1, ls=":")
-    for (name, g), c in zip(data["gpus"].items(), ("tab:green", "tab:orange", "tab:gray", "tab:brown")):
-        ax.plot(grid, [min(g["peak_fp16_ops_per_s"], g["memory_bytes_per_s"] * x) for x in grid], color=c, lw=1.2,
-                ls="--", label=f"{name} FP16 roof ({g['peak_fp16_ops_per_s'] / 1e12:.0f} TFLOPS, "
-                               f"{g['memory_bytes_per_s'] / 1e9:.0f} GB/s)")
-    for i, ((phase, x, y), labels) in enumerate(sorted(_merge_close(points).items(), key=lambda kv: kv[0][1])):  # x-neighbours alternate
-        ax.scatter([x], [y], color=colors.get(phase, "tab:purple"), marker="o" if phase == "decode" else "s", zorder=3)
-        ax.annotate(f"{phase}: {', '.join(labels)}", (x, y), textcoords="offset points",
-                    xytext=(6, 6 if i % 2 else -10), fontsize=7)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlim(lo, hi)
-    ax.set_xlabel("arithmetic intensity (ops / HBM byte)")
-    ax.set_ylabel("ops / s (1 MAC = 2 ops)")
-    ax.set_title(f"Roofline: {data['model']} on {data['hardware']} (dotted: raw HBM peak)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def plot_roofline(data: dict, path: str | Path) -> None:
-    """Write the roofline PNG (atomically)."""
-    write_atomic(path, roofline_png(data))

@@ -42,6 +42,7 @@ class Stats:
     section_calls: int
     timings: dict[int, SectionTiming]
     placement: Placement
+    step_sections: list[tuple[int, ...]] = field(default_factory=list)   # per entry of `steps`: its calls, in order
 
     def seconds(self, cycles: float) -> float:
         return cycles / self.clock_hz
@@ -57,6 +58,7 @@ def simulate(prog: Program, hw: HwConfig, progress: Callable[[int, int], None] |
     placement = program_placement(prog, hw)
     phases: dict[str, PhaseStats] = {}
     steps, calls = [], 0
+    step_sections: list[tuple[int, ...]] = []
     for si, (index, repeat) in enumerate(schedule):
         step = prog.steps[index]
         phase = "prefill" if step.phase == "logits" else step.phase    # the prompt's logits end its prefill
@@ -74,9 +76,11 @@ def simulate(prog: Program, hw: HwConfig, progress: Callable[[int, int], None] |
         ph.tokens += {"prefill": step.tokens, "decode": 1}.get(step.phase, 0) * repeat
         steps.append({"phase": step.phase, "tokens": step.tokens, "context": step.context,
                       "repeat": repeat, "cycles": cycles})
+        step_sections.append(tuple(c.section for c in step.calls))
         if progress:
             progress(si + 1, len(schedule))
-    return Stats(hw.name, prog.model, hw.slrs, hw.clock_hz, phases, steps, len(timings), calls, timings, placement)
+    return Stats(hw.name, prog.model, hw.slrs, hw.clock_hz, phases, steps, len(timings), calls, timings, placement,
+                 step_sections)
 
 
 def time_sections(prog: Program, hw: HwConfig, schedule: list[tuple[int, int]], timings: dict[int, SectionTiming],

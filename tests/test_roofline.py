@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -14,8 +15,10 @@ from hwmodel.errors import ConfigError
 from hwmodel.gpu import all_gpus, load_gpu
 from sim.cost import cost_report
 from sim.energy import energy_report
-from sim.report_html import format_table, write_report
-from sim.roofline import fpga_peak_ops, plot_roofline, roofline
+from sim.headline import format_table
+from sim.report_html import write_report
+from sim.roofline import fpga_peak_ops, roofline
+from sim.roofline_plot import plot_roofline, roofline_figure
 from sim.stats import simulate
 
 GEMV = ("qkv", "o", "up", "down")
@@ -107,6 +110,20 @@ def test_plot_is_a_png(llama, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["roofline.png"]
 
 
+def test_roofline_labels_do_not_overlap(llama):
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+    _, data = llama
+    fig, labels = roofline_figure(data)
+    renderer = fig.canvas.get_renderer()
+    boxes = [Text.get_window_extent(t, renderer) for t in labels]
+    plt.close(fig)
+    assert len(boxes) >= 8
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)
+
+
 def test_report_html_and_table(u280, llama, tmp_path):
     stats, data = llama
     energy = energy_report(stats, u280, load_energy_table("fpga-16nm"), all_gpus())
@@ -118,6 +135,8 @@ def test_report_html_and_table(u280, llama, tmp_path):
                "hbm_bandwidth_utilization": dec["hbm_utilization"], "power_w": energy["power_w"],
                "tokens_per_joule": energy["tokens_per_joule"]}
     text = format_table(summary, data, energy, cost)
+    readme = Path("README.md").read_text()
+    assert text + "\noutputs in out/" in readme                       # the README's sample is the real output
     assert f"{dec['tokens_per_s']:.4g}" in text and "memory floor per token" in text
     assert "55" in text and "65.9%" in text                         # FlightLLM's published figures
     path = tmp_path / "report.html"
