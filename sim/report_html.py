@@ -78,7 +78,8 @@ def utilization_section(util: dict | None) -> list[str]:
             _table(["resource", "this design", "device", "used", "FlightLLM U280 (published)"], rows),
             f"<p class=note>Modelled: {html.escape(util['modelled'])}"
             + (f", gateware fit for {html.escape(util['family'])}" if util["family"] else "")
-            + f". Published: {html.escape(util['published_source'])}.</p>"]
+            + f". What the LUT estimate is made of, and what would bring it down: docs/rtl.md, \"Resources\". "
+            f"Published: {html.escape(util['published_source'])}.</p>"]
 
 
 def timeline_section(stats: Stats | None) -> list[str]:
@@ -145,6 +146,7 @@ def render_report(summary: dict, roofline: dict, energy: dict, cost: dict, stats
     if lines:
         parts += ["<h2>How the decode figure arises</h2>",
                   "<ol>" + "".join(f"<li>{html.escape(s)}</li>" for s in lines) + "</ol>"]
+    parts += utilization_section(summary.get("utilization"))
     parts += timeline_section(stats)
     png = base64.b64encode(roofline_png(roofline)).decode()
     parts += ["<h2>Roofline</h2>", f'<img alt="roofline" src="data:image/png;base64,{png}">']
@@ -155,7 +157,6 @@ def render_report(summary: dict, roofline: dict, energy: dict, cost: dict, stats
                           "roof TOPS", "of roof", "bound", "GPU bound (FP16)"], _op_rows(ops, n))]
     for phase, layers in roofline["layers"].items():
         parts.append(_layers(phase, layers, *_per(roofline["phases"][phase])))
-    parts += utilization_section(summary.get("utilization"))
     parts += energy_section(energy)
     page = "\n".join(parts)
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>dspflight report</title>"
