@@ -11,6 +11,7 @@ docs/numerics.md; the functional executor (sim.functional) runs them.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import networkx as nx
 
@@ -205,73 +206,104 @@ class Emitter:
                   writes=self.slot(name), src2=self.g.graph["rope_addr"])
 
     def op_attention(self, name: str, a: dict) -> None:
-        hd, group, kvh = a["head_dim"], self.model.group, a["kv_heads_core"]
         qkv = self.input_of(name)
         qkv_addr = self.g.nodes[qkv]["out_addr"]
-        row_bursts = kvh * hd // self.burst
-        v_region = v_region_bursts(self.g, self.hw)
-        ctx, t = self.g.graph["context"], self.tokens
-        prefill = self.g.graph["phase"] == "prefill"
-        # the new tokens' K and V go to the cache first (rows ctx-t .. ctx-1), token-major
-        per_token = kvh * hd
-        q_width = kvh * group * hd
-        for offset, region in ((q_width, 0), (q_width + per_token, v_region)):
-            addr = self.at(qkv_addr, t * offset, name)
-            if t > 1:
-                self.misc("token_major", t, per_token, addr, addr, reads=(self.slot(qkv),), writes=self.slot(qkv))
-            self.store(R_KV, region + (ctx - t) * row_bursts, addr, t * per_token, reads=self.slot(qkv),
-                       writes="kv")
+        kv = _KvLayout(row_bursts=a["kv_heads_core"] * a["head_dim"] // self.burst,
+                       v_region=v_region_bursts(self.g, self.hw), x_len=a["head_dim"] // self.burst)
+        self._store_new_kv(name, a, qkv, qkv_addr, kv)
         if len(a["qblocks"]) > 1:
             msg = "attn: a prefill chunk longer than the attention block (its query blocks are not contiguous)"
             if msg not in self.blockers:
                 self.blockers.append(msg)
-        x_len = hd // self.burst
+        for h in range(a["kv_heads_core"]):
+            self._attend_head(name, a, h, qkv, qkv_addr, kv)
+
+    def _store_new_kv(self, name: str, a: dict, qkv: str, qkv_addr: int, kv: "_KvLayout") -> None:
+        """The new tokens' K and V go to the cache first (rows ctx-t .. ctx-1), token-major."""
+        hd, group, kvh, t = a["head_dim"], self.model.group, a["kv_heads_core"], self.tokens
+        ctx = self.g.graph["context"]
+        per_token, q_width = kvh * hd, kvh * group * hd
+        for offset, region in ((q_width, 0), (q_width + per_token, kv.v_region)):
+            addr = self.at(qkv_addr, t * offset, name)
+            if t > 1:
+                self.misc("token_major", t, per_token, addr, addr, reads=(self.slot(qkv),), writes=self.slot(qkv))
+            self.store(R_KV, region + (ctx - t) * kv.row_bursts, addr, t * per_token, reads=self.slot(qkv),
+                       writes="kv")
+
+    def _attend_head(self, name: str, a: dict, h: int, qkv: str, qkv_addr: int, kv: "_KvLayout") -> None:
+        """One KV head: its K and V into a global-buffer pair, then every query block."""
+        hd, t = a["head_dim"], self.tokens
+        pair = self.kv_count % 2
+        self.kv_count += 1
+        k_addr = self.glb_base + (2 * pair) * self.glb_quarter
+        head = _Head(h=h, kq=f"glbK{pair}", vq=f"glbV{pair}", k_addr=k_addr, v_addr=k_addr + self.glb_quarter,
+                     q_addr=self.at(qkv_addr, h * self.model.group * hd * t, name),
+                     out_addr=self.at(a["out_addr"], h * self.model.group * hd * t, name))
+        if a["kv_resident"]:
+            ctx = self.g.graph["context"]
+            self.load(R_KV, h * kv.x_len, head.k_addr, head.kq, kv.x_len, ctx, kv.row_bursts, reads=("kv",))
+            self.load(R_KV, kv.v_region + h * kv.x_len, head.v_addr, head.vq, kv.x_len, ctx, kv.row_bursts,
+                      reads=("kv",))
+        for q0, q1, kept in a["qblocks"]:
+            self._query_block(name, a, qkv, head, kv, q0, q1, kept)
+
+    def _query_block(self, name: str, a: dict, qkv: str, head: "_Head", kv: "_KvLayout", q0: int, q1: int,
+                     kept: list[tuple[int, int]]) -> None:
+        """Scores against the kept key chunks, softmax, then the context from V."""
+        hd, h = a["head_dim"], head.h
+        prefill = self.g.graph["phase"] == "prefill"
         scores = (a["scores_addr"], a["scores_addr"] + a["scores_lines"])
-        for h in range(kvh):
-            pair = self.kv_count % 2
-            self.kv_count += 1
-            kq, vq = f"glbK{pair}", f"glbV{pair}"
-            k_addr = self.glb_base + (2 * pair) * self.glb_quarter
-            v_addr = k_addr + self.glb_quarter
-            q_addr = self.at(qkv_addr, h * group * hd * t, name)
-            out_addr = self.at(a["out_addr"], h * group * hd * t, name)
-            if a["kv_resident"]:
-                self.load(R_KV, h * x_len, k_addr, kq, x_len, ctx, row_bursts, reads=("kv",))
-                self.load(R_KV, v_region + h * x_len, v_addr, vq, x_len, ctx, row_bursts, reads=("kv",))
-            for q0, q1, kept in a["qblocks"]:
-                msg = f"attn: query block {q0}..{q1} straddles two mask blocks"
-                if q0 // a["block"] != (q1 - 1) // a["block"] and msg not in self.blockers:
-                    self.blockers.append(msg)
-                chunks = _split_at(kept, q0) if prefill else kept
-                rows_q = (q1 - q0) * group
-                keys = sum(e - s for s, e in chunks)
-                done = 0
-                for s, e in chunks:
-                    if not a["kv_resident"]:
-                        self.load(R_KV, s * row_bursts + h * x_len, k_addr, kq, x_len, e - s, row_bursts,
-                                  reads=("kv",))
-                    wk = k_addr + (self.lines(s * hd) if a["kv_resident"] else 0)
-                    causal = q1 - q0 if prefill and s == q0 else 0
-                    if causal > field_max(AUX_BITS):   # only numerics need the mask
-                        self.blockers.append(f"attn: a causal query block of {causal} tokens does not fit aux")
-                        causal = 0
-                    self.matrix(rows_q, e - s, hd // 16, 16, 8, q_addr, wk,
-                                self.at(a["scores_addr"], done * rows_q * 2, name),
-                                reads=(self.slot(qkv), kq), writes=scores, mode=MatMode.SCORES, aux=causal)
-                    done += e - s
-                self.misc("softmax", rows_q, keys, a["scores_addr"], a["scores_addr"], reads=(scores, "params"),
-                          writes=scores, src2=a["params_addr"])
-                done = 0
-                for i, (s, e) in enumerate(chunks):
-                    if not a["kv_resident"]:
-                        self.load(R_KV, v_region + s * row_bursts + h * x_len, v_addr, vq, x_len, e - s,
-                                  row_bursts, reads=("kv",))
-                    wv = v_addr + (self.lines(s * hd) if a["kv_resident"] else 0)
-                    self.matrix(rows_q, hd, math.ceil((e - s) / 16), 16, 8,
-                                self.at(a["scores_addr"], done * rows_q, name), wv, out_addr,
-                                reads=(scores, vq), writes=self.slot(name), acc=int(i > 0),
-                                mode=MatMode.CONTEXT, hold=int(i < len(chunks) - 1))
-                    done += e - s
+        msg = f"attn: query block {q0}..{q1} straddles two mask blocks"
+        if q0 // a["block"] != (q1 - 1) // a["block"] and msg not in self.blockers:
+            self.blockers.append(msg)
+        chunks = _split_at(kept, q0) if prefill else kept
+        rows_q = (q1 - q0) * self.model.group
+        keys = sum(e - s for s, e in chunks)
+        done = 0
+        for s, e in chunks:
+            if not a["kv_resident"]:
+                self.load(R_KV, s * kv.row_bursts + h * kv.x_len, head.k_addr, head.kq, kv.x_len, e - s,
+                          kv.row_bursts, reads=("kv",))
+            wk = head.k_addr + (self.lines(s * hd) if a["kv_resident"] else 0)
+            causal = q1 - q0 if prefill and s == q0 else 0
+            if causal > field_max(AUX_BITS):   # only numerics need the mask
+                self.blockers.append(f"attn: a causal query block of {causal} tokens does not fit aux")
+                causal = 0
+            self.matrix(rows_q, e - s, hd // 16, 16, 8, head.q_addr, wk,
+                        self.at(a["scores_addr"], done * rows_q * 2, name),
+                        reads=(self.slot(qkv), head.kq), writes=scores, mode=MatMode.SCORES, aux=causal)
+            done += e - s
+        self.misc("softmax", rows_q, keys, a["scores_addr"], a["scores_addr"], reads=(scores, "params"),
+                  writes=scores, src2=a["params_addr"])
+        done = 0
+        for i, (s, e) in enumerate(chunks):
+            if not a["kv_resident"]:
+                self.load(R_KV, kv.v_region + s * kv.row_bursts + h * kv.x_len, head.v_addr, head.vq, kv.x_len,
+                          e - s, kv.row_bursts, reads=("kv",))
+            wv = head.v_addr + (self.lines(s * hd) if a["kv_resident"] else 0)
+            self.matrix(rows_q, hd, math.ceil((e - s) / 16), 16, 8,
+                        self.at(a["scores_addr"], done * rows_q, name), wv, head.out_addr,
+                        reads=(scores, head.vq), writes=self.slot(name), acc=int(i > 0),
+                        mode=MatMode.CONTEXT, hold=int(i < len(chunks) - 1))
+            done += e - s
+
+
+class _KvLayout(NamedTuple):
+    """Where a core's KV cache rows lie, in bursts: a token's row, the V region, a head's slice."""
+    row_bursts: int
+    v_region: int
+    x_len: int
+
+
+class _Head(NamedTuple):
+    """One KV head's queues and addresses in the global buffer and the activation buffer."""
+    h: int
+    kq: str
+    vq: str
+    k_addr: int
+    v_addr: int
+    q_addr: int
+    out_addr: int
 
 
 def _split_at(chunks: list[tuple[int, int]], q0: int) -> list[tuple[int, int]]:
