@@ -107,20 +107,37 @@ class _FirstFit:
 def allocate(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
     model = g.graph["model"]
     tokens, line = g.graph["tokens"], hw.line_bytes
-    total = hw.buffers["act"].bytes // line
     blockers: list[str] = []
     if not g.graph.get("fusion", True):
         blockers.append("fusion is off (activations spill through HBM)")
     if model.norm != "rmsnorm" or model.positional != "rope" or not model.gated_ffn:
         blockers.append(f"{model.name}: only RMSNorm, RoPE, gated-FFN models execute numerically")
-
-    def lines(nbytes: int) -> int:
-        return math.ceil(nbytes / line)
-
-    x_lines = lines(tokens * model.hidden)
+    x_lines = math.ceil(tokens * model.hidden / line)
     g.graph["rope_addr"] = x_lines
     first = x_lines + rope_lanes(model, hw) // 16 * tokens          # one 64-byte line per 16 lanes and token
+    window = _plan_exchanges(g, hw, blockers)
+    act = _ActBuffer(g, hw, first, window)
+    done: set[str] = set()
+    for name in nx.topological_sort(g):
+        a = g.nodes[name]
+        pool, params = act.layer(a["layer"])
+        _place_node(g, hw, act, name, a, params, x_lines, blockers)
+        done.add(name)
+        for p in g.predecessors(name):
+            pa = g.nodes[p]
+            if (pa["out_addr"] and pa["kind"] != "exchange" and pa["layer"] == a["layer"]
+                    and all(s in done for s in g.successors(p))):
+                pool.give(pa["out_addr"], pa["out_lines"])
+    g.graph["act_lines_used"] = max(max(p.high for p in act.pools.values()), act.total if window else 0)
+    g.graph["numerics_blockers"] = sorted(set(blockers))     # emit adds to this same list
+    _place_hbm(g, hw)
+    return g
 
+
+def _plan_exchanges(g: nx.DiGraph, hw: HwConfig, blockers: list[str]) -> int:
+    """Each node's local features; each exchange's gathered lines and its place in
+    the exchange window at the top of the buffer. Returns the window's lines."""
+    tokens, line = g.graph["tokens"], hw.line_bytes
     for name, a in g.nodes(data=True):
         a["local"] = _local_features(g, name)
         if a["kind"] == "exchange":
@@ -129,69 +146,78 @@ def allocate(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
             op = name.split(".", 1)[-1]
             if shard % line:
                 blockers.append(f"{op}: a core's shard of {shard} bytes is not whole {line}-byte lines")
-            a["out_lines"] = hw.slrs * lines(shard)
+            a["out_lines"] = hw.slrs * math.ceil(shard / line)
             if a["out_lines"] > EXCHANGE_MAX_LINES:
                 blockers.append(f"{op}: gathers {a['out_lines']} lines, more than one EXCHANGE moves")
             a["out_addr"] = exchange_window(hw, a["out_lines"]) - hw.buffers["act"].base // line
-    window = max((a["out_lines"] for _, a in g.nodes(data=True) if a["kind"] == "exchange"), default=0)
-    top = total - window
+    return max((a["out_lines"] for _, a in g.nodes(data=True) if a["kind"] == "exchange"), default=0)
 
-    pools: dict[int, _FirstFit] = {}
-    done: set[str] = set()
 
-    def need(name: str, n: int) -> int:
-        addr = pool.take(n)
+class _ActBuffer:
+    """The activation buffer between the residual stream and tables (below) and the
+    exchange window (above): one first-fit pool per layer, each opened with the
+    layer's parameter record."""
+
+    def __init__(self, g: nx.DiGraph, hw: HwConfig, first: int, window: int):
+        self.g, self.hw, self.first = g, hw, first
+        self.total = hw.buffers["act"].bytes // hw.line_bytes
+        self.top = self.total - window
+        self.pools: dict[int, _FirstFit] = {}
+        self.records: dict[int, int] = {}
+
+    def layer(self, layer: int) -> tuple[_FirstFit, int]:
+        """The layer's pool and the line of its parameter record."""
+        if layer not in self.pools:
+            model = self.g.graph["model"]
+            self.pools[layer] = _FirstFit(self.first, self.top)
+            size = layer_record_offsets(model)["bytes"] if layer >= 0 else norm_record_bytes(model.hidden)
+            self.records[layer] = self.need(layer, f"layer {layer} parameters", math.ceil(size / self.hw.line_bytes))
+        return self.pools[layer], self.records[layer]
+
+    def need(self, layer: int, name: str, n: int) -> int:
+        addr = self.pools[layer].take(n)
         if addr is None:
-            raise CompileError(f"{hw.source}: field buffers.act.bytes: {g.graph['phase']} of {tokens} tokens needs "
-                               f"more than the {total * line} bytes of the activation buffer at op {name} "
-                               f"({(top - first) * line} bytes beside the residual stream, tables and exchange "
-                               f"window, {n * line} asked)")
+            line, g = self.hw.line_bytes, self.g
+            raise CompileError(f"{self.hw.source}: field buffers.act.bytes: {g.graph['phase']} of "
+                               f"{g.graph['tokens']} tokens needs more than the {self.total * line} bytes of the "
+                               f"activation buffer at op {name} ({(self.top - self.first) * line} bytes beside "
+                               f"the residual stream, tables and exchange window, {n * line} asked)")
         return addr
 
-    records = {}
-    for name in nx.topological_sort(g):
-        a = g.nodes[name]
-        layer = a["layer"]
-        if layer not in pools:
-            pool = pools[layer] = _FirstFit(first, top)
-            size = layer_record_offsets(model)["bytes"] if layer >= 0 else norm_record_bytes(model.hidden)
-            records[layer] = (need(f"layer {layer} parameters", lines(size)), lines(size))
-        pool = pools[layer]
-        params = records[layer][0]
-        if a["kind"] == "norm":
-            part = "final_norm" if layer < 0 else name.split(".", 1)[1]
-            a["params_addr"] = params + (0 if layer < 0 else layer_record_offsets(model)[part] // line)
-        if a["kind"] == "exchange":
-            pass
-        elif name.endswith("_res") or a["kind"] == "embed":
-            a["out_addr"], a["out_lines"] = 0, x_lines
-        else:
-            head = a["kind"] == "linear" and a["op"] == "lm_head"
-            if head and a["local"] * 2 % line:
-                blockers.append(f"lm_head: a core's {a['local']} FP16 logits are not whole {line}-byte lines")
-            if head and tokens > 1:
-                a["last_addr"] = need(name, lines(model.hidden))    # the last token's input vector
-            a["out_lines"] = lines(a["local"] * 2) if head else lines(tokens * a["local"])   # FP16 logits
-            a["out_addr"] = need(name, a["out_lines"])
-        if "last_addr" in a:
-            pool.give(a["last_addr"], lines(model.hidden))
-        if a["kind"] == "attention":
-            a["params_addr"] = params + layer_record_offsets(model)["softmax"] // line
-            q_rows = max(q1 - q0 for q0, q1, _ in a["qblocks"]) * model.group
-            keys = max(sum(e - s for s, e in ch) for _, _, ch in a["qblocks"])
-            a["scores_lines"] = lines(q_rows * math.ceil(keys / 16) * 16 * 2)
-            a["scores_addr"] = need(name, a["scores_lines"])
-            pool.give(a["scores_addr"], a["scores_lines"])
-        done.add(name)
-        for p in g.predecessors(name):
-            pa = g.nodes[p]
-            if (pa["out_addr"] and pa["kind"] != "exchange" and pa["layer"] == a["layer"]
-                    and all(s in done for s in g.successors(p))):
-                pool.give(pa["out_addr"], pa["out_lines"])
-    g.graph["act_lines_used"] = max(max(p.high for p in pools.values()), total if window else 0)
-    g.graph["numerics_blockers"] = sorted(set(blockers))     # emit adds to this same list
-    _place_hbm(g, hw)
-    return g
+
+def _place_node(g: nx.DiGraph, hw: HwConfig, act: _ActBuffer, name: str, a: dict, params: int, x_lines: int,
+                blockers: list[str]) -> None:
+    """A node's output (and scratch) lines in its layer's pool, and where its parameters lie."""
+    model, tokens, line, layer = g.graph["model"], g.graph["tokens"], hw.line_bytes, a["layer"]
+    pool = act.pools[layer]
+
+    def lines(nbytes: int) -> int:
+        return math.ceil(nbytes / line)
+
+    if a["kind"] == "norm":
+        part = "final_norm" if layer < 0 else name.split(".", 1)[1]
+        a["params_addr"] = params + (0 if layer < 0 else layer_record_offsets(model)[part] // line)
+    if a["kind"] == "exchange":
+        pass
+    elif name.endswith("_res") or a["kind"] == "embed":
+        a["out_addr"], a["out_lines"] = 0, x_lines
+    else:
+        head = a["kind"] == "linear" and a["op"] == "lm_head"
+        if head and a["local"] * 2 % line:
+            blockers.append(f"lm_head: a core's {a['local']} FP16 logits are not whole {line}-byte lines")
+        if head and tokens > 1:
+            a["last_addr"] = act.need(layer, name, lines(model.hidden))    # the last token's input vector
+        a["out_lines"] = lines(a["local"] * 2) if head else lines(tokens * a["local"])   # FP16 logits
+        a["out_addr"] = act.need(layer, name, a["out_lines"])
+    if "last_addr" in a:
+        pool.give(a["last_addr"], lines(model.hidden))
+    if a["kind"] == "attention":
+        a["params_addr"] = params + layer_record_offsets(model)["softmax"] // line
+        q_rows = max(q1 - q0 for q0, q1, _ in a["qblocks"]) * model.group
+        keys = max(sum(e - s for s, e in ch) for _, _, ch in a["qblocks"])
+        a["scores_lines"] = lines(q_rows * math.ceil(keys / 16) * 16 * 2)
+        a["scores_addr"] = act.need(layer, name, a["scores_lines"])
+        pool.give(a["scores_addr"], a["scores_lines"])
 
 
 def _place_hbm(g: nx.DiGraph, hw: HwConfig) -> None:
