@@ -67,24 +67,8 @@ def _pc_atoms(chans: list) -> tuple[list, int]:
 def time_section(hw: HwConfig, sec: Section, placement: Placement, keep_trace: bool = False) -> SectionTiming:
     check_section(hw, sec, placement)
     instrs = sec.instrs
-    labels = sec.label_of()
     n = len(instrs)
-    queues: list[list[int]] = [[] for _ in range(NUM_QUEUES)]
-    cycles, occupy, waits, releases, chans = [], [], [], [], []
-    for i, ins in enumerate(instrs):
-        q = int(ins.op)
-        queues[q].append(i)
-        waits.append(mask_to_queues(q, ins.wait))
-        releases.append(mask_to_queues(q, ins.release))
-        if ins.op in (Op.LD, Op.ST):
-            tt = transfer_timing(hw, placement, ins)
-            cycles.append(tt.cycles)
-            occupy.append(tt.data_cycles)
-            chans.append(tt.pcs)
-        else:
-            cycles.append(compute_cycles(hw, ins))
-            occupy.append(cycles[-1])
-            chans.append(None)
+    queues, cycles, occupy, waits, releases, chans = _instruction_costs(hw, placement, instrs)
     chans, atoms = _pc_atoms(chans)
     head = [0] * NUM_QUEUES
     busy_until = [0] * NUM_QUEUES
@@ -128,10 +112,7 @@ def time_section(hw: HwConfig, sec: Section, placement: Placement, keep_trace: b
             if free < start + cycles[i]:
                 heapq.heappush(events, (free, q, -1))
         if not events:
-            heads = "; ".join(
-                f"{QUEUES[q]}: #{queues[q][head[q]]} {format_instr(instrs[queues[q][head[q]]])}"
-                for q in range(NUM_QUEUES) if head[q] < len(queues[q]))
-            raise SimulationError(f"section {sec.name}: dependency deadlock at cycle {now}; queue heads: {heads}")
+            raise _deadlock(sec, now, queues, head)
         now, q, i = heapq.heappop(events)
         if i < 0 or occupy[i] == cycles[i]:
             running[q] = False
@@ -141,10 +122,44 @@ def time_section(hw: HwConfig, sec: Section, placement: Placement, keep_trace: b
         last_end = max(last_end, now)
         for c in releases[i]:
             tokens[q][c] += 1
+    _check_all_tokens_consumed(sec, tokens)
+    return _summarize(hw, sec, instrs, sec.label_of(), start_of, cycles, occupy, last_end, keep_trace)
+
+
+def _deadlock(sec: Section, now: int, queues: list[list[int]], head: list[int]) -> SimulationError:
+    """No instruction runs and none can issue: name each queue's waiting head."""
+    heads = "; ".join(f"{QUEUES[q]}: #{queues[q][head[q]]} {format_instr(sec.instrs[queues[q][head[q]]])}"
+                      for q in range(NUM_QUEUES) if head[q] < len(queues[q]))
+    return SimulationError(f"section {sec.name}: dependency deadlock at cycle {now}; queue heads: {heads}")
+
+
+def _check_all_tokens_consumed(sec: Section, tokens: list[list[int]]) -> None:
+    """A section leaves no dependency token behind (the next would start with it)."""
     leftover = [(QUEUES[p], QUEUES[c]) for p in range(NUM_QUEUES) for c in range(NUM_QUEUES) if tokens[p][c]]
     if leftover:
         raise SimulationError(f"section {sec.name}: ends with unconsumed tokens {leftover[0][0]}->{leftover[0][1]}")
-    return _summarize(hw, sec, instrs, labels, start_of, cycles, occupy, last_end, keep_trace)
+
+
+def _instruction_costs(hw: HwConfig, placement: Placement, instrs: list[Instr]) -> tuple:
+    """Per instruction: its queue's list, cycles to done, cycles it occupies its
+    queue (a transfer's data phase), the queues it waits on and releases, its PCs."""
+    queues: list[list[int]] = [[] for _ in range(NUM_QUEUES)]
+    cycles, occupy, waits, releases, chans = [], [], [], [], []
+    for i, ins in enumerate(instrs):
+        q = int(ins.op)
+        queues[q].append(i)
+        waits.append(mask_to_queues(q, ins.wait))
+        releases.append(mask_to_queues(q, ins.release))
+        if ins.op in (Op.LD, Op.ST):
+            tt = transfer_timing(hw, placement, ins)
+            cycles.append(tt.cycles)
+            occupy.append(tt.data_cycles)
+            chans.append(tt.pcs)
+        else:
+            cycles.append(compute_cycles(hw, ins))
+            occupy.append(cycles[-1])
+            chans.append(None)
+    return queues, cycles, occupy, waits, releases, chans
 
 
 @lru_cache(maxsize=65536)
