@@ -19,6 +19,7 @@ import io
 import math
 from pathlib import Path
 
+from hwmodel.atomic import write_atomic
 from hwmodel.gpu import GpuPreset
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import QUEUES, Op
@@ -26,7 +27,6 @@ from hwmodel.placement import Placement
 from hwmodel.published import DECODE as PUBLISHED_DECODE
 from hwmodel.transfer import streaming_gbps
 from sim.stats import Stats
-from sim.trace import write_atomic
 
 FP16_BYTES = 2
 _KIND = {Op.LD: "memory", Op.ST: "memory", Op.MISC: "sfu", Op.SYS: "sync"}

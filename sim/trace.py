@@ -9,23 +9,12 @@ overlap without a trace of gigabytes.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from hwmodel.atomic import write_atomic
 from hwmodel.errors import SimulationError
 from hwmodel.isa import QUEUES
 from sim.stats import Stats
-
-
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write under a temporary name in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def pick_sections(stats: Stats, max_sections: int) -> list[int]:
