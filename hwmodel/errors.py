@@ -24,3 +24,7 @@ class SimulationError(DspflightError):
 
 class CheckpointError(DspflightError):
     """A model checkpoint is missing a tensor, has a wrong shape or a NaN."""
+
+
+class OutputError(DspflightError):
+    """An output cannot be written: a directory in the way, a full disk, no permission."""
