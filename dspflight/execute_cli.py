@@ -70,6 +70,10 @@ def execute(checkpoint: str | Path, hw_name: str = "u280", compression: str = "f
     the whole prompt), pack, execute and compare; `keep_files` returns the program,
     the compressed checkpoint and the HBM image as file contents."""
     ck = load_checkpoint(checkpoint)
+    outside = [t for t in prompt or () if not 0 <= t < ck.model.vocab]
+    if outside:
+        raise DspflightError(f"prompt: token id {outside[0]} is outside the vocabulary of {ck.model.name} "
+                             f"(0..{ck.model.vocab - 1})")
     hw = load_hw(hw_name)
     comp = load_compression(compression, hw)
     rng = np.random.default_rng(seed)
@@ -83,10 +87,6 @@ def execute(checkpoint: str | Path, hw_name: str = "u280", compression: str = "f
         raise DspflightError(f"{program}: compiled for model {prog.model}, the checkpoint is {ck.model.name}")
     image = pack(cm, prog, hw)
     prompt = list(prompt) if prompt is not None else [int(t) for t in rng.integers(0, ck.model.vocab, prefill)]
-    outside = [t for t in prompt if not 0 <= t < ck.model.vocab]
-    if outside:
-        raise DspflightError(f"prompt: token id {outside[0]} is outside the vocabulary of {ck.model.name} "
-                             f"(0..{ck.model.vocab - 1})")
     ex = Executor(prog, hw, Image(image.hbm, image.embed, image.meta))
     got: dict[tuple, np.ndarray] = {}
     t0 = time.perf_counter()

@@ -56,6 +56,9 @@ class OutputSet:
             anchor = anchor.parent
         try:
             self._stage = Path(tempfile.mkdtemp(prefix=f".{self.directory.name}.", suffix=".tmp", dir=anchor))
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self._stage, 0o777 & ~umask)   # it may become the directory: a plain mkdir's mode
         except OSError as exc:
             raise OutputError(f"{self.directory}: cannot write there ({exc.strerror})") from None
         return self
