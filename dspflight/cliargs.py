@@ -15,7 +15,7 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         help_text = action.help or ""
-        if "default" in help_text or action.default in (None, False, argparse.SUPPRESS):
+        if "default" in help_text or any(action.default is d for d in (None, False, argparse.SUPPRESS)):
             return help_text
         return super()._get_help_string(action)
 
