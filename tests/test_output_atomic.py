@@ -133,6 +133,8 @@ def test_a_signal_mid_run_exits_cleanly(tmp_path, compiled, sig, code, word):
                 time.sleep(0.01)
         assert [p.name for p in tmp_path.glob(".sim.*.tmp")]    # the stage exists while it waits
         proc.send_signal(sig)
+        os.close(fd)     # EOF: were the signal flagged just before the read began, the read still returns
+        fd = None
         _, stderr = proc.communicate(timeout=60)
     finally:
         if fd is not None:
