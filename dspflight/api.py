@@ -1,7 +1,7 @@
 """The small Python API behind the CLI: compile, simulate, report, run.
 
 Each stage works in memory and returns what it made; `dspflight.cli` decides
-which files to write (always through OutputSet, so a failure writes nothing).
+which files to write (always through hwmodel.atomic.OutputSet, so a failure writes nothing).
 """
 from __future__ import annotations
 
@@ -66,10 +66,20 @@ def worker_pool(jobs: int):
     if n <= 1 or jobs < PARALLEL_MIN_JOBS:
         yield map
         return
-    ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(n, mp_context=ctx, initializer=signal.signal,
-                             initargs=(signal.SIGINT, signal.SIG_IGN)) as ex:   # Ctrl-C is the parent's
+    ex = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"), initializer=_worker_signals)
+    try:
         yield ex.map
+    except BaseException:
+        ex.shutdown(cancel_futures=True)        # an error or Ctrl-C: drop the work not yet started
+        raise
+    ex.shutdown()
+
+
+def _worker_signals() -> None:
+    """Ctrl-C and SIGTERM are the parent's to handle (it cleans up); a worker
+    ignores the first and dies of the second without the parent's handler."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @dataclass
@@ -262,6 +272,9 @@ def stats_json(stats: Stats, hw: HwConfig) -> dict:
 def instruction_storage(model: str, hw: str, compression: str, max_prompt: int, max_context: int,
                         buckets: Buckets = Buckets(), progress: Progress | None = None) -> dict:
     """Compile one program for every length and report its instruction storage."""
+    if not 1 <= max_prompt <= max_context:
+        raise DspflightError(f"instruction storage: expected 1 <= max_prompt <= max_context (a context holds its "
+                             f"prompt), got max_prompt={max_prompt}, max_context={max_context}")
     hwc, m, comp = load_configs(model, hw, compression)
     prog = compile_all_lengths(m, comp, hwc, max_prompt, max_context, buckets, progress)
     return storage_report(prog, hwc, max_prompt, max_context)

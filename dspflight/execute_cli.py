@@ -14,6 +14,7 @@ import hashlib
 import tempfile
 import time
 import json
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from compiler.model_config import load_model
 from compiler.pack import pack
 from compiler.pipeline import Buckets, compile_program
 from compiler.quantize import compress, save_compressed
-from dspflight.output import OutputSet
+from dspflight.cliargs import design, non_negative, positive, token_ids
+from hwmodel.atomic import OutputSet
 from dspflight.reference import FP16_MAX_DIFF, Reference
 from hwmodel.errors import DspflightError
 from hwmodel.hwconfig import load_hw
@@ -68,6 +70,10 @@ def execute(checkpoint: str | Path, hw_name: str = "u280", compression: str = "f
     the whole prompt), pack, execute and compare; `keep_files` returns the program,
     the compressed checkpoint and the HBM image as file contents."""
     ck = load_checkpoint(checkpoint)
+    outside = [t for t in prompt or () if not 0 <= t < ck.model.vocab]
+    if outside:
+        raise DspflightError(f"prompt: token id {outside[0]} is outside the vocabulary of {ck.model.name} "
+                             f"(0..{ck.model.vocab - 1})")
     hw = load_hw(hw_name)
     comp = load_compression(compression, hw)
     rng = np.random.default_rng(seed)
@@ -109,11 +115,17 @@ def execute(checkpoint: str | Path, hw_name: str = "u280", compression: str = "f
 
 
 def handler(args: argparse.Namespace) -> int:
-    prompt = [int(t) for t in args.prompt.split(",")] if args.prompt else None
-    with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = args.checkpoint or write_random_llama(Path(tmp) / "tiny", load_model("tiny"), args.seed)
-        r = execute(checkpoint, args.hw, args.compression, args.prefill, args.decode, prompt, args.seed, args.sfu,
-                    args.program, args.prefill_bucket, keep_files=bool(args.out))
+    with OutputSet(args.out) if args.out else nullcontext() as out:
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = args.checkpoint or write_random_llama(Path(tmp) / "tiny", load_model("tiny"), args.seed)
+            r = execute(checkpoint, args.hw, args.compression, args.prefill, args.decode, args.prompt, args.seed,
+                        args.sfu, args.program, args.prefill_bucket, keep_files=bool(args.out))
+        if out is not None:
+            for name, data in r.files.items():
+                out.add_bytes(name, data)
+            report = {k: v for k, v in asdict(r).items() if k != "files"}
+            out.add_bytes("agreement.json", (json.dumps(report, indent=1) + "\n").encode())
+            names = out.commit()
     print(f"program sha256 {r.program_sha256}")
     print(f"prompt    {r.prompt}")
     print(f"executor  {r.tokens}")
@@ -128,13 +140,7 @@ def handler(args: argparse.Namespace) -> int:
           f"{len(r.layers)} layer outputs (bound {bound}); {r.instructions} instructions in {r.seconds:.2f} s "
           f"({len(r.tokens) / r.seconds:.1f} tokens/s)")
     if args.out:
-        out = OutputSet(args.out)
-        for name, data in r.files.items():
-            out.add_bytes(name, data)
-        report = {k: v for k, v in asdict(r).items() if k != "files"}
-        out.add_bytes("agreement.json", (json.dumps(report, indent=1) + "\n").encode())
-        out.commit()
-        print(f"wrote {', '.join(sorted(out.files))} to {args.out}")
+        print(f"wrote {', '.join(names)} to {args.out}")
     return 0 if worst <= bound and (same or args.sfu == "float64") else 1
 
 
@@ -143,18 +149,20 @@ def register(subparsers) -> None:
                                               "every layer with the numpy reference")
     p.add_argument("--checkpoint", help="Hugging Face LLaMA-style directory (config.json + *.safetensors); "
                                         "default: a seeded random tiny model")
-    p.add_argument("--hw", default="u280", help="hardware design (u280, vhk158 or a YAML path)")
+    p.add_argument("--hw", type=design, default="u280", help="hardware design (u280, vhk158 or a YAML path)")
     p.add_argument("--compression", default="flightllm", help="compression profile")
-    p.add_argument("--prefill", type=int, default=16, help="prompt tokens (one prefill chunk)")
-    p.add_argument("--decode", type=int, default=16, help="greedy decode steps")
-    p.add_argument("--prefill-bucket", type=int, help="prefill chunk (default: the whole prompt; at most the "
-                                                      "attention block)")
-    p.add_argument("--prompt", help="comma-separated token ids (default: seeded random)")
-    p.add_argument("--program", help="execute this .dfp instead of compiling one (decode bucket 1)")
+    p.add_argument("--prefill", type=positive, default=16, help="prompt tokens (one prefill chunk)")
+    p.add_argument("--decode", type=non_negative, default=16, help="greedy decode steps")
+    p.add_argument("--prefill-bucket", type=positive, help="prefill chunk (default: the whole prompt; at most the "
+                                                           "attention block)")
+    p.add_argument("--prompt", type=token_ids, help="comma-separated token ids (default: seeded random)")
+    p.add_argument("--program", help="execute this .dfp instead of compiling one (default: compile with decode "
+                                     "bucket 1)")
     p.add_argument("--sfu", choices=("fp16", "float64"), default="fp16",
                    help="reference special functions: mirror the FP16 unit (must agree bit for bit) or "
                         "ideal float64 (must stay within the stated bound; tokens may differ)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the calibration batch, prompt and tiny model")
+    p.add_argument("--seed", type=non_negative, default=0,
+                   help="seed of the calibration batch, prompt and tiny model")
     p.add_argument("-o", "--out", help="also write program.dfp, compressed.safetensors, hbm.npz and "
-                                       "agreement.json to this directory")
+                                       "agreement.json to this directory (default: print only)")
     p.set_defaults(func=handler)

@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from dspflight.output import OutputSet
+from hwmodel.atomic import OutputSet
 from hwmodel.configio import Fields, config_fields, load_mapping
 from hwmodel.errors import ConfigError, DspflightError
 
@@ -369,16 +369,16 @@ def _write(out: Path, table: pd.DataFrame, sweep: Sweep, plots: bool) -> None:
     from dspflight.sweep_plot import pareto_html, pareto_png
     table = table.assign(error=table["error"].fillna("")) if "error" in table else table
     front = pareto(table, sweep.objectives)
-    files = OutputSet(out)
-    buf = io.BytesIO()
-    table.to_parquet(buf, index=False)
-    files.add_bytes("results.parquet", buf.getvalue())
-    files.add_text("results.csv", table.to_csv(index=False))
-    files.add_text("pareto.csv", front.to_csv(index=False))
-    if plots:
-        files.add_bytes("pareto.png", pareto_png(table, front, sweep.objectives))
-        files.add_text("pareto.html", pareto_html(table, front, sweep.objectives))
-    files.commit()
+    with OutputSet(out) as files:
+        buf = io.BytesIO()
+        table.to_parquet(buf, index=False)
+        files.add_bytes("results.parquet", buf.getvalue())
+        files.add_text("results.csv", table.to_csv(index=False))
+        files.add_text("pareto.csv", front.to_csv(index=False))
+        if plots:
+            files.add_bytes("pareto.png", pareto_png(table, front, sweep.objectives))
+            files.add_text("pareto.html", pareto_html(table, front, sweep.objectives))
+        files.commit()
 
 
 def best_lines(table: pd.DataFrame, sweep: Sweep) -> list[str]:

@@ -28,3 +28,7 @@ class CheckpointError(DspflightError):
 
 class ToolError(DspflightError):
     """An external tool (Yosys, an HDL simulator) is missing or failed."""
+
+
+class OutputError(DspflightError):
+    """An output cannot be written: a directory in the way, a full disk, no permission."""

@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import tempfile
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,22 +46,6 @@ def key_of(*parts: object) -> str:
         raise TypeError(f"cannot key {type(obj).__name__}")
     blob = json.dumps(parts, sort_keys=True, default=encode).encode()
     return hashlib.sha256(blob).hexdigest()[:KEY_CHARS]
-
-
-def write_atomic(path: Path, text: str) -> Path:
-    """Write `text` under a unique temporary name beside `path`, then rename:
-    readers see the old file or the new one, never half of one. An unchanged
-    file is left alone (its date spares rebuilds of what depends on it)."""
-    if path.is_file() and path.read_text() == text:
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 @contextmanager

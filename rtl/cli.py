@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from hwmodel.atomic import OutputSet
 from hwmodel.hwconfig import load_hw
 from rtl.cache import ROOT
 from hwmodel.resources import FIT_FILE
@@ -68,8 +69,11 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    for path in export(load_hw(args.hw), args.out, family=args.family, chains=args.chains):
-        print(path)
+    with OutputSet(args.out) as out:
+        export(load_hw(args.hw), out.stage, family=args.family, chains=args.chains)
+        names = out.commit()
+    for name in names:
+        print(args.out / name)
     return 0
 
 

@@ -11,13 +11,13 @@ import amaranth
 from amaranth.back import rtlil
 from amaranth.lib import wiring
 
+from hwmodel.atomic import write_atomic
 from hwmodel.errors import ConfigError
 from hwmodel.gateware.dequantizer import Dequantizer
 from hwmodel.gateware.dsp48 import Dsp48Geometry, Dsp48Slice, geometry_for
 from hwmodel.gateware.mv_tile import MatrixVectorTile
 from hwmodel.gateware.sparse_chain import BlockRouter, SparseDspChain, check_chain
 from hwmodel.hwconfig import HwConfig
-from rtl.cache import write_atomic
 from rtl.yosys import run_yosys
 
 DEFAULT_OUT = Path("build/rtl")

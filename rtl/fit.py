@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from hwmodel.atomic import write_atomic
+from hwmodel.gateware.sparse_chain import BlockRouter
 from hwmodel.hwconfig import HwConfig
 from hwmodel.resources import FABRIC, FIT_FILE, PER_CHAIN, PER_CORE, fit_lines
-from hwmodel.gateware.sparse_chain import BlockRouter
-from rtl.cache import write_atomic
 from rtl.export import designs
 from rtl.synth import SYNTH_SCRIPT, resources, synth_design
 from rtl.yosys import yosys_version

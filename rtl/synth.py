@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from hwmodel.atomic import write_atomic
 from hwmodel.errors import ConfigError, ToolError
 from hwmodel.hwconfig import HwConfig
 from hwmodel.resources import FAMILIES
-from rtl.cache import BUILD_ROOT, cached, key_of, write_atomic
+from rtl.cache import BUILD_ROOT, cached, key_of
 from rtl.export import EXPORT_SCRIPT, Design, designs, rtlil_of, verilog_from_rtlil
 from rtl.yosys import run_yosys, yosys_version
 

@@ -10,13 +10,14 @@ import base64
 import html
 from pathlib import Path
 
+from hwmodel.atomic import write_atomic
 from sim.energy_svg import energy_svg, shares
 from sim.headline import PAPER, fmt, headline, spelled
 from sim.roofline import explain_decode
 from sim.roofline_plot import roofline_png
 from sim.stats import Stats
 from sim.timeline_svg import timeline_svg
-from sim.trace import run_steps, step_slices, write_atomic
+from sim.trace import run_steps, step_slices
 
 
 def _num(x: float | None, spec: str) -> str:

@@ -10,7 +10,7 @@ import io
 import math
 from pathlib import Path
 
-from sim.trace import write_atomic
+from hwmodel.atomic import write_atomic
 
 COLOURS = {"prefill": "tab:blue", "decode": "tab:red"}
 GPU_COLOURS = ("tab:green", "tab:orange", "tab:gray", "tab:brown")

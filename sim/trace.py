@@ -16,7 +16,6 @@ instruction of every token: about 1 MB per LLaMA2-7B decode step).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -37,17 +36,6 @@ class Slice:
     name: str
     start: int
     end: int
-
-
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write under a temporary name in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def parse_window(text: str) -> int | None:

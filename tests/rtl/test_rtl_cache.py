@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rtl.cache import MANIFEST, cached, write_atomic
+from hwmodel.atomic import write_atomic
+from rtl.cache import MANIFEST, cached
 
 
 def make_files(folder: Path) -> None:
