@@ -18,7 +18,7 @@ from compiler.pipeline import PIPELINE, Buckets
 from compiler.storage import format_storage
 from dspflight import __version__, api
 from dspflight.catalog import listing as catalog_listing
-from dspflight.cliargs import Parser, design, non_negative, positive
+from dspflight.cliargs import Parser, design, energy_table, non_negative, positive
 from dspflight.execute_cli import register as register_execute
 from dspflight.progress import progress_bar
 from hwmodel.atomic import OutputSet
@@ -72,7 +72,8 @@ def _out_arg(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def _energy_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--energy", default=api.DEFAULT_ENERGY, help="energy-per-action table (name or YAML path)")
+    p.add_argument("--energy", type=energy_table, default=api.DEFAULT_ENERGY,
+                   help="energy-per-action table (name or YAML path)")
 
 
 def _do_compile(args, out: OutputSet) -> api.Compiled:

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from dspflight.catalog import DESIGNS, builtins, gpu_presets
+from hwmodel.energy_table import load_energy_table
+from hwmodel.errors import DspflightError
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -75,3 +77,13 @@ def design(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is a GPU preset: GPUs are roofline-only devices that every "
                                          f"report compares against, not designs to compile for ({known})")
     raise argparse.ArgumentTypeError(f"unknown design {text!r} ({known})")
+
+
+def energy_table(text: str) -> str:
+    """An energy table's name or path, loaded and validated here, before any work
+    (its use comes after compiling and simulating)."""
+    try:
+        load_energy_table(text)
+    except DspflightError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text

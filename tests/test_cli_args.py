@@ -104,3 +104,17 @@ def test_storage_honours_max_context(tmp_path, capsys):
     code, out, _ = run(["storage", "--model", "tiny", "--max-prompt", "64", "--max-context", "96",
                         "-o", str(tmp_path)], capsys)
     assert code == 0 and "prompts 1-64, contexts 1-96" in out
+
+
+@pytest.mark.parametrize("command", [["run"], ["run", "--cases"], ["simulate", "x.dfp"], ["report"]])
+def test_a_bad_energy_table_is_refused_before_any_work(command, capsys, monkeypatch, tmp_path):
+    """The energy table is used last (after compiling and simulating) but checked first."""
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before --energy was checked")
+    for name in ("compile_model", "load_program", "run_cases", "simulate_program"):
+        monkeypatch.setattr(f"dspflight.api.{name}", no_work)
+    code, out, err = run([*command, "--energy", "nope", "-o" if command[0] != "report" else str(tmp_path),
+                          *([str(tmp_path / "o")] if command[0] != "report" else [])], capsys)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "argument --energy: energy 'nope': unknown" in err
+    assert not (tmp_path / "o").exists()
