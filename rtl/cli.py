@@ -79,8 +79,10 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_synth(args: argparse.Namespace) -> int:
     families = families_of(args.family)
-    report = synth_report(load_hw(args.hw), families=families, chain_length=args.chain_length, out_dir=args.out,
-                          log=lambda line: print(line, file=sys.stderr, flush=True))
+    with OutputSet(args.out) as out:        # the Verilog and resources.json arrive together, or nothing does
+        report = synth_report(load_hw(args.hw), families=families, chain_length=args.chain_length,
+                              out_dir=out.stage, log=lambda line: print(line, file=sys.stderr, flush=True))
+        out.commit()
     print(format_table(report))
     print(f"report: {args.out / 'resources.json'}")
     return 0
