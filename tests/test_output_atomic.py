@@ -15,6 +15,7 @@ import pytest
 
 import hwmodel.atomic
 from dspflight.cli import main
+from hwmodel.errors import SimulationError
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--model", "tiny", "--prefill", "32", "--decode", "8"]
@@ -50,11 +51,15 @@ def test_a_directory_in_the_way_writes_nothing(tmp_path, compiled, capsys):
     assert snapshot(tmp_path) == before          # program.dfp not replaced, no .tmp left
 
 
-def test_a_later_error_leaves_no_graph_dumps(tmp_path, capsys):
+def test_a_later_error_leaves_no_graph_dumps(tmp_path, capsys, monkeypatch):
+    """The graphs are dumped while compiling; the simulation that follows fails."""
+    def fails(*args, **kwargs):
+        raise SimulationError("section decode-t1: instruction 3 (LD): a fault planted by the test")
+    monkeypatch.setattr("dspflight.api.simulate_program", fails)
     out = tmp_path / "run"
-    code = main(["run", *TINY, "--dump-after", "tile", "--energy", "no-such-table", "-o", str(out)])
+    code = main(["run", *TINY, "--dump-after", "tile", "-o", str(out)])
     assert code == 2
-    assert "energy 'no-such-table': unknown" in one_line(capsys.readouterr().err)
+    assert "a fault planted by the test" in one_line(capsys.readouterr().err)
     assert snapshot(tmp_path) == {}
 
 
