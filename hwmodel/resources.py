@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hwmodel.published import UTILIZATION as PUBLISHED
+
 if TYPE_CHECKING:
     from hwmodel.hwconfig import HwConfig
 
@@ -78,7 +80,6 @@ def mpe_estimate(family: str, *, chains: int, chain_length: int, cores: int) -> 
 def utilization(hw: "HwConfig") -> dict:
     """The design's estimated DSP, LUT, FF, BRAM36 and URAM, next to its device
     (when the hardware config gives it) and FlightLLM's published U280 design."""
-    from hwmodel.published import UTILIZATION as PUBLISHED
     need: dict[str, float] = {"dsp": hw.slrs * (hw.dsp_per_core + hw.sfu_dsp)}
     if hw.fabric_family:
         mpe = mpe_estimate(hw.fabric_family, chains=hw.chains, chain_length=hw.chain_length, cores=hw.slrs)
