@@ -14,9 +14,9 @@ import sys
 import tempfile
 import time
 
-from compiler.compression import load_compression
 from compiler.model_config import load_model
 from compiler.pipeline import compile_decode_step
+from compiler.weights.profile import load_compression
 from hwmodel.hwconfig import load_hw
 from hwmodel.program import from_bytes, to_bytes
 from sim.stats import simulate

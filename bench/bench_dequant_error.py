@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.checkpoint import load_checkpoint, write_random_llama
-from compiler.compression import load_compression
 from compiler.model_config import load_model
-from compiler.quantize import LINEARS, OP_KIND, _hf, dequantize, quantize_linear
+from compiler.weights.checkpoint import float_weights, load_checkpoint, write_random_llama
+from compiler.weights.compress import LINEARS, OP_KIND
+from compiler.weights.profile import load_compression
+from compiler.weights.quantize import dequantize, quantize_linear
 from hwmodel.hwconfig import load_hw
 from hwmodel.isa import INT8_MAX
 
@@ -48,7 +49,7 @@ def main() -> int:
     comp = load_compression("flightllm", hw)
     with tempfile.TemporaryDirectory() as tmp:
         ck = load_checkpoint(write_random_llama(Path(tmp) / "tiny", load_model("tiny"), seed=0))
-    w, _ = _hf(ck)
+    w, _ = float_weights(ck)
     m = ck.model
     rows, totals = [], np.zeros(3)
     for layer in range(m.layers):

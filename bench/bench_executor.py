@@ -23,12 +23,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compiler.checkpoint import load_checkpoint, write_random_llama  # noqa: E402
-from compiler.compression import load_compression  # noqa: E402
 from compiler.model_config import load_model  # noqa: E402
-from compiler.pack import pack  # noqa: E402
 from compiler.pipeline import Buckets, compile_program  # noqa: E402
-from compiler.quantize import compress  # noqa: E402
+from compiler.weights.checkpoint import load_checkpoint, write_random_llama  # noqa: E402
+from compiler.weights.compress import compress  # noqa: E402
+from compiler.weights.pack import pack  # noqa: E402
+from compiler.weights.profile import load_compression  # noqa: E402
 from hwmodel.hwconfig import load_hw  # noqa: E402
 from sim.functional import Executor  # noqa: E402
 

@@ -26,9 +26,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
-from compiler.compression import load_compression
 from compiler.model_config import load_model
 from compiler.pipeline import Buckets, compile_program
+from compiler.weights.profile import load_compression
 from dspflight.api import simulate_program
 from hwmodel.errors import ProgramFormatError, SimulationError
 from hwmodel.hwconfig import HwConfig, load_hw

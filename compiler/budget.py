@@ -23,9 +23,9 @@ import dataclasses
 import math
 
 from compiler.attention_mask import kept_ranges
-from compiler.compression import Compression, WeightFormat
 from compiler.graph import build_graph
 from compiler.model_config import ModelConfig, field_key
+from compiler.weights.profile import Compression, WeightFormat
 from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import Op, isa_for

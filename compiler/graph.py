@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import networkx as nx
 
-from compiler.compression import Compression
 from compiler.model_config import ModelConfig
+from compiler.weights.profile import Compression
 
 
 def build_graph(model: ModelConfig, compression: Compression, phase: str, tokens: int, context: int) -> nx.DiGraph:

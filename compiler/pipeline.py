@@ -17,7 +17,6 @@ from typing import Callable
 import networkx as nx
 
 from compiler.budget import check_budget
-from compiler.compression import Compression
 from compiler.graph import build_graph
 from compiler.model_config import ModelConfig, field_key
 from compiler.passes.allocate import allocate
@@ -28,6 +27,7 @@ from compiler.passes.partition import partition
 from compiler.passes.place_hbm import place_hbm
 from compiler.passes.schedule_tokens import schedule_tokens
 from compiler.passes.tile import tile
+from compiler.weights.profile import Compression
 from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import BASE_REGIONS, isa_for

@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from compiler.compression import Compression
 from compiler.model_config import ModelConfig
 from compiler.pipeline import Buckets, compile_program
+from compiler.weights.profile import Compression
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import WORDS
 from hwmodel.program import Program, Step, instruction_bytes

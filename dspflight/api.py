@@ -1,4 +1,4 @@
-"""The small Python API behind the CLI: compile, simulate, report, run.
+"""The small Python API behind the CLI: compile, simulate, report, run, execute.
 
 Each stage works in memory and returns what it made; `dspflight.cli` decides
 which files to write (always through hwmodel.atomic.OutputSet, so a failure writes nothing).
@@ -18,24 +18,25 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Callable
 
-from compiler.compression import Compression, load_compression
 from compiler.model_config import ModelConfig, load_model
 from compiler.pipeline import Buckets, compile_program
 from compiler.storage import compile_all_lengths, storage_report
+from compiler.weights.profile import Compression, load_compression
+from dspflight.execution import Execution, LayerAgreement, execute  # noqa: F401  (the API's numeric run)
 from hwmodel.energy_table import load_energy_table
+from hwmodel.errors import DspflightError
 from hwmodel.gpu import all_gpus
 from hwmodel.hwconfig import HwConfig, load_hw
 from hwmodel.isa import QUEUES
-from hwmodel.resources import utilization
 from hwmodel.program import (Program, instruction_bytes, listing, read_program, schedule_for,
                              to_bytes)
+from hwmodel.resources import utilization
 from sim.cost import cost_report
 from sim.energy import energy_report
 from sim.headline import format_table
 from sim.report_html import write_report
 from sim.roofline import roofline
 from sim.roofline_plot import plot_roofline
-from hwmodel.errors import DspflightError
 from sim.stats import Stats, simulate, time_sections, untimed
 from sim.trace import DEFAULT_DECODE_STEPS, trace_json
 

@@ -1,117 +1,22 @@
-"""`dspflight execute`: run a prompt through a compiled program on the functional
-executor and compare every layer with the numpy reference.
-
-The checkpoint is compressed (SmoothQuant smoothing, N:16 pruning, group-wise
-quantization, INT8 calibration), the program is compiled with a decode bucket
-of 1 (each decode step at its exact context) or read from `--program`, packed
-into an HBM image, executed from the program's bytes, and the same tokens run
-through dspflight.reference.
+"""`dspflight execute`: the command line of `dspflight.api.execute`, which runs a
+prompt through a compiled program on the functional executor and compares
+every layer with the numpy reference.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
-import tempfile
-import time
 import json
+import tempfile
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
-from compiler.checkpoint import load_checkpoint, write_random_llama
-from compiler.compression import load_compression
 from compiler.model_config import load_model
-from compiler.pack import pack
-from compiler.pipeline import Buckets, compile_program
-from compiler.quantize import compress, save_compressed
+from compiler.weights.checkpoint import write_random_llama
+from dspflight.api import execute
 from dspflight.cliargs import design, non_negative, positive, token_ids
+from dspflight.reference import FP16_MAX_DIFF
 from hwmodel.atomic import OutputSet
-from dspflight.reference import FP16_MAX_DIFF, Reference
-from hwmodel.errors import DspflightError
-from hwmodel.hwconfig import load_hw
-from hwmodel.program import from_bytes, read_bytes, to_bytes
-from sim.functional import Executor
-
-CALIBRATION = (4, 64)       # calibration batch: sequences x tokens of seeded random ids
-
-
-@dataclass
-class LayerAgreement:
-    phase: str
-    position: int            # position of the step's first token
-    layer: int
-    max_abs: int             # INT8 units of the residual stream
-    mismatches: int
-    elements: int
-
-
-@dataclass
-class Execution:
-    prompt: list[int]
-    tokens: list[int]        # executor's greedy choices (after the prompt, then each decode step)
-    ref_tokens: list[int]    # the reference's choices given the same history
-    layers: list[LayerAgreement]
-    seconds: float           # executor wall time
-    program_sha256: str
-    instructions: int
-    files: dict[str, bytes] = field(default_factory=dict)   # program.dfp, compressed model, HBM image
-
-    @property
-    def exact(self) -> bool:
-        return self.tokens == self.ref_tokens and all(a.mismatches == 0 for a in self.layers)
-
-
-def execute(checkpoint: str | Path, hw_name: str = "u280", compression: str = "flightllm", prefill: int = 16,
-            decode: int = 16, prompt: list[int] | None = None, seed: int = 0, sfu: str = "fp16",
-            program: str | Path | None = None, chunk: int | None = None, keep_files: bool = False) -> Execution:
-    """Compress, compile (or read `program`; prefill in chunks of `chunk`, default
-    the whole prompt), pack, execute and compare; `keep_files` returns the program,
-    the compressed checkpoint and the HBM image as file contents."""
-    ck = load_checkpoint(checkpoint)
-    outside = [t for t in prompt or () if not 0 <= t < ck.model.vocab]
-    if outside:
-        raise DspflightError(f"prompt: token id {outside[0]} is outside the vocabulary of {ck.model.name} "
-                             f"(0..{ck.model.vocab - 1})")
-    hw = load_hw(hw_name)
-    comp = load_compression(compression, hw)
-    rng = np.random.default_rng(seed)
-    cm = compress(ck, comp, rng.integers(0, ck.model.vocab, CALIBRATION))
-    if program is not None:
-        dfp = read_bytes(program)
-    else:
-        dfp = to_bytes(compile_program(ck.model, comp, hw, prefill, decode, Buckets(chunk or prefill, 1)), hw)
-    prog = from_bytes(dfp, hw, str(program or "<compiled>"))
-    if prog.model != ck.model.name:
-        raise DspflightError(f"{program}: compiled for model {prog.model}, the checkpoint is {ck.model.name}")
-    image = pack(cm, prog, hw)
-    prompt = list(prompt) if prompt is not None else [int(t) for t in rng.integers(0, ck.model.vocab, prefill)]
-    ex = Executor(prog, hw, image)
-    got: dict[tuple, np.ndarray] = {}
-    t0 = time.perf_counter()
-    tokens = ex.generate(prompt, decode, lambda ph, p, layer, x: got.__setitem__((p, layer), x))
-    seconds = time.perf_counter() - t0
-    ref: dict[tuple, tuple[str, np.ndarray]] = {}
-    ref_tokens = Reference(cm, sfu).generate(prompt, decode, prog.meta["prefill_bucket"],
-                                             lambda ph, p, layer, x: ref.__setitem__((p, layer), (ph, x)),
-                                             forced=tokens)
-    layers = []
-    for key in sorted(ref):
-        phase, want = ref[key]
-        have = got.get(key)
-        if have is None:
-            raise DspflightError(f"executor produced no residual stream for position {key[0]} layer {key[1]}")
-        diff = np.abs(have.astype(np.int64) - want)
-        layers.append(LayerAgreement(phase, key[0], key[1], int(diff.max()), int((diff > 0).sum()), diff.size))
-    files = {}
-    if keep_files:
-        with tempfile.TemporaryDirectory() as tmp:
-            files = {"program.dfp": dfp,
-                     "compressed.safetensors": save_compressed(cm, Path(tmp) / "c.safetensors").read_bytes(),
-                     "hbm.npz": image.save(Path(tmp) / "hbm.npz", hw).read_bytes()}
-    return Execution(prompt, tokens, ref_tokens, layers, seconds, hashlib.sha256(dfp).hexdigest(),
-                     ex.instructions, files)
 
 
 def handler(args: argparse.Namespace) -> int:

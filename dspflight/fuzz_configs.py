@@ -22,9 +22,9 @@ from typing import Any, Callable, Iterator
 import yaml
 
 from compiler.budget import check_budget
-from compiler.checkpoint import hf_constants
-from compiler.compression import load_compression
 from compiler.model_config import load_model
+from compiler.weights.checkpoint import hf_constants
+from compiler.weights.profile import load_compression
 from hwmodel.configio import config_root
 from hwmodel.energy_table import load_energy_table
 from hwmodel.errors import DspflightError

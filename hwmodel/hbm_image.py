@@ -1,4 +1,4 @@
-"""The HBM image: what `compiler.pack` writes and the functional executor runs,
+"""The HBM image: what `compiler.weights.pack` writes and the functional executor runs,
 defined once. In memory it is the program's logical HBM address space; on
 disk (.npz) the per-pseudo-channel images the placement gives
 (`hwmodel/placement.py`), the host's embedding table and the meta (JSON)."""

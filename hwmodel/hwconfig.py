@@ -16,7 +16,6 @@ from functools import cached_property
 from pathlib import Path
 
 from hwmodel.configio import Fields, config_fields
-from hwmodel.errors import ConfigError
 from hwmodel.hbm import Hbm, load_hbm
 from hwmodel.resources import FAMILIES
 

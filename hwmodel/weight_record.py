@@ -6,7 +6,7 @@ Parts in order, each padded to whole HBM bursts: the packed non-zero codes
 each, only when sparse), one fixed-point scale (`SCALE_BYTES`: multiplier and
 shift, `hwmodel.dequant`) and one zero point (`bits`) per `group` non-zeros of a
 row, and one FP32 requantization multiplier per row (docs/numerics.md).
-`compiler.pack` encodes records, the functional executor and the RTL bench
+`compiler.weights.pack` encodes records, the functional executor and the RTL bench
 decode them, the cost formulas size them.
 """
 from __future__ import annotations

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from compiler.compression import load_compression
 from compiler.model_config import load_model
 from compiler.pipeline import compile_program
+from compiler.weights.profile import load_compression
 from hwmodel.hwconfig import load_hw
 
 

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from compiler.checkpoint import expected_shapes, load_checkpoint, write_random_llama
-from compiler.compression import load_compression
 from compiler.model_config import load_model
-from compiler.quantize import (QMAX, compress, dequantize, head_panel_order, load_compressed, prune_mask,
-                               quantize_linear, save_compressed)
+from compiler.weights.checkpoint import expected_shapes, load_checkpoint, write_random_llama
+from compiler.weights.compress import compress
+from compiler.weights.compressed import load_compressed, save_compressed
+from compiler.weights.profile import load_compression
+from compiler.weights.quantize import QMAX, dequantize, head_panel_order, prune_mask, quantize_linear
 from hwmodel.errors import CheckpointError
 
 

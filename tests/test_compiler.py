@@ -2,17 +2,16 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 from conftest import density_profile, edited_config
 
 from compiler.attention_mask import kept_blocks, kept_ranges
-from compiler.compression import load_compression
 from compiler.graph import build_graph
 from compiler.model_config import load_model
 from compiler.passes.emit import R_KV
 from compiler.pipeline import PIPELINE, Buckets, compile_program, run_passes
+from compiler.weights.profile import load_compression
 from hwmodel.costs import transfer_bytes
 from hwmodel.errors import CompileError, ConfigError
 from hwmodel.hwconfig import load_hw

@@ -6,8 +6,8 @@ import copy
 import pytest
 import yaml
 
-from compiler.compression import load_compression
 from compiler.model_config import load_model
+from compiler.weights.profile import load_compression
 from hwmodel.errors import ConfigError
 from hwmodel.hwconfig import load_hw
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from compiler.checkpoint import hf_constants
-from compiler.compression import load_compression
 from compiler.model_config import load_model
 from compiler.pipeline import Buckets, compile_program
+from compiler.weights.checkpoint import hf_constants
+from compiler.weights.profile import load_compression
 from conftest import edited_config
 from dspflight.fuzz_configs import hf_config_text
 from hwmodel.configio import MAX_DEPTH, config_root

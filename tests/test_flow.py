@@ -5,9 +5,9 @@ import pytest
 from conftest import edited_config
 
 from compiler.attention_mask import kept_ranges
-from compiler.compression import load_compression
 from compiler.model_config import load_model
 from compiler.pipeline import compile_decode_step, compile_program
+from compiler.weights.profile import load_compression
 from hwmodel.hwconfig import load_hw
 from hwmodel.published import DECODE
 from hwmodel.transfer import streaming_gbps

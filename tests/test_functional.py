@@ -9,20 +9,20 @@ import numpy as np
 import pytest
 from conftest import density_profile, edited_config
 
-from compiler.checkpoint import load_checkpoint, write_random_llama
-from compiler.compression import load_compression
 from compiler.model_config import load_model
-from compiler.pack import pack
 from compiler.passes.allocate import layer_record_offsets
 from compiler.pipeline import Buckets, compile_program
-from compiler.quantize import compress
-from dspflight.execute_cli import execute
+from compiler.weights.checkpoint import load_checkpoint, write_random_llama
+from compiler.weights.compress import compress
+from compiler.weights.pack import pack
+from compiler.weights.profile import load_compression
+from dspflight.api import execute
 from dspflight.reference import Reference
 from hwmodel.errors import CompileError, SimulationError
 from hwmodel.hbm_image import HbmImage
 from hwmodel.hwconfig import load_hw
-from hwmodel.program import read_program, write_program
 from hwmodel.isa import Op, other_queues
+from hwmodel.program import read_program, write_program
 from sim.functional import LD_FIRST, Executor, read_panels, write_panels
 from sim.stats import simulate
 

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from compiler.compression import load_compression
 from compiler.model_config import load_model
 from compiler.pipeline import compile_program
+from compiler.weights.profile import load_compression
 from hwmodel.hwconfig import load_hw
 from sim.hbm_bench import hbm_bench
 from sim.stats import simulate

@@ -6,14 +6,14 @@ import math
 
 import pytest
 
-from compiler.compression import load_compression
 from compiler.model_config import load_model
 from compiler.pipeline import Buckets, compile_decode_step
 from compiler.storage import compile_all_lengths, storage_report, unrolled_bytes
-from hwmodel.published import STORAGE
+from compiler.weights.profile import load_compression
 from dspflight import api
 from dspflight.cli import main
 from hwmodel.program import schedule_for
+from hwmodel.published import STORAGE
 from sim import engine
 from sim.stats import simulate
 

@@ -44,9 +44,9 @@ def test_wrong_magic_and_wrong_hardware(tiny_program, u280, vhk158):
 
 
 def test_schedule_for_other_lengths_and_outside_the_cover(u280):
-    from compiler.compression import load_compression
     from compiler.model_config import load_model
     from compiler.pipeline import Buckets, compile_program
+    from compiler.weights.profile import load_compression
     from hwmodel.program import schedule_for
     prog = compile_program(load_model("tiny"), load_compression("flightllm", u280), u280, 16, 4,
                            Buckets(16, 16), cover=(64, 128))

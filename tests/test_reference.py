@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 import compiler.attention_mask
-import compiler.pack
+import compiler.weights.pack
 from compiler.attention_mask import kept_ranges
-from compiler.checkpoint import load_checkpoint, write_random_llama
-from compiler.compression import load_compression
 from compiler.model_config import load_model
-from compiler.quantize import compress
+from compiler.weights.checkpoint import load_checkpoint, write_random_llama
+from compiler.weights.compress import compress
+from compiler.weights.profile import load_compression
 from dspflight import reference
-from dspflight.execute_cli import execute
+from dspflight.api import execute
 from dspflight.reference import (FP16_MAX_DIFF, FP16_MEAN_DIFF, Reference, attended_keys, attention_output_order,
                                  dequantize)
 from hwmodel.errors import DspflightError
@@ -66,10 +66,10 @@ def forbidden(modules: list[str]) -> list[str]:
 
 def test_import_scan_sees_every_form():
     src = ("import compiler\nimport sim.functional as f\nfrom compiler.quantize import dequantize\n"
-           "from sim import engine\nimport numpy, compiler.pack\ndef f():\n    from compiler import pack\n"
+           "from sim import engine\nimport numpy, compiler.weights.pack\ndef f():\n    from compiler import pack\n"
            "from hwmodel.isa import INT8_MAX\nimport simulation\n")
     assert forbidden(imported_modules(src)) == ["compiler", "sim.functional", "compiler.quantize", "sim",
-                                                "compiler.pack", "compiler"]
+                                                "compiler.weights.pack", "compiler"]
 
 
 def test_reference_imports_nothing_from_compiler_or_sim():
@@ -93,9 +93,9 @@ def drop_sink(kept_blocks):
 # compiler's side only. Each run is a prefix of one that agrees bit for bit in
 # tests/test_functional.py (16 + 16 tokens; 128 + 8 in chunks of 64).
 BROKEN = {
-    "rope frequency": (compiler.pack, "rope_inv_freq", lambda f: lambda hd, theta: f(hd, theta) * 1.001,
+    "rope frequency": (compiler.weights.pack, "rope_inv_freq", lambda f: lambda hd, theta: f(hd, theta) * 1.001,
                        dict(prefill=16, decode=2)),
-    "score scale": (compiler.pack, "score_scale", lambda f: lambda cm, layer: f(cm, layer) * np.float32(1.01),
+    "score scale": (compiler.weights.pack, "score_scale", lambda f: lambda cm, layer: f(cm, layer) * np.float32(1.01),
                     dict(prefill=16, decode=2)),
     "mask one block fewer": (compiler.attention_mask, "kept_blocks", drop_sink,
                              dict(prefill=128, decode=2, chunk=64)),

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from compiler.compression import load_compression
 from compiler.model_config import load_model
 from compiler.pipeline import compile_program
+from compiler.weights.profile import load_compression
 from hwmodel.energy_table import load_energy_table
 from hwmodel.errors import ConfigError
 from hwmodel.gpu import all_gpus, load_gpu

@@ -15,7 +15,7 @@ head region (final-norm record, LM head tiles, RoPE table); the host I/O area.
 Where the layouts cannot express a tensor exactly (a shard that is not whole
 lines, an exchange split in pieces, fusion off, LayerNorm), the step still
 compiles for timing and the reason goes to `g.graph["numerics_blockers"]`;
-compiler.pack refuses to pack such a program for the functional executor.
+compiler.weights.pack refuses to pack such a program for the functional executor.
 """
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ weights:
 attention:
   block: 64
   density: 0.3
-"""                      # `name` is the file's path: compiler.pack loads the profile by the program's name
+"""                      # `name` is the file's path: compiler.weights.pack loads the profile by the program's name
 CLASSES = [(n, bits, op) for n, bits in ((8, 4), (4, 3), (2, 5)) for op in ("MV", "MM")]
 
 
@@ -107,12 +107,12 @@ def tile_class(ins) -> tuple[int, int, str]:
 def program_tiles(tmp_path_factory) -> dict:
     """Compress, compile, pack and execute the tiny model with PROFILE (prompt of 16, one
     decode step); per tile class, the smallest tile's record bytes, activations and sums."""
-    from compiler.checkpoint import load_checkpoint, write_random_llama
-    from compiler.compression import load_compression
     from compiler.model_config import load_model
-    from compiler.pack import pack
     from compiler.pipeline import Buckets, compile_program
-    from compiler.quantize import compress
+    from compiler.weights.checkpoint import load_checkpoint, write_random_llama
+    from compiler.weights.compress import compress
+    from compiler.weights.pack import pack
+    from compiler.weights.profile import load_compression
     from sim.functional import Executor
 
     tmp = tmp_path_factory.mktemp("program_tile")

@@ -15,12 +15,14 @@ import hashlib
 import networkx as nx
 import numpy as np
 
-from compiler.compression import load_compression
 from compiler.graph import build_graph
 from compiler.passes.allocate import layer_record_offsets
 from compiler.passes.emit import POST
 from compiler.pipeline import run_passes
-from compiler.quantize import CompressedModel, QuantLinear, head_panel_order, rope_inv_freq, score_scale
+from compiler.weights.compressed import CompressedModel, score_scale
+from compiler.weights.float_model import rope_inv_freq
+from compiler.weights.profile import load_compression
+from compiler.weights.quantize import QuantLinear, head_panel_order
 from hwmodel.dequant import SCALE_BYTES
 from hwmodel.errors import CompileError
 from hwmodel.hbm_image import HbmImage

@@ -15,6 +15,9 @@ from compiler.model_config import ModelConfig, load_model
 from hwmodel.configio import Fields, load_mapping
 from hwmodel.errors import CheckpointError, ConfigError
 
+# the Hugging Face module of each linear op, by our short name
+HF_LINEARS = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
+              "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj"}
 ROPE_THETA_DEFAULT = 10000.0
 NORM_EPS_DEFAULT = 1e-5
 # The norm parameter record holds eps as FP32 (hwmodel.isa.PARAM_HEADER_BYTES),
@@ -152,3 +155,18 @@ def write_random_llama(path: str | Path, model: ModelConfig, seed: int = 0, thet
               "rope_theta": theta}
     (root / "config.json").write_text(json.dumps(config, indent=1) + "\n")
     return root
+
+
+def float_weights(ck: Checkpoint) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """A LLaMA-style checkpoint's float weights and norm gains under our short names
+    (`L0.q`, `L0.attn_norm`, ...), as compression and the float model use them."""
+    m, t = ck.model, ck.weights
+    w = {"embed": t["model.embed_tokens.weight"], "lm_head": t["lm_head.weight"]}
+    norms = {"final_norm": t["model.norm.weight"]}
+    for i in range(m.layers):
+        p = f"model.layers.{i}."
+        for op, hf in HF_LINEARS.items():
+            w[f"L{i}.{op}"] = t[p + hf + ".weight"].astype(np.float64)
+        norms[f"L{i}.attn_norm"] = t[p + "input_layernorm.weight"].astype(np.float64)
+        norms[f"L{i}.ffn_norm"] = t[p + "post_attention_layernorm.weight"].astype(np.float64)
+    return w, norms

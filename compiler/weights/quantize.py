@@ -1,0 +1,91 @@
+"""Per-op pruning and quantization: N of every M inputs of a row kept (the
+largest magnitudes), then each group of `scale_group` kept weights quantized
+with its own fixed-point scale and zero point to codes the dequantizer expands
+to INT8 (`hwmodel.dequant`; docs/numerics.md gives the arithmetic).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from compiler.model_config import ModelConfig
+from hwmodel.dequant import SCALE_BYTES, dequantize_codes, fixed_scale, scale_value
+from hwmodel.isa import INT8_MAX
+
+QMAX = INT8_MAX
+
+
+@dataclass
+class QuantLinear:
+    """One compressed linear op: codes of the kept weights, where they are, and
+    how they dequantize (hwmodel.dequant): w8 = sat((m * (code - zero) + r) >> sh),
+    w = row_scale * w8."""
+    codes: np.ndarray       # uint8 [out, in], 0 where pruned
+    mask: np.ndarray        # bool [out, in], True where kept (N of every 16 inputs of a row)
+    scales: np.ndarray      # uint8 [out, groups, 2]: fixed-point scale (m, sh) of each group
+    zeros: np.ndarray       # uint8 [out, groups]
+    row_scale: np.ndarray   # float32 [out]
+    requant: np.ndarray     # float32 [out]: INT32 accumulator -> output (INT8 units, or real for gate/logits)
+    n: int
+    bits: int
+    order: np.ndarray       # int64 [in]: the input order along which kept weights form scale groups
+
+
+def dequantize(q: QuantLinear, group: int) -> np.ndarray:
+    """The INT8 weights [out, in] a compressed linear op stands for (zeros where pruned)."""
+    out = np.zeros(q.codes.shape, np.int64)
+    for r in range(q.codes.shape[0]):
+        cols = q.order[q.mask[r, q.order]]
+        g = np.arange(len(cols)) // group
+        out[r, cols] = dequantize_codes(q.codes[r, cols], q.zeros[r, g], q.scales[r, g])
+    return out
+
+
+def prune_mask(w: np.ndarray, n: int, m: int = 16) -> np.ndarray:
+    """Keep the n largest magnitudes of every m consecutive inputs of each row."""
+    rows, cols = w.shape
+    blocks = np.abs(w).reshape(rows, cols // m, m)
+    order = np.argsort(-blocks, axis=2, kind="stable")[:, :, :n]
+    mask = np.zeros_like(blocks, dtype=bool)
+    np.put_along_axis(mask, order, True, axis=2)
+    return mask.reshape(rows, cols)
+
+
+def head_panel_order(m: ModelConfig) -> np.ndarray:
+    """Attention features in the order the accelerator produces them: per KV head,
+    16-dim panels, within a panel the query heads (docs/numerics.md)."""
+    hd, grp = m.head_dim, m.group
+    f = np.arange(m.hidden)
+    kv, f = f // (grp * hd), f % (grp * hd)
+    panel, head = f // 16 // grp, f // 16 % grp
+    return (kv * grp + head) * hd + panel * 16 + f % 16
+
+
+def quantize_linear(w: np.ndarray, n: int, bits: int, group: int, order: np.ndarray | None = None) -> QuantLinear:
+    """Prune N:16 per row, then quantize each group of kept weights (in `order`) with
+    its own scale and zero point. `order` must move whole 16-input blocks."""
+    order = np.arange(w.shape[1]) if order is None else order
+    mask = prune_mask(w, n) if n < 16 else np.ones(w.shape, bool)
+    rows = w.shape[0]
+    kept = mask.sum(axis=1)[0]
+    groups = math.ceil(kept / group)
+    codes = np.zeros(w.shape, np.uint8)
+    scales = np.zeros((rows, groups, SCALE_BYTES), np.uint8)
+    zeros = np.zeros((rows, groups), np.uint8)
+    row_scale = (np.abs(w * mask).max(axis=1) / QMAX).astype(np.float32)
+    row_scale[row_scale == 0] = 1.0
+    levels = (1 << bits) - 1
+    for r in range(rows):
+        cols = order[mask[r, order]]
+        u = w[r, cols] / row_scale[r]
+        for gi in range(groups):
+            part = slice(gi * group, min((gi + 1) * group, len(cols)))
+            lo, hi = min(u[part].min(), 0.0), max(u[part].max(), 0.0)
+            ms = fixed_scale(max(hi - lo, 1e-3) / levels)
+            s = float(scale_value(ms))
+            z = int(np.clip(np.rint(-lo / s), 0, levels))
+            codes[r, cols[part]] = np.clip(np.rint(u[part] / s) + z, 0, levels)
+            scales[r, gi], zeros[r, gi] = ms, z
+    return QuantLinear(codes, mask, scales, zeros, row_scale, np.zeros(rows, np.float32), n, bits, order)
