@@ -31,6 +31,7 @@ QUEUES = tuple(op.name for op in Op)       # queue index == opcode
 NUM_QUEUES = len(QUEUES)
 WORD_BITS = 32                             # instructions are little-endian 32-bit words
 WORDS = {Op.LD: 7, Op.ST: 3, Op.MM: 4, Op.MV: 4, Op.MISC: 3, Op.SYS: 1}
+MAX_ENCODED = 1 << 20     # distinct instructions an Isa remembers encoded, a bound on memory
 
 
 class MiscFunc(IntEnum):
@@ -197,6 +198,7 @@ class Isa:
         self._shifts = {op: self._shift_table(lay) for op, lay in self.layouts.items()}
         self._used = {op: lay.used_bits for op, lay in self.layouts.items()}
         self._names = {op: frozenset(name for name, _ in lay.fields) for op, lay in self.layouts.items()}
+        self._encoded: dict[tuple, tuple[int, ...]] = {}
 
     @staticmethod
     def _shift_table(layout: Layout) -> tuple[tuple[str, int, int], ...]:
@@ -214,7 +216,19 @@ class Isa:
         return field_max(self.width(op, name))
 
     def encode(self, ins: Instr, index: int | None = None) -> list[int]:
-        """Pack an instruction into its words; a value too wide is a CompileError."""
+        """Pack an instruction into its words; a value too wide is a CompileError.
+        Programs repeat most instructions (layers, steps), so each distinct one
+        is packed once."""
+        key = (ins.op, ins.wait, ins.release, tuple(ins.f.items()))
+        words = self._encoded.get(key)
+        if words is None:
+            words = self._encode(ins, index)
+            if len(self._encoded) >= MAX_ENCODED:
+                self._encoded.clear()
+            self._encoded[key] = words
+        return list(words)
+
+    def _encode(self, ins: Instr, index: int | None) -> tuple[int, ...]:
         if not 0 <= ins.wait <= field_max(MASK_BITS) or not 0 <= ins.release <= field_max(MASK_BITS):
             raise CompileError(f"instruction {index}: {ins.op.name} wait/release masks must be {MASK_BITS}-bit")
         value = int(ins.op) | ins.wait << OP_BITS | ins.release << (OP_BITS + MASK_BITS)
@@ -228,7 +242,7 @@ class Isa:
         if not f.keys() <= self._names[ins.op]:
             extra = sorted(set(f) - self._names[ins.op])
             raise CompileError(f"instruction {index}: {ins.op.name} has no field {extra[0]}")
-        return [(value >> (32 * i)) & 0xFFFFFFFF for i in range(WORDS[ins.op])]
+        return tuple((value >> (32 * i)) & 0xFFFFFFFF for i in range(WORDS[ins.op]))
 
     def decode(self, words, pos: int, index: int | None = None) -> tuple[Instr, int]:
         """Unpack the instruction starting at word `pos`; returns it and the next position."""

@@ -8,6 +8,8 @@ check refuses it with the section and instruction index instead.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from hwmodel.errors import SimulationError
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import BASE_REGISTERS, Instr, MiscFunc, Op, SysKind, isa_for
@@ -48,11 +50,28 @@ def _fault(hw: HwConfig, placement: Placement, ins: Instr) -> str | None:
     return None
 
 
+@lru_cache(maxsize=8)
+def _verdicts(hw: HwConfig, placement: Placement) -> dict:
+    """Faults already found on this design, by instruction: sections repeat most
+    of their instructions, so each distinct one is checked once."""
+    return {}
+
+
+MAX_VERDICTS = 1 << 20     # distinct instructions remembered per design, a bound on memory
+
+
 def check_section(hw: HwConfig, sec: Section, placement: Placement) -> None:
     """Refuse the first instruction of `sec` the design cannot run."""
     layouts = isa_for(hw).layouts
+    verdicts = _verdicts(hw, placement)
     for i, ins in enumerate(sec.instrs):
-        full = dict.fromkeys((name for name, _ in layouts[ins.op].fields), 0) | ins.f   # unset fields encode as 0
-        fault = _fault(hw, placement, Instr(ins.op, ins.wait, ins.release, full))
+        key = (ins.op, tuple(ins.f.items()))
+        fault = verdicts.get(key, False)
+        if fault is False:
+            full = dict.fromkeys((name for name, _ in layouts[ins.op].fields), 0) | ins.f   # unset fields encode as 0
+            fault = _fault(hw, placement, Instr(ins.op, ins.wait, ins.release, full))
+            if len(verdicts) >= MAX_VERDICTS:
+                verdicts.clear()
+            verdicts[key] = fault
         if fault:
             raise SimulationError(f"section {sec.name}: instruction {i} ({ins.op.name}): {fault}")
