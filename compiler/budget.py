@@ -56,7 +56,7 @@ def _weight_bytes(comp: Compression, hw: HwConfig, op: str, rows: int, features:
 
 def _check_hbm(model: ModelConfig, comp: Compression, hw: HwConfig, max_ctx: int) -> None:
     """Weights and KV cache against the HBM; blames `layers` when one layer fits."""
-    one = build_graph(dataclasses.replace(model, layers=1), comp, "decode", 1, 1)
+    one = build_graph(dataclasses.replace(model, layers=1))
     parts = {"hidden": 0, "ffn": 0, "vocab": 0}
     for _, a in one.nodes(data=True):
         if a["kind"] == "linear":

@@ -1,28 +1,32 @@
 """Frontend: a model config becomes a networkx graph of ops for one step.
 
-Nodes are ops (`kind`, `layer`, shapes); edges carry the activation tensor
-between them (`features` per token). The graph's own attributes say which
-step it is: `phase` (prefill/decode), `tokens` (new tokens), `context` (KV
-length after the step), and hold the model, compression and pass results.
+Nodes are ops (`kind`, `layer`, `role`, shapes); edges carry the activation
+tensor between them (`features` per token). Which step it is, and the passes'
+graph-level results, live in `compiler.step.StepState`, not in the graph.
 """
 from __future__ import annotations
 
 import networkx as nx
 
 from compiler.model_config import ModelConfig
-from compiler.weights.profile import Compression
+
+# A node's role: what it is in its layer (its name without the layer prefix).
+# Partition adds `gather` exchange nodes after some of them.
+ROLES = ("embed", "attn_norm", "qkv", "rope", "attn", "o", "attn_res", "ffn_norm", "up", "act", "down", "ffn_res",
+         "final_norm", "lm_head", "gather")
+RESIDUAL = ("embed", "attn_res", "ffn_res")      # the roles that write the residual stream `x`
 
 
-def build_graph(model: ModelConfig, compression: Compression, phase: str, tokens: int, context: int) -> nx.DiGraph:
-    """Embedding, `layers` decoder layers, final norm and LM head for one step."""
-    g = nx.DiGraph(model=model, compression=compression, phase=phase, tokens=tokens, context=context)
+def build_graph(model: ModelConfig) -> nx.DiGraph:
+    """Embedding, `layers` decoder layers, final norm and LM head."""
+    g = nx.DiGraph()
     d, hd = model.hidden, model.head_dim
     qkv_out = (model.heads + 2 * model.kv_heads) * hd
     up_out = (2 if model.gated_ffn else 1) * model.ffn
 
     def chain(nodes: list[tuple[str, dict]], prev: str | None) -> str:
         for name, attrs in nodes:
-            g.add_node(name, **attrs)
+            g.add_node(name, role=name.split(".")[-1], **attrs)
             if prev is not None:
                 g.add_edge(prev, name, features=g.nodes[prev]["out_features"])
             prev = name

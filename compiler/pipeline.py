@@ -1,7 +1,8 @@
 """The named pass pipeline and the whole-program compiler.
 
-`PIPELINE` lists the passes in order; `run_passes` can dump the graph after
-any of them. `compile_program` compiles every step an inference needs —
+`PIPELINE` lists the passes in order, each with its contract
+(`compiler.step`); `run_passes` can check the contracts and dump the graph
+after any pass. `compile_program` compiles every step an inference needs —
 the prompt in chunks of the prefill bucket (each chunk attends to all keys
 before it, so activations of any prompt length fit on chip) and one decode
 step per context bucket — deduplicates identical sections, and writes the
@@ -19,14 +20,11 @@ import networkx as nx
 from compiler.budget import check_budget
 from compiler.graph import build_graph
 from compiler.model_config import ModelConfig, field_key
-from compiler.passes.allocate import allocate
-from compiler.passes.annotate_compression import annotate_compression
-from compiler.passes.emit import POST, PRE, R_HEAD, R_IO, R_KV, R_WEIGHTS, emit
-from compiler.passes.onchip_fusion import onchip_fusion
-from compiler.passes.partition import partition
-from compiler.passes.place_hbm import place_hbm
-from compiler.passes.schedule_tokens import schedule_tokens
-from compiler.passes.tile import tile
+from compiler.passes import allocate, annotate_compression, emit, onchip_fusion, partition, place_hbm, \
+    schedule_tokens, tile
+from compiler.passes.allocate import weight_tile_table
+from compiler.passes.emit import POST, PRE, R_HEAD, R_IO, R_KV, R_WEIGHTS
+from compiler.step import Contract, StepState, check_contract
 from compiler.weights.profile import Compression
 from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
@@ -34,35 +32,50 @@ from hwmodel.isa import BASE_REGIONS, isa_for
 from hwmodel.placement import Placement
 from hwmodel.program import Call, Program, Section, Step, schedule_for, section_words
 
-Pass = Callable[[nx.DiGraph, HwConfig], nx.DiGraph]
-PIPELINE: list[tuple[str, Pass]] = [
-    ("annotate_compression", annotate_compression),
-    ("onchip_fusion", onchip_fusion),
-    ("partition", partition),
-    ("tile", tile),
-    ("place_hbm", place_hbm),
-    ("allocate", allocate),
-    ("emit", emit),
-    ("schedule_tokens", schedule_tokens),
-]
+Pass = Callable[[nx.DiGraph, StepState, HwConfig], None]
+HEADER_LAYOUT = ("kv_bursts", "weight_bytes", "kv_bytes", "io_bytes", "rope_bursts")   # HBM sizes the header keeps
 
 
-def run_passes(g: nx.DiGraph, hw: HwConfig, dump_after: str | None = None, dump_dir: Path | None = None) -> nx.DiGraph:
-    names = [n for n, _ in PIPELINE]
+def _pass(module) -> tuple[str, Pass, Contract]:
+    """A pass module's name, its function of that name and its contract."""
+    name = module.__name__.rsplit(".", 1)[-1]
+    return name, getattr(module, name), module.CONTRACT
+
+
+PIPELINE = [_pass(m) for m in (annotate_compression, onchip_fusion, partition, tile, place_hbm, allocate, emit,
+                                schedule_tokens)]
+
+
+def run_passes(g: nx.DiGraph, st: StepState, hw: HwConfig, dump_after: str | None = None,
+               dump_dir: Path | None = None, check: bool = False) -> None:
+    """Run the pipeline on one step's graph and state; `check` verifies every
+    pass's contract before and after it (tests; it costs about 5 ms a step)."""
+    names = [n for n, _, _ in PIPELINE]
     if dump_after is not None and dump_after not in names:
         raise CompileError(f"--dump-after {dump_after!r}: no such pass (passes: {', '.join(names)})")
-    for name, fn in PIPELINE:
-        g = fn(g, hw)
+    for name, fn, c in PIPELINE:
+        if check:
+            check_contract(g, st, name, c, "requires")
+        fn(g, st, hw)
+        if check:
+            check_contract(g, st, name, c, "provides")
         if name == dump_after and dump_dir is not None:
             Path(dump_dir).mkdir(parents=True, exist_ok=True)
-            dump_graph(g, Path(dump_dir) / f"graph-{g.graph['phase']}-c{g.graph['context']}-{name}.txt")
-    return g
+            dump_graph(g, st, Path(dump_dir) / f"graph-{st.phase}-c{st.context}-{name}.txt")
 
 
-def dump_graph(g: nx.DiGraph, path: Path) -> None:
-    """A text listing of the nodes and their attributes, one per line."""
+def new_step(model: ModelConfig, comp: Compression, phase: str, tokens: int, context: int,
+             max_context: int | None = None, fusion: bool = True, plan: str = "spread"
+             ) -> tuple[nx.DiGraph, StepState]:
+    """The frontend graph and the initial state of one step."""
+    st = StepState(model, comp, phase, tokens, context, max_context or context, fusion, plan)
+    return build_graph(model), st
+
+
+def dump_graph(g: nx.DiGraph, st: StepState, path: Path) -> None:
+    """A text listing of the step's scalar state and the nodes and their attributes, one per line."""
     skip = {"tile_hbm", "qblocks"}
-    lines = [f"# {k} = {v}" for k, v in g.graph.items() if isinstance(v, (int, float, str, bool))]
+    lines = [f"# {k} = {v}" for k, v in vars(st).items() if isinstance(v, (int, float, str, bool))]
     for n in nx.topological_sort(g):
         attrs = {k: v for k, v in g.nodes[n].items() if k not in skip}
         lines.append(f"{n}: {attrs} -> {sorted(g.successors(n))}")
@@ -114,7 +127,8 @@ def compile_program(model: ModelConfig, comp: Compression, hw: HwConfig, prefill
     meta = {"prefill": prefill, "decode": decode, "prefill_bucket": chunk, "decode_bucket": buckets.decode,
             "cover": [max_prompt, max_context], "compression": comp.name, "fusion": fusion, "plan": plan,
             "placement": layout["placement"].to_json(), "max_context": max_ctx,
-            "hbm_layout": {k: v for k, v in layout.items() if k not in ("layer_weight_bursts", "placement")},
+            "hbm_layout": {k: layout[k] for k in HEADER_LAYOUT}, "weight_tiles": layout["weight_tiles"],
+            "numerics_blockers": layout["numerics_blockers"],
             "model_linear_params": model.linear_params, "slrs": hw.slrs}
     prog = Program(hw.fingerprint, hw.name, model.name, meta, sections, steps, [])
     prog.schedule = schedule_for(prog, prefill, decode)
@@ -144,7 +158,9 @@ def compile_steps(model: ModelConfig, comp: Compression, hw: HwConfig, spec: lis
                 sections.append(sec)
             index.append(seen[words])
         records += [(phase, tokens, ctx, [index[k] for k in local], ls) for phase, tokens, ctx, local, ls in part_steps]
-        layout = dict(part_layout, io_bytes=max(layout.get("io_bytes", 0), part_layout["io_bytes"]))
+        blockers = set(layout.get("numerics_blockers", ())) | set(part_layout["numerics_blockers"])
+        layout = dict(part_layout, io_bytes=max(layout.get("io_bytes", 0), part_layout["io_bytes"]),
+                      numerics_blockers=sorted(blockers))
         done += len(part_steps)
         if progress:
             progress(done, len(spec))
@@ -172,21 +188,21 @@ def _compile_chunk(job: tuple) -> tuple[list[Section], list[tuple], dict]:
     seen: dict[tuple, int] = {}
     steps, layout = [], {}
     for phase, tokens, ctx in spec:
-        g = build_graph(model, comp, phase, tokens, ctx)
-        g.graph.update(max_context=max_ctx, fusion=fusion, plan=plan)
-        g = run_passes(g, hw, dump_after, dump_dir)
+        g, st = new_step(model, comp, phase, tokens, ctx, max_ctx, fusion, plan)
+        run_passes(g, st, hw, dump_after, dump_dir)
         io = layout.get("io_bytes", 0)
-        layout = dict(g.graph["hbm_layout"], placement=g.graph["placement"])
+        blockers = set(layout.get("numerics_blockers", ())) | set(st.numerics_blockers)
+        layout = dict(st.hbm_layout, placement=st.placement, weight_tiles=weight_tile_table(g),
+                      numerics_blockers=sorted(blockers))
         layout["io_bytes"] = max(io, layout["io_bytes"])        # the I/O area serves every step
         local = []
-        for b in g.graph["builders"]:
-            sec = b.section()
+        for sec in st.sections:
             words = tuple(section_words(isa, sec))
             if words not in seen:
                 seen[words] = len(sections)
                 sections.append(sec)
             local.append(seen[words])
-        steps.append((phase, tokens, ctx, local, dict(g.graph["layer_section"])))
+        steps.append((phase, tokens, ctx, local, dict(st.layer_section)))
     return sections, steps, layout
 
 

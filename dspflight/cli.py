@@ -50,7 +50,7 @@ def _compile_args(p: argparse.ArgumentParser, cases: bool = False) -> None:
                    help="disable always-on-chip decode: spill activations (default: fused)")
     p.add_argument("--plan", default="spread", choices=sorted(PLANS),
                    help="HBM data placement (compiler/passes/place_hbm.py)")
-    p.add_argument("--dump-after", choices=[n for n, _ in PIPELINE],
+    p.add_argument("--dump-after", choices=[n for n, _, _ in PIPELINE],
                    help=f"write the graph after this pass into the output directory (default: none{not_cases})")
 
 

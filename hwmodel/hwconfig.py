@@ -21,7 +21,11 @@ from hwmodel.resources import FAMILIES
 
 BRAM36_BYTES = 4096   # data bytes of one BRAM36 at 32-bit width (36 Kb with parity)
 URAM_BYTES = 32768    # data bytes of one UltraRAM at 64-bit width (288 Kb with parity)
-BUFFER_ORDER = ("act", "glb", "wgt")  # layout of the unified on-chip address map
+BUFFER_ORDER = ("act", "glb", "wgt")
+# The K block: MM/MV `kblk` counts blocks of this many columns, MISC `len16` this
+# many features, activations lie in panels this wide (docs/numerics.md), and an
+# N:M sparse block is this wide (a design's `sparsity_m` must equal it).
+BLOCK = 16  # layout of the unified on-chip address map
 
 
 @dataclass(frozen=True)
@@ -187,7 +191,10 @@ def _mpe_fields(mpe: Fields) -> dict:
     if chain_length % group or chain_length & (chain_length - 1):
         raise mpe.error("chain_length", f"expected a power of two and a multiple of dsp_group={group}, "
                                         f"got {chain_length}")
-    m = mpe.integer("sparsity_m", lo=2, hi=64)
+    m = mpe.integer("sparsity_m")
+    if m != BLOCK:
+        raise mpe.error("sparsity_m", f"expected {BLOCK}: the ISA's K blocks, the activation panels and the "
+                                      f"executor's layouts are {BLOCK} columns wide, got {m}")
     ns = mpe.int_list("sparsity_n", lo=1)
     for n in ns:
         if m % n or n & (n - 1):

@@ -18,6 +18,7 @@ from hwmodel.errors import ProgramFormatError
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import BASE_REGISTERS
 from hwmodel.placement import Placement
+from hwmodel.weight_record import LINEAR_OPS
 
 MAX_DEPTH = 16            # the writer nests 6 deep (steps[].calls[][2][]); room for growth, not for recursion
 MAX_TOKENS = 1 << 24      # prompt, bucket, context and step lengths
@@ -139,6 +140,39 @@ def _check_meta(f: _Fields, meta: dict, hw: HwConfig) -> None:
     if "fusion" in meta and not isinstance(meta["fusion"], bool):
         raise f.error("meta.fusion", "true or false", meta["fusion"])
     Placement.from_json(f.get(meta, "placement", "meta.placement"), hw, f"{f.source}: header field meta")
+    if "weight_tiles" in meta:                 # what the packer reads (programs for timing only may lack them)
+        _check_tiles(f, f.mapping(meta["weight_tiles"], "meta.weight_tiles"), hw)
+        layout = f.mapping(f.get(meta, "hbm_layout", "meta.hbm_layout"), "meta.hbm_layout")
+        f.integer(f.get(layout, "rope_bursts", "meta.hbm_layout.rope_bursts"), "meta.hbm_layout.rope_bursts", 0,
+                  (1 << hw.hbm_addr_bits) - 1)
+        for i, why in enumerate(f.seq(f.get(meta, "numerics_blockers", "meta.numerics_blockers"),
+                                      "meta.numerics_blockers")):
+            f.text(why, f"meta.numerics_blockers[{i}]")
+
+
+def _check_tiles(f: _Fields, table: dict, hw: HwConfig) -> None:
+    """The weight tile table: layouts of [rows, k0, kblk, offset, bursts], ops of [layer, op, layout]."""
+    top = (1 << hw.hbm_addr_bits) - 1
+    layouts = f.seq(f.get(table, "layouts", "meta.weight_tiles.layouts"), "meta.weight_tiles.layouts")
+    for i, tiles in enumerate(layouts):
+        where = f"meta.weight_tiles.layouts[{i}]"
+        if not f.seq(tiles, where):
+            raise f.error(where, "at least one tile", tiles)
+        for j, tile in enumerate(tiles):
+            at = f"{where}[{j}]"
+            rows, k0, kblk, offset, bursts = f.seq(tile, at, 5)
+            f.integer(rows, f"{at}[0]", 1, MAX_TOKENS)
+            f.integer(k0, f"{at}[1]", 0, MAX_TOKENS)
+            f.integer(kblk, f"{at}[2]", 1, MAX_TOKENS)
+            f.integer(offset, f"{at}[3]", 0, top)
+            f.integer(bursts, f"{at}[4]", 1, top)
+    for i, entry in enumerate(f.seq(f.get(table, "ops", "meta.weight_tiles.ops"), "meta.weight_tiles.ops")):
+        at = f"meta.weight_tiles.ops[{i}]"
+        layer, op, index = f.seq(entry, at, 3)
+        f.integer(layer, f"{at}[0]", -1, MAX_LAYER)
+        if op not in LINEAR_OPS:
+            raise f.error(f"{at}[1]", " or ".join(LINEAR_OPS), op)
+        f.integer(index, f"{at}[2]", 0, len(layouts) - 1)
 
 
 def _check_section(f: _Fields, ent: dict, where: str, words: int) -> None:

@@ -21,6 +21,7 @@ from hwmodel.dequant import SCALE_BYTES
 from hwmodel.hwconfig import HwConfig
 
 PARTS = ("values", "indices", "scales", "zeros", "requant")
+LINEAR_OPS = ("qkv", "o", "up", "down", "lm_head")    # the ops whose weights are records (q|k|v and gate|up stacked)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from hwmodel.costs import sparsity_n, weight_bits
 from hwmodel.dequant import dequantize_codes
 from hwmodel.errors import SimulationError
 from hwmodel.hbm_image import HbmImage
-from hwmodel.hwconfig import HwConfig
+from hwmodel.hwconfig import BLOCK, HwConfig
 from hwmodel.isa import (BASE_REGISTERS, INT8_MAX, NUM_QUEUES, PARAM_HEADER_BYTES, R_IO, SCORE_DIVISOR, Instr,
                          MatMode, MiscFunc, Op, SysKind, exchange_window, mask_to_queues)
 from hwmodel.program import Program, Section, schedule_for, to_bytes
@@ -42,12 +42,12 @@ def read_panels(mem: np.ndarray, byte: int, rows: int, cols: int, dtype=np.int8)
     """A [rows x cols] tensor stored as 16-column panels: (r, c) at ((c/16)*rows + r)*16 + c%16."""
     size = np.dtype(dtype).itemsize
     raw = mem[byte: byte + rows * cols * size].view(dtype)
-    return raw.reshape(cols // 16, rows, 16).transpose(1, 0, 2).reshape(rows, cols)
+    return raw.reshape(cols // BLOCK, rows, BLOCK).transpose(1, 0, 2).reshape(rows, cols)
 
 
 def write_panels(mem: np.ndarray, byte: int, value: np.ndarray) -> None:
     rows, cols = value.shape
-    data = np.ascontiguousarray(value.reshape(rows, cols // 16, 16).transpose(1, 0, 2))
+    data = np.ascontiguousarray(value.reshape(rows, cols // BLOCK, BLOCK).transpose(1, 0, 2))
     mem[byte: byte + data.nbytes] = data.view(np.uint8).ravel()
 
 
@@ -256,7 +256,7 @@ class Executor:
 
     def _matrix(self, core: Core, ins: Instr) -> None:
         mem, line = core.mem, self.line
-        t, rows, k = ins["tokens"], ins["rows"], ins["kblk"] * 16
+        t, rows, k = ins["tokens"], ins["rows"], ins["kblk"] * BLOCK
         mode = MatMode(ins["mode"])
         act = read_panels(mem, ins["act"] * line, t, k).astype(np.int64)
         if mode in (MatMode.LINEAR, MatMode.LOGITS):
@@ -284,7 +284,7 @@ class Executor:
         byte = out * line
         if mode == MatMode.SCORES:
             s = (part.astype(np.float32) / np.float32(SCORE_DIVISOR)).astype(np.float16)
-            cols = math.ceil(rows / 16) * 16
+            cols = math.ceil(rows / BLOCK) * BLOCK
             full = np.full((t, cols), -np.inf, np.float16)
             full[:, :rows] = s
             if ins["aux"]:
@@ -310,7 +310,7 @@ class Executor:
             raise ValueError(f"fused function {MiscFunc(ins['fuse']).name} is not executable")
 
     def _misc(self, mem: np.ndarray, ins: Instr) -> None:
-        func, t, n = MiscFunc(ins["func"]), ins["rows"], ins["len16"] * 16
+        func, t, n = MiscFunc(ins["func"]), ins["rows"], ins["len16"] * BLOCK
         line = self.line
         src, src2, dst = ins["src"] * line, ins["src2"] * line, ins["dst"] * line
         if func == MiscFunc.NONE:

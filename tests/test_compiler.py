@@ -10,7 +10,7 @@ from compiler.attention_mask import kept_blocks, kept_ranges
 from compiler.graph import build_graph
 from compiler.model_config import load_model
 from compiler.passes.emit import R_KV
-from compiler.pipeline import PIPELINE, Buckets, compile_program, run_passes
+from compiler.pipeline import PIPELINE, Buckets, compile_program, new_step, run_passes
 from compiler.weights.profile import load_compression
 from hwmodel.costs import transfer_bytes
 from hwmodel.errors import CompileError, ConfigError
@@ -30,13 +30,14 @@ def flight(u280):
 
 
 def lowered(model, comp, hw, phase, tokens, context, fusion=True):
-    g = build_graph(model, comp, phase, tokens, context)
-    g.graph["fusion"] = fusion
-    return run_passes(g, hw)
+    """The step's graph and state after every pass (contracts checked)."""
+    g, st = new_step(model, comp, phase, tokens, context, fusion=fusion)
+    run_passes(g, st, hw, check=True)
+    return g, st
 
 
-def test_frontend_has_every_layer_op(llama, flight):
-    g = build_graph(llama, flight, "decode", 1, 200)
+def test_frontend_has_every_layer_op(llama):
+    g = build_graph(llama)
     kinds = [a["kind"] for _, a in g.nodes(data=True)]
     assert kinds.count("attention") == 32 and kinds.count("linear") == 4 * 32 + 1
     assert g.nodes["L0.up"]["out_features"] == 2 * 11008      # gate and up
@@ -57,19 +58,19 @@ def test_hf_config_json_is_a_model(tmp_path):
 
 
 def test_fusion_keeps_activations_on_chip(llama, flight, u280):
-    fused = lowered(llama, flight, u280, "decode", 1, 256)
+    fused, fused_st = lowered(llama, flight, u280, "decode", 1, 256)
     assert "L0.rope" not in fused and "L0.act" not in fused
     assert fused.nodes["L0.qkv"]["fuse"] == "rope" and fused.nodes["L0.up"]["fuse"] == "silu_mul"
-    spilled = lowered(llama, flight, u280, "decode", 1, 256, fusion=False)
+    spilled, spilled_st = lowered(llama, flight, u280, "decode", 1, 256, fusion=False)
     assert "L0.rope" in spilled and "L0.act" in spilled
 
-    def st_count(g):
-        return sum(1 for b in g.graph["builders"] for i in b.instrs if i.op == Op.ST)
-    assert st_count(spilled) > st_count(fused) + 10
+    def st_count(st):
+        return sum(1 for sec in st.sections for i in sec.instrs if i.op == Op.ST)
+    assert st_count(spilled_st) > st_count(fused_st) + 10
 
 
 def test_partition_shards_heads_and_rows_and_gathers(llama, flight, u280):
-    g = lowered(llama, flight, u280, "decode", 1, 256)
+    g, _ = lowered(llama, flight, u280, "decode", 1, 256)
     assert g.nodes["L0.attn"]["kv_heads_core"] == 11                 # ceil(32 / 3)
     assert g.nodes["L0.qkv"]["rows_core"] == 11 * 3 * 128
     assert g.nodes["L0.o"]["rows_core"] * 3 >= 4096
@@ -78,7 +79,7 @@ def test_partition_shards_heads_and_rows_and_gathers(llama, flight, u280):
 
 
 def test_weight_tiles_fit_half_the_weight_buffer_and_fill_the_chains(llama, flight, u280):
-    g = lowered(llama, flight, u280, "decode", 1, 256)
+    g, _ = lowered(llama, flight, u280, "decode", 1, 256)
     half = u280.buffers["wgt"].bytes // 2
     for name, a in g.nodes(data=True):
         if a["kind"] != "linear":
@@ -93,24 +94,25 @@ def test_weight_tiles_fit_half_the_weight_buffer_and_fill_the_chains(llama, flig
 
 
 def test_prefill_lowers_to_mm_and_decode_to_mv(llama, flight, u280):
-    pre = lowered(llama, flight, u280, "prefill", 128, 128)
-    dec = lowered(llama, flight, u280, "decode", 1, 256)
-    ops = lambda g: {i.op for b in g.graph["builders"] for i in b.instrs}
+    _, pre = lowered(llama, flight, u280, "prefill", 128, 128)
+    _, dec = lowered(llama, flight, u280, "decode", 1, 256)
+    ops = lambda st: {i.op for sec in st.sections for i in sec.instrs}
     assert Op.MM in ops(pre)
     assert Op.MV in ops(dec) and Op.MM not in ops(dec)   # MHA: one query per KV head
 
 
-def layer_section(g, layer=0):
-    return g.graph["builders"][g.graph["layer_section"][layer]]
+def layer_section(lowered_step, layer=0):
+    _, st = lowered_step
+    return st.sections[st.layer_section[layer]]
 
 
-def kv_load_bytes(g, hw, layer=0):
-    return sum(transfer_bytes(hw, i) for i in layer_section(g, layer).instrs if i.op == Op.LD and i.f["base"] == R_KV)
+def kv_load_bytes(lowered_step, hw, layer=0):
+    return sum(transfer_bytes(hw, i) for i in layer_section(lowered_step, layer).instrs if i.op == Op.LD and i.f["base"] == R_KV)
 
 
-def scored_keys(g, layer):
+def scored_keys(lowered_step, layer):
     """Keys the layer's score MVs/MMs cover (the SCORES mode's `rows` are keys)."""
-    return sum(i.f["rows"] for i in layer_section(g, layer).instrs
+    return sum(i.f["rows"] for i in layer_section(lowered_step, layer).instrs
                if i.op in (Op.MV, Op.MM) and i.f["mode"] == MatMode.SCORES)
 
 
@@ -189,7 +191,7 @@ def test_unsupported_sparsity_is_a_config_error(tmp_path, u280):
 
 
 def test_pipeline_names_and_dump(tmp_path, u280, flight):
-    assert [n for n, _ in PIPELINE][:3] == ["annotate_compression", "onchip_fusion", "partition"]
+    assert [n for n, _, _ in PIPELINE][:3] == ["annotate_compression", "onchip_fusion", "partition"]
     compile_program(load_model("tiny"), flight, u280, 16, 1, dump_after="tile", dump_dir=tmp_path)
     dumps = sorted(p.name for p in tmp_path.iterdir())
     assert dumps and all("-tile" in d for d in dumps)
@@ -197,10 +199,10 @@ def test_pipeline_names_and_dump(tmp_path, u280, flight):
 
 
 def test_layers_that_keep_different_blocks_get_their_own_sections(u280, llama, flight):
-    g = lowered(llama, flight, u280, "decode", 1, 2048)
+    _, st = lowered(llama, flight, u280, "decode", 1, 2048)
     kept = [len(kept_blocks(31, d)) for d in flight.attn_densities(llama)]
     down = [flight.weight_format("down", layer) for layer in range(32)]
-    sections = g.graph["layer_section"]
+    sections = st.layer_section
     for a in range(32):
         for b in range(32):
             assert (sections[a] == sections[b]) == ((kept[a], down[a]) == (kept[b], down[b])), (a, b)
@@ -210,7 +212,7 @@ def test_a_density_list_holds_for_its_depth_and_the_default_for_others(tmp_path,
     comp = load_compression(density_profile(tmp_path, "density: [0.5, 0.25]"), u280)
     tiny = load_model("tiny")
     assert comp.attn_densities(tiny) == (0.5, 0.25)
-    g = lowered(tiny, comp, u280, "decode", 1, 2048)
+    g, _ = lowered(tiny, comp, u280, "decode", 1, 2048)
     assert [g.nodes[f"L{i}.attn"]["density"] for i in range(2)] == [0.5, 0.25]
     with pytest.raises(ConfigError, match=r"per-layer.yaml: field attention.density: 2 values, one per decoder "
                                           r"layer, but llama2-7b has 32 layers"):

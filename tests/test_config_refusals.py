@@ -72,6 +72,16 @@ def test_nan_infinite_and_absurd_hardware_numbers(tmp_path, u280, old, new, fiel
     one_line(exc, path)
 
 
+@pytest.mark.parametrize("m", [8, 32])
+def test_sparsity_m_other_than_the_isa_block_is_refused(tmp_path, u280, m):
+    path = edited_config(tmp_path, u280.source, "m.yaml", "sparsity_m: 16", f"sparsity_m: {m}")
+    with pytest.raises(ConfigError, match=rf"m.yaml: field mpe.sparsity_m: expected 16: the ISA's K blocks, the "
+                                          rf"activation panels and the executor's layouts are 16 columns wide, "
+                                          rf"got {m}$") as exc:
+        load_hw(path)
+    one_line(exc, path)
+
+
 def test_nan_in_energy_gpu_and_compression(tmp_path, u280):
     energy = copy_with(tmp_path, "energy/fpga-16nm.yaml", b"")
     energy.write_text(energy.read_text().replace("pj: 0.074", "pj: .nan", 1))

@@ -2,6 +2,7 @@
 with the numpy reference bit for bit (FP16 unit mirrored), on every core."""
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import replace
 
@@ -125,6 +126,28 @@ def test_a_corrupted_weight_record_shows_up_in_the_numbers(tiny_dir):
     ref = {}
     Reference(cm).generate(prompt, 0, 16, lambda ph, p, layer, x: ref.setdefault(layer, x))
     assert not np.array_equal(states[0], ref[0])
+
+
+def test_pack_follows_the_programs_tile_table_and_refuses_one_that_does_not_fit(tiny_dir):
+    hw, ck, cm, prog = compressed_tiny(tiny_dir, 0)
+    table = prog.meta["weight_tiles"]
+    assert len(table["ops"]) == 4 * ck.model.layers + 1
+    good = pack(cm, prog, hw)
+    moved = copy.deepcopy(prog)                   # the packer reads the offsets from the header, not the passes
+    head = next(i for i, (layer, op, _) in enumerate(table["ops"]) if op == "lm_head")
+    tiles = moved.meta["weight_tiles"]["layouts"][table["ops"][head][2]]
+    tiles[0][3] += 1                              # the LM head's first record one burst further on
+    at = next(c for s in prog.steps for c in s.calls if c.layer == -2).base[3] * hw.hbm.burst_bytes
+    assert not np.array_equal(pack(cm, moved, hw).hbm[at:at + 4096], good.hbm[at:at + 4096])
+    for change, message in ((lambda t: t["ops"].pop(), r"\.ops names 8 ops, not the 9 linear ops of tiny$"),
+                            (lambda t: t["layouts"][0][0].__setitem__(0, 10 ** 6), r"\.layouts\[0\]: a tile exceeds op ")):
+        bad = copy.deepcopy(prog)
+        change(bad.meta["weight_tiles"])
+        with pytest.raises(CompileError, match=r"^program for tiny: header field meta\.weight_tiles" + message):
+            pack(cm, bad, hw)
+    del bad.meta["weight_tiles"]
+    with pytest.raises(CompileError, match=r"has no weight tile table \(meta.weight_tiles\): recompile it"):
+        pack(cm, bad, hw)
 
 
 def test_panel_layout_makes_column_blocks_contiguous():

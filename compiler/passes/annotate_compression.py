@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import networkx as nx
 
+from compiler.step import StepState, contract
 from hwmodel.hwconfig import HwConfig
 
+CONTRACT = contract(requires={"linear": "op"}, provides={"linear": "n bits", "attention": "block density"})
 
-def annotate_compression(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
-    comp = g.graph["compression"]
-    densities = comp.attn_densities(g.graph["model"])
+
+def annotate_compression(g: nx.DiGraph, st: StepState, hw: HwConfig) -> None:
+    comp = st.compression
+    densities = comp.attn_densities(st.model)
     for _, a in g.nodes(data=True):
         if a["kind"] == "linear":
             fmt = comp.weight_format(a["op"], a["layer"])
             a["n"], a["bits"] = fmt.n, fmt.bits
         elif a["kind"] == "attention":
             a["block"], a["density"] = comp.attn_block, densities[a["layer"]]
-    return g

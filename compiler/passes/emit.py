@@ -15,11 +15,12 @@ from typing import NamedTuple
 
 import networkx as nx
 
-from compiler.graph import nodes_by_layer
+from compiler.graph import RESIDUAL, nodes_by_layer
 from compiler.passes.allocate import (EXCHANGE_MAX_LINES, layer_record_offsets, norm_record_bytes, rope_lanes,
                                      v_region_bursts)
 from compiler.section_builder import Resource, SectionBuilder
-from hwmodel.hwconfig import HwConfig
+from compiler.step import StepState, contract
+from hwmodel.hwconfig import BLOCK, HwConfig
 from hwmodel.isa import (AUX_BITS, BASE_REGIONS, R_HEAD, R_IO, R_KV, R_WEIGHTS, MatMode, MiscFunc, Op, SysKind,
                          field_max, n_code, wbits_code)
 
@@ -29,24 +30,29 @@ MISC_CODES = {"rmsnorm": MiscFunc.RMSNORM, "layernorm": MiscFunc.LAYERNORM, "add
               "relu": MiscFunc.RELU, "softmax": MiscFunc.SOFTMAX, "copy": MiscFunc.NONE,
               "token_major": MiscFunc.TOKEN_MAJOR,
               "last_token": MiscFunc.LAST_TOKEN}
+CONTRACT = contract(
+    requires={"*": "out_addr out_lines local", "linear": "op fuse tiles tile_hbm kblk n bits in_features last_addr",
+              "norm": "func params_addr", "misc": "func out_features",
+              "attention": "head_dim kv_heads_core block qblocks kv_resident params_addr scores_addr scores_lines"},
+    state_requires="placement hbm_layout rope_addr numerics_blockers", state_provides="builders layer_section")
 
 
 class Emitter:
     """Emits the instructions of one core for the ops of one section."""
 
-    def __init__(self, g: nx.DiGraph, hw: HwConfig, b: SectionBuilder):
-        self.g, self.hw, self.b = g, hw, b
-        self.tokens = g.graph["tokens"]
+    def __init__(self, g: nx.DiGraph, st: StepState, hw: HwConfig, b: SectionBuilder):
+        self.g, self.st, self.hw, self.b = g, st, hw, b
+        self.tokens = st.tokens
         self.line = hw.line_bytes
         self.burst = hw.hbm.burst_bytes
         self.wgt_base = hw.buffers["wgt"].base // self.line
         self.wgt_half = hw.buffers["wgt"].bytes // 2 // self.line
         self.glb_base = hw.buffers["glb"].base // self.line
         self.glb_quarter = hw.buffers["glb"].bytes // 4 // self.line
-        self.placement = g.graph["placement"]
-        self.model = g.graph["model"]
-        self.max_ctx = g.graph.get("max_context", g.graph["context"])
-        self.blockers = g.graph.setdefault("numerics_blockers", [])
+        self.placement = st.placement
+        self.model = st.model
+        self.max_ctx = st.max_context
+        self.blockers = st.numerics_blockers
         self.tile_count = 0   # alternates weight-buffer halves across ops
         self.kv_count = 0     # alternates global-buffer quarter pairs
         self.spill_bursts = 0
@@ -88,11 +94,11 @@ class Emitter:
 
     def misc(self, func: str, rows: int, features: int, src: int, dst: int, reads: tuple[Resource, ...],
              writes: Resource, src2: int = 0) -> None:
-        self.b.add(Op.MISC, dict(func=MISC_CODES[func], len16=math.ceil(features / 16), rows=rows, src=src,
+        self.b.add(Op.MISC, dict(func=MISC_CODES[func], len16=math.ceil(features / BLOCK), rows=rows, src=src,
                                  src2=src2, dst=dst), reads=reads, writes=(writes,))
 
     def input_of(self, name: str) -> str:
-        preds = [p for p in self.g.predecessors(name) if not p.endswith("_res") and p != "embed"]
+        preds = [p for p in self.g.predecessors(name) if self.g.nodes[p]["role"] not in RESIDUAL]
         preds = preds or list(self.g.predecessors(name))
         return preds[-1]
 
@@ -133,8 +139,8 @@ class Emitter:
         stays the same for every step)."""
         t = self.tokens
         lanes = rope_lanes(self.model, self.hw)
-        self.load(R_HEAD, self.g.graph["hbm_layout"]["rope_bursts"] + self.g.graph["context"] - t,
-                  self.g.graph["rope_addr"], "rope", t, lanes // 16, self.max_ctx)
+        self.load(R_HEAD, self.st.hbm_layout["rope_bursts"] + self.st.context - t,
+                  self.st.rope_addr, "rope", t, lanes // BLOCK, self.max_ctx)
 
     def op_norm(self, name: str, a: dict) -> None:
         src = self.input_of(name)
@@ -174,8 +180,8 @@ class Emitter:
             src_slot, act, t = (a["last_addr"], a["last_addr"] + self.lines(a["in_features"])), a["last_addr"], 1
         else:
             src_slot = self.slot(src)
-        fuse = MISC_CODES.get(a.get("fuse", ""), 0) if a.get("fuse") != "rope" else 0
-        out_ratio = 2 if a.get("fuse") == "silu_mul" else 1
+        fuse = MISC_CODES.get(a["fuse"], 0) if a["fuse"] != "rope" else 0
+        out_ratio = 2 if a["fuse"] == "silu_mul" else 1
         width = 2 if is_head else 1
         done = 0
         for (rows, k0, kblk), (hbm, bursts) in zip(a["tiles"], a["tile_hbm"]):
@@ -185,13 +191,13 @@ class Emitter:
             self.load(R_HEAD if is_head else R_WEIGHTS, hbm, self.wgt_base + half * self.wgt_half, buf, bursts)
             out = self.at(a["out_addr"], done // out_ratio * t * width, name)
             last_part = k0 + kblk == a["kblk"]
-            self.matrix(t, rows, kblk, a["n"], a["bits"], self.at(act, k0 * 16 * t, name),
+            self.matrix(t, rows, kblk, a["n"], a["bits"], self.at(act, k0 * BLOCK * t, name),
                         self.wgt_base + half * self.wgt_half, out, reads=(src_slot, buf),
                         writes=self.slot(name), acc=int(k0 > 0), fuse=int(fuse) if last_part else 0,
                         mode=MatMode.LOGITS if is_head else MatMode.LINEAR, hold=int(not last_part))
             if last_part:
                 done += rows
-        if a.get("fuse") == "rope":
+        if a["fuse"] == "rope":
             self.rope(name, a)
         if is_head:
             nbytes = t * a["local"] * 2
@@ -203,13 +209,13 @@ class Emitter:
         docs/numerics.md), with the step's cos/sin table."""
         lanes = rope_lanes(self.model, self.hw)
         self.misc("rope", self.tokens, 2 * lanes, a["out_addr"], a["out_addr"], reads=(self.slot(name), "rope"),
-                  writes=self.slot(name), src2=self.g.graph["rope_addr"])
+                  writes=self.slot(name), src2=self.st.rope_addr)
 
     def op_attention(self, name: str, a: dict) -> None:
         qkv = self.input_of(name)
         qkv_addr = self.g.nodes[qkv]["out_addr"]
         kv = _KvLayout(row_bursts=a["kv_heads_core"] * a["head_dim"] // self.burst,
-                       v_region=v_region_bursts(self.g, self.hw), x_len=a["head_dim"] // self.burst)
+                       v_region=v_region_bursts(self.st, self.hw), x_len=a["head_dim"] // self.burst)
         self._store_new_kv(name, a, qkv, qkv_addr, kv)
         if len(a["qblocks"]) > 1:
             msg = "attn: a prefill chunk longer than the attention block (its query blocks are not contiguous)"
@@ -221,7 +227,7 @@ class Emitter:
     def _store_new_kv(self, name: str, a: dict, qkv: str, qkv_addr: int, kv: "_KvLayout") -> None:
         """The new tokens' K and V go to the cache first (rows ctx-t .. ctx-1), token-major."""
         hd, group, kvh, t = a["head_dim"], self.model.group, a["kv_heads_core"], self.tokens
-        ctx = self.g.graph["context"]
+        ctx = self.st.context
         per_token, q_width = kvh * hd, kvh * group * hd
         for offset, region in ((q_width, 0), (q_width + per_token, kv.v_region)):
             addr = self.at(qkv_addr, t * offset, name)
@@ -240,7 +246,7 @@ class Emitter:
                      q_addr=self.at(qkv_addr, h * self.model.group * hd * t, name),
                      out_addr=self.at(a["out_addr"], h * self.model.group * hd * t, name))
         if a["kv_resident"]:
-            ctx = self.g.graph["context"]
+            ctx = self.st.context
             self.load(R_KV, h * kv.x_len, head.k_addr, head.kq, kv.x_len, ctx, kv.row_bursts, reads=("kv",))
             self.load(R_KV, kv.v_region + h * kv.x_len, head.v_addr, head.vq, kv.x_len, ctx, kv.row_bursts,
                       reads=("kv",))
@@ -251,7 +257,7 @@ class Emitter:
                      kept: list[tuple[int, int]]) -> None:
         """Scores against the kept key chunks, softmax, then the context from V."""
         hd, h = a["head_dim"], head.h
-        prefill = self.g.graph["phase"] == "prefill"
+        prefill = self.st.phase == "prefill"
         scores = (a["scores_addr"], a["scores_addr"] + a["scores_lines"])
         msg = f"attn: query block {q0}..{q1} straddles two mask blocks"
         if q0 // a["block"] != (q1 - 1) // a["block"] and msg not in self.blockers:
@@ -269,7 +275,7 @@ class Emitter:
             if causal > field_max(AUX_BITS):   # only numerics need the mask
                 self.blockers.append(f"attn: a causal query block of {causal} tokens does not fit aux")
                 causal = 0
-            self.matrix(rows_q, e - s, hd // 16, 16, 8, head.q_addr, wk,
+            self.matrix(rows_q, e - s, hd // BLOCK, BLOCK, 8, head.q_addr, wk,
                         self.at(a["scores_addr"], done * rows_q * 2, name),
                         reads=(self.slot(qkv), head.kq), writes=scores, mode=MatMode.SCORES, aux=causal)
             done += e - s
@@ -281,7 +287,7 @@ class Emitter:
                 self.load(R_KV, kv.v_region + s * kv.row_bursts + h * kv.x_len, head.v_addr, head.vq, kv.x_len,
                           e - s, kv.row_bursts, reads=("kv",))
             wv = head.v_addr + (self.lines(s * hd) if a["kv_resident"] else 0)
-            self.matrix(rows_q, hd, math.ceil((e - s) / 16), 16, 8,
+            self.matrix(rows_q, hd, math.ceil((e - s) / BLOCK), BLOCK, 8,
                         self.at(a["scores_addr"], done * rows_q, name), wv, head.out_addr,
                         reads=(scores, head.vq), writes=self.slot(name), acc=int(i > 0),
                         mode=MatMode.CONTEXT, hold=int(i < len(chunks) - 1))
@@ -319,13 +325,14 @@ def _split_at(chunks: list[tuple[int, int]], q0: int) -> list[tuple[int, int]]:
 
 
 def _signature(g: nx.DiGraph, nodes: list[str]) -> tuple:
+    """What makes a layer's section: its ops in order, their formats and kept attention blocks."""
     return tuple((n.split(".", 1)[1], g.nodes[n].get("n"), g.nodes[n].get("bits"), g.nodes[n].get("qblocks"))
                  for n in nodes)
 
 
-def emit(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
-    """Builds g.graph['builders'] (one per section) and g.graph['layer_section']."""
-    phase, t, ctx = g.graph["phase"], g.graph["tokens"], g.graph["context"]
+def emit(g: nx.DiGraph, st: StepState, hw: HwConfig) -> None:
+    """One section builder per distinct layer (and pre, post), and each layer's section."""
+    phase, t, ctx = st.phase, st.tokens, st.context
     tag = f"{phase}-t{t}-c{ctx}"
     builders: list[SectionBuilder] = []
     section_of: dict[tuple, int] = {}
@@ -335,11 +342,11 @@ def emit(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
 
     def build(name: str, nodes: list[str]) -> int:
         b = SectionBuilder(name)
-        em = Emitter(g, hw, b)
+        em = Emitter(g, st, hw, b)
         layer = g.nodes[nodes[0]]["layer"]
         if layer >= 0 or nodes != ["embed"]:
             em.load_params(layer, by_layer[layer])
-        if layer >= 0 and g.graph["model"].positional == "rope":
+        if layer >= 0 and st.model.positional == "rope":
             em.load_rope_table()
         for n in nodes:
             em.emit(n)
@@ -350,12 +357,11 @@ def emit(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
     pre = [n for n in by_layer[-1] if n == "embed"]
     post = [n for n in by_layer[-1] if n != "embed"]
     layer_section[PRE] = build(f"{tag}-pre", pre)
-    for layer in range(g.graph["model"].layers):
+    for layer in range(st.model.layers):
         sig = _signature(g, by_layer[layer])
         if sig not in section_of:
             section_of[sig] = build(f"{tag}-layer{layer}", by_layer[layer])
         layer_section[layer] = section_of[sig]
     layer_section[POST] = build(f"{tag}-post", post)
-    g.graph["builders"] = builders
-    g.graph["layer_section"] = layer_section
-    return g
+    st.builders = builders
+    st.layer_section = layer_section

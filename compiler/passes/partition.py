@@ -12,19 +12,27 @@ import math
 
 import networkx as nx
 
+from compiler.step import StepState, contract
 from hwmodel.hwconfig import HwConfig
 
-GATHER_AFTER = ("attn", "o", "up", "act", "down")
+GATHER_AFTER = ("attn", "o", "up", "act", "down")     # roles whose output the next op needs whole
+CONTRACT = contract(requires={"linear": "op out_features", "*": "out_features"},
+                    provides={"linear": "rows_core", "attention": "kv_heads_core heads_core"})
 
 
 def _round_up(x: int, m: int) -> int:
     return math.ceil(x / m) * m
 
 
-def partition(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
-    model = g.graph["model"]
+def kv_heads_per_core(model, hw: HwConfig) -> int:
+    """KV heads each core attends (the last core may carry a padding head)."""
+    return math.ceil(model.kv_heads / hw.slrs)
+
+
+def partition(g: nx.DiGraph, st: StepState, hw: HwConfig) -> None:
+    model = st.model
     cores = hw.slrs
-    kv_core = math.ceil(model.kv_heads / cores)
+    kv_core = kv_heads_per_core(model, hw)
     line = hw.line_bytes       # INT8 features per on-chip line
     for name in list(g.nodes):
         a = g.nodes[name]
@@ -38,17 +46,16 @@ def partition(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
             else:
                 a["rows_core"] = _round_up(math.ceil(a["out_features"] / cores), line)
     if cores == 1:
-        return g
+        return
     for name in list(g.nodes):
         a = g.nodes[name]
-        if a["layer"] < 0 or name.split(".")[1] not in GATHER_AFTER:
+        if a["layer"] < 0 or a["role"] not in GATHER_AFTER:
             continue
-        if name.endswith(".up") and any(s.endswith(".act") for s in g.successors(name)):
+        if a["role"] == "up" and any(g.nodes[s]["role"] == "act" for s in g.successors(name)):
             continue   # the unfused activation is gathered instead
         ex = name + ".gather"
-        g.add_node(ex, kind="exchange", layer=a["layer"], out_features=a["out_features"])
+        g.add_node(ex, kind="exchange", layer=a["layer"], role="gather", out_features=a["out_features"])
         for succ in list(g.successors(name)):
             g.add_edge(ex, succ, **g.edges[name, succ])
             g.remove_edge(name, succ)
         g.add_edge(name, ex, features=a["out_features"])
-    return g

@@ -18,6 +18,7 @@ from typing import Callable
 
 import networkx as nx
 
+from compiler.step import StepState, contract
 from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
 from hwmodel.placement import Placement
@@ -59,6 +60,8 @@ def plan_placement(name: str, hw: HwConfig) -> Placement:
     return PLANS[name](hw)
 
 
-def place_hbm(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
-    g.graph["placement"] = plan_placement(g.graph.get("plan", "spread"), hw)
-    return g
+CONTRACT = contract(state_provides="placement")
+
+
+def place_hbm(g: nx.DiGraph, st: StepState, hw: HwConfig) -> None:
+    st.placement = plan_placement(st.plan, hw)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import networkx as nx
 
 from compiler.section_builder import SectionBuilder
+from compiler.step import StepState, contract
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import other_queues
 
@@ -33,7 +34,10 @@ def assign_tokens(b: SectionBuilder) -> None:
             producer.release |= 1 << other_queues(p).index(c)
 
 
-def schedule_tokens(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
-    for b in g.graph["builders"]:
+CONTRACT = contract(state_requires="builders", state_provides="sections")
+
+
+def schedule_tokens(g: nx.DiGraph, st: StepState, hw: HwConfig) -> None:
+    for b in st.builders:
         assign_tokens(b)
-    return g
+    st.sections = [b.section() for b in st.builders]

@@ -15,6 +15,7 @@ from functools import lru_cache
 import networkx as nx
 
 from compiler.attention_mask import kept_ranges
+from compiler.step import StepState, contract
 from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
 from hwmodel.weight_record import record_bytes
@@ -67,9 +68,13 @@ def _chunks(ranges: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
     return out
 
 
-def tile(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
-    group = g.graph["compression"].scale_group
-    tokens, context, phase = g.graph["tokens"], g.graph["context"], g.graph["phase"]
+CONTRACT = contract(requires={"linear": "in_features rows_core n bits", "attention": "head_dim block density"},
+                    provides={"linear": "kblk tiles", "attention": "qblocks kv_resident"})
+
+
+def tile(g: nx.DiGraph, st: StepState, hw: HwConfig) -> None:
+    group = st.compression.scale_group
+    tokens, context, phase = st.tokens, st.context, st.phase
     quarter = hw.buffers["glb"].bytes // 4
     for name, a in g.nodes(data=True):
         if a["kind"] == "linear":
@@ -91,4 +96,3 @@ def tile(g: nx.DiGraph, hw: HwConfig) -> nx.DiGraph:
             # a tuple: it is part of emit's section key (layers may keep different blocks)
             a["qblocks"] = tuple((q0, q1, tuple(_chunks(r, limit))) for q0, q1, r in qblocks)
             a["kv_resident"] = phase == "prefill" and context * hd <= quarter
-    return g

@@ -1,24 +1,25 @@
 """Pack a compressed model into the HBM image a compiled program reads.
 
 The program decides where everything is: its base registers give each layer's
-and core's regions, the compiler's tiles give each weight record's rows and K
-blocks. This module lays the compressed model out exactly as the LD
+and core's regions, its header's tile table (`meta.weight_tiles`, written by
+the compiler) gives each weight record's rows, K blocks and offset. This module lays the compressed model out exactly as the LD
 instructions expect (docs/numerics.md): per core and tile a record of packed
-values | 4-bit indices | FP16 scales | zero points | FP32 requant multipliers,
+values | indices | fixed-point scales | zero points | FP32 requant multipliers,
 the layers' parameter records, the RoPE table; plus what the host needs to
 feed the program (the INT8 embedding table).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
 
-import networkx as nx
 import numpy as np
 
 from compiler.graph import build_graph
 from compiler.passes.allocate import layer_record_offsets
 from compiler.passes.emit import POST
-from compiler.pipeline import run_passes
+from compiler.passes.partition import kv_heads_per_core
 from compiler.weights.compressed import CompressedModel, score_scale
 from compiler.weights.float_model import rope_inv_freq
 from compiler.weights.profile import load_compression
@@ -30,7 +31,7 @@ from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import BASE_REGISTERS, PARAM_HEADER_BYTES, R_HEAD, R_WEIGHTS
 from hwmodel.placement import Placement
 from hwmodel.program import Program, to_bytes
-from hwmodel.weight_record import RecordFields, encode_record, scale_groups
+from hwmodel.weight_record import LINEAR_OPS, RecordFields, encode_record, scale_groups
 
 IMAGE_FORMAT = 1
 
@@ -61,14 +62,13 @@ def weight_record(hw: HwConfig, q: QuantLinear, rows: np.ndarray, k0: int, kblk:
     return encode_record(hw, RecordFields(codes, index, scales, zeros, requant), q.bits, group)
 
 
-def _row_map(model, g: nx.DiGraph, name: str, core: int) -> tuple[str, list[tuple[np.ndarray, int, int]]]:
+def _row_map(model, op: str, tiles: list[list[int]], core: int) -> list[tuple[np.ndarray, int, int]]:
     """(compressed op of each record row, [(model rows, k0, kblk) per tile]) for one core.
     qkv rows are [q | k | v] of the core's KV heads, queries of a KV head ordered
     (dim panel, query head, dim) so attention reads them without a stride; a
     fused gate/up tile is [gate rows | up rows] of the same features."""
-    a = g.nodes[name]
-    op = a["op"]
-    rc = a["rows_core"]
+    rc = sum(r for r, k0, *_ in tiles if k0 == 0)          # the core's rows
+    kblk_all = max(k0 + kblk for _, k0, kblk, *_ in tiles)
     hd, grp = model.head_dim, model.group
     if op == "qkv":
         kvh = rc // ((grp + 2) * hd)
@@ -90,7 +90,7 @@ def _row_map(model, g: nx.DiGraph, name: str, core: int) -> tuple[str, list[tupl
         ffn_core = rc // 2
         local = np.empty(rc, np.int64)
         pos = 0
-        for r, k0, _ in a["tiles"]:
+        for r, k0, *_ in tiles:
             if k0:
                 continue
             feats = core * ffn_core + pos // 2 + np.arange(r // 2)
@@ -101,12 +101,12 @@ def _row_map(model, g: nx.DiGraph, name: str, core: int) -> tuple[str, list[tupl
         limit = {"o": model.hidden, "down": model.hidden, "lm_head": model.vocab}[op]
         local = core * rc + np.arange(rc)
         local = np.where(local < limit, local, -1)
-    tiles, start = [], 0
-    for r, k0, kblk in a["tiles"]:
-        tiles.append((local[start:start + r], k0, kblk))
-        if k0 + kblk == a["kblk"]:
+    out, start = [], 0
+    for r, k0, kblk, *_ in tiles:
+        out.append((local[start:start + r], k0, kblk))
+        if k0 + kblk == kblk_all:
             start += r
-    return op, tiles
+    return out
 
 
 def _stacked(cm: CompressedModel, layer: int, op: str) -> QuantLinear:
@@ -155,38 +155,54 @@ def pack(cm: CompressedModel, prog: Program, hw: HwConfig) -> HbmImage:
     if comp.scale_group != cm.scale_group or comp.name != cm.compression:
         raise CompileError(f"program compiled with compression {comp.name}, the model was compressed with "
                            f"{cm.compression}")
-    g = _decode_graph(cm.model, comp, prog, hw)
+    _check_numerics(cm.model, comp, prog, hw)
     calls = {c.layer: c for s in prog.steps for c in s.calls}     # weight/head registers are step-independent
     placement = Placement.from_json(prog.meta["placement"], hw, f"program for {prog.model}")
     hbm = np.zeros(placement.end * hw.hbm.burst_bytes, np.uint8)
-    _put_weights(hbm, cm, g, calls, hw)
-    _put_parameters(hbm, cm, g, calls, hw, prog.meta["max_context"])
+    try:
+        _put_weights(hbm, cm, prog, calls, hw)
+    except (IndexError, ValueError) as exc:     # a crafted header whose tiles do not fit the model
+        raise CompileError(f"program for {prog.model}: header field meta.weight_tiles does not fit "
+                           f"{cm.model.name} ({exc})") from None
+    _put_parameters(hbm, cm, prog, calls, hw)
     meta = {"format": IMAGE_FORMAT, "program_sha256": hashlib.sha256(to_bytes(prog, hw)).hexdigest(),
             "model": prog.model, "vocab": cm.model.vocab, "hidden": cm.model.hidden, "cores": hw.slrs,
             "scale_group": cm.scale_group, "placement": placement.to_json()}
     return HbmImage(hbm, cm.embed, meta)
 
 
-def _decode_graph(model, comp, prog: Program, hw: HwConfig) -> nx.DiGraph:
-    """The decode step's graph after the passes (where each tile lies), once both
-    phases are known to run numerically."""
+def _check_numerics(model, comp, prog: Program, hw: HwConfig) -> None:
+    """Refuse a program whose steps cannot run numerically (the compiler records why)."""
     chunk = prog.meta["prefill_bucket"]
     if comp.attn_block % chunk:
         raise CompileError(f"program for {prog.model}: prefill chunks of {chunk} tokens cannot run numerically; "
                            f"a chunk must divide the attention block of {comp.attn_block} (one query block per "
                            f"chunk, so its queries are contiguous)")
-    max_ctx = prog.meta["max_context"]
-    graphs = []
-    for phase, tokens, ctx in (("decode", 1, max_ctx), ("prefill", chunk, chunk)):
-        g = build_graph(model, comp, phase, tokens, ctx)
-        g.graph["max_context"] = max_ctx
-        g.graph["fusion"] = prog.meta.get("fusion", True)
-        g.graph["plan"] = prog.meta.get("plan", "spread")
-        graphs.append(run_passes(g, hw))
-        if g.graph["numerics_blockers"]:
-            raise CompileError(f"program for {prog.model} on {hw.name} cannot run numerically: "
-                               f"{g.graph['numerics_blockers'][0]}")
-    return graphs[0]
+    if "weight_tiles" not in prog.meta:
+        raise CompileError(f"program for {prog.model}: its header has no weight tile table (meta.weight_tiles): "
+                           f"recompile it to pack it")
+    _check_tile_table(model, prog, hw)
+    if prog.meta["numerics_blockers"]:
+        raise CompileError(f"program for {prog.model} on {hw.name} cannot run numerically: "
+                           f"{prog.meta['numerics_blockers'][0]}")
+
+
+def _check_tile_table(model, prog: Program, hw: HwConfig) -> None:
+    """The header's tile table names every linear op of the model once, and no tile
+    is larger than its op (the header schema checked the types and ranges)."""
+    table = prog.meta["weight_tiles"]
+    want = sorted([[layer, op] for layer in range(model.layers) for op in LINEAR_OPS if op != "lm_head"]
+                  + [[-1, "lm_head"]])
+    if sorted([layer, op] for layer, op, _ in table["ops"]) != want:
+        raise CompileError(f"program for {prog.model}: header field meta.weight_tiles.ops names "
+                           f"{len(table['ops'])} ops, not the {len(want)} linear ops of {model.name}")
+    shapes = {a["op"]: (a["out_features"], math.ceil(a["in_features"] / hw.sparsity_m))
+              for _, a in build_graph(dataclasses.replace(model, layers=1)).nodes(data=True) if a["kind"] == "linear"}
+    for layer, op, index in table["ops"]:
+        rows, kblk = shapes[op]
+        if any(r > rows or k0 + k > kblk for r, k0, k, *_ in table["layouts"][index]):
+            raise CompileError(f"program for {prog.model}: header field meta.weight_tiles.layouts[{index}]: a tile "
+                               f"exceeds op {op} of {model.name} ({rows} rows, {kblk} blocks of {hw.sparsity_m})")
 
 
 def _put(hbm: np.ndarray, hw: HwConfig, offset_bursts: int, data: bytes) -> None:
@@ -194,16 +210,16 @@ def _put(hbm: np.ndarray, hw: HwConfig, offset_bursts: int, data: bytes) -> None
     hbm[at: at + len(data)] = np.frombuffer(data, np.uint8)
 
 
-def _put_weights(hbm: np.ndarray, cm: CompressedModel, g: nx.DiGraph, calls: dict, hw: HwConfig) -> None:
-    """Every linear op's weight records, per core, at its call's weight (or LM-head) register."""
+def _put_weights(hbm: np.ndarray, cm: CompressedModel, prog: Program, calls: dict, hw: HwConfig) -> None:
+    """Every linear op's weight records, per core, at its call's weight (or LM-head)
+    register, where the program's tile table puts them."""
     model = cm.model
     o_cols = head_panel_order(model)
-    for name, a in g.nodes(data=True):
-        if a["kind"] != "linear":
-            continue
-        layer = a["layer"]
-        q = _stacked(cm, layer, a["op"])
-        if a["op"] == "o":           # columns in the order attention produces them, core after core
+    table = prog.meta["weight_tiles"]
+    for layer, op, index in table["ops"]:
+        tiles = table["layouts"][index]
+        q = _stacked(cm, layer, op)
+        if op == "o":           # columns in the order attention produces them, core after core
             if not np.array_equal(q.order, o_cols):
                 raise CompileError(f"layer {layer} op o: compressed with input order other than the "
                                    f"accelerator's attention output order")
@@ -212,19 +228,17 @@ def _put_weights(hbm: np.ndarray, cm: CompressedModel, g: nx.DiGraph, calls: dic
         reg = R_HEAD if layer < 0 else R_WEIGHTS
         call = calls[POST] if layer < 0 else calls[layer]
         for c in range(hw.slrs):
-            _, tiles = _row_map(model, g, name, c)
-            for (rows, k0, kblk), (off, _) in zip(tiles, a["tile_hbm"]):
+            for (rows, k0, kblk), (*_, off, _) in zip(_row_map(model, op, tiles, c), tiles):
                 _put(hbm, hw, call.base[BASE_REGISTERS * c + reg] + off,
                      weight_record(hw, q, rows, k0, kblk, cm.scale_group))
 
 
-def _put_parameters(hbm: np.ndarray, cm: CompressedModel, g: nx.DiGraph, calls: dict, hw: HwConfig,
-                    max_ctx: int) -> None:
+def _put_parameters(hbm: np.ndarray, cm: CompressedModel, prog: Program, calls: dict, hw: HwConfig) -> None:
     """Per core: each layer's norm records and score scale, the final norm and the RoPE table."""
     model, s, burst = cm.model, cm.scales, hw.hbm.burst_bytes
     rec = layer_record_offsets(model)
-    rope = g.graph["hbm_layout"]["rope_bursts"]
-    kv_core = g.nodes["L0.attn"]["kv_heads_core"]
+    rope, max_ctx = prog.meta["hbm_layout"]["rope_bursts"], prog.meta["max_context"]
+    kv_core = kv_heads_per_core(model, hw)
     for c in range(hw.slrs):
         for layer in range(model.layers):
             base = calls[layer].base[BASE_REGISTERS * c + R_WEIGHTS] * burst

@@ -8,8 +8,8 @@ from compiler.model_config import ModelConfig
 from hwmodel.configio import Fields, config_fields
 from hwmodel.errors import ConfigError
 from hwmodel.hwconfig import HwConfig
+from hwmodel.weight_record import LINEAR_OPS
 
-OP_KINDS = ("qkv", "o", "up", "down", "lm_head")
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,8 @@ def load_compression(spec: "str | Path | dict | Compression", hw: HwConfig, sour
     w.check_known({"default", "ops", "layers"})
     default = _format(w, "default", hw)
     ops_f = w.sub("ops", {})
-    ops_f.check_known(OP_KINDS)
-    ops = {k: _format(ops_f, k, hw, default) for k in OP_KINDS if ops_f.has(k)}
+    ops_f.check_known(LINEAR_OPS)
+    ops = {k: _format(ops_f, k, hw, default) for k in LINEAR_OPS if ops_f.has(k)}
     overrides = []
     raw_layers = w.raw("layers", [])
     if not isinstance(raw_layers, list):
@@ -96,8 +96,8 @@ def load_compression(spec: "str | Path | dict | Compression", hw: HwConfig, sour
         o.check_known({"layers", "ops", "n", "bits"})
         layers = o.int_list("layers", lo=0)
         kinds = o.raw("ops", [])
-        if not isinstance(kinds, list) or any(k not in OP_KINDS for k in kinds):
-            raise o.error("ops", f"expected a list of {', '.join(OP_KINDS)}")
+        if not isinstance(kinds, list) or any(k not in LINEAR_OPS for k in kinds):
+            raise o.error("ops", f"expected a list of {', '.join(LINEAR_OPS)}")
         values = {k: o.integer(k, lo=1) for k in ("n", "bits") if o.has(k)}
         _check_supported(o, values.get("n", hw.sparsity_n[-1]), values.get("bits", hw.weight_bits[-1]), hw)
         overrides.append((frozenset(layers), frozenset(kinds), values))

@@ -12,6 +12,7 @@ import numpy as np
 
 from compiler.model_config import ModelConfig
 from hwmodel.dequant import SCALE_BYTES, dequantize_codes, fixed_scale, scale_value
+from hwmodel.hwconfig import BLOCK
 from hwmodel.isa import INT8_MAX
 
 QMAX = INT8_MAX
@@ -43,7 +44,7 @@ def dequantize(q: QuantLinear, group: int) -> np.ndarray:
     return out
 
 
-def prune_mask(w: np.ndarray, n: int, m: int = 16) -> np.ndarray:
+def prune_mask(w: np.ndarray, n: int, m: int = BLOCK) -> np.ndarray:
     """Keep the n largest magnitudes of every m consecutive inputs of each row."""
     rows, cols = w.shape
     blocks = np.abs(w).reshape(rows, cols // m, m)
@@ -59,15 +60,15 @@ def head_panel_order(m: ModelConfig) -> np.ndarray:
     hd, grp = m.head_dim, m.group
     f = np.arange(m.hidden)
     kv, f = f // (grp * hd), f % (grp * hd)
-    panel, head = f // 16 // grp, f // 16 % grp
-    return (kv * grp + head) * hd + panel * 16 + f % 16
+    panel, head = f // BLOCK // grp, f // BLOCK % grp
+    return (kv * grp + head) * hd + panel * BLOCK + f % BLOCK
 
 
 def quantize_linear(w: np.ndarray, n: int, bits: int, group: int, order: np.ndarray | None = None) -> QuantLinear:
     """Prune N:16 per row, then quantize each group of kept weights (in `order`) with
     its own scale and zero point. `order` must move whole 16-input blocks."""
     order = np.arange(w.shape[1]) if order is None else order
-    mask = prune_mask(w, n) if n < 16 else np.ones(w.shape, bool)
+    mask = prune_mask(w, n) if n < BLOCK else np.ones(w.shape, bool)
     rows = w.shape[0]
     kept = mask.sum(axis=1)[0]
     groups = math.ceil(kept / group)
