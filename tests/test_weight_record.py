@@ -1,6 +1,8 @@
 """The weight record format (hwmodel/weight_record.py): what pack encodes the
 executor and the RTL bench decode, bit for bit, for every pattern N, every
-weight width and both designs; sizes are whole bursts."""
+weight width and both designs; sizes are whole bursts. A record also survives
+the HBM image (hwmodel/hbm_image.py) saved per pseudo-channel and loaded back,
+under every placement plan."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,11 +10,30 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from compiler.model_config import load_model
+from compiler.pipeline import Buckets, compile_program
+from compiler.weights.profile import load_compression
 from hwmodel.dequant import SCALE_BYTES
+from hwmodel.hbm_image import HbmImage
 from hwmodel.hwconfig import load_hw
+from hwmodel.placement import Placement
 from hwmodel.weight_record import RecordFields, decode_record, encode_record, record_bytes, record_parts
 
 DESIGNS = {name: load_hw(name) for name in ("u280", "vhk158")}
+
+
+@pytest.fixture(scope="module")
+def placements():
+    """A laid-out placement of the tiny model per design and plan it fits."""
+    out = {}
+    for name, hw in DESIGNS.items():
+        for plan in ("spread", "flightllm", "kv-4pc"):
+            if plan == "flightllm" and hw.hbm.channels < 9 * hw.slrs:
+                continue
+            prog = compile_program(load_model("tiny"), load_compression("flightllm", hw), hw, 16, 1,
+                                   Buckets(16, 1), plan=plan)
+            out[name, plan] = Placement.from_json(prog.meta["placement"], hw, plan)
+    return out
 
 
 @settings(max_examples=60, deadline=None)
@@ -40,6 +61,35 @@ def test_round_trip_for_every_pattern_and_width(design, data, rows, kblk, group,
     for name in ("codes", "index", "scales", "zeros"):
         assert np.array_equal(getattr(got, name), getattr(fields, name)), name
     assert np.array_equal(got.requant, fields.requant)
+
+
+@settings(max_examples=30, deadline=None)
+@given(design=st.sampled_from(sorted(DESIGNS)), data=st.data(), seed=st.integers(0, 2**31))
+def test_a_record_round_trips_through_a_saved_hbm_image(placements, tmp_path_factory, design, data, seed):
+    hw = DESIGNS[design]
+    plan = data.draw(st.sampled_from(sorted(p for d, p in placements if d == design)))
+    placement = placements[design, plan]
+    n, bits = data.draw(st.sampled_from(hw.sparsity_n)), data.draw(st.sampled_from(hw.weight_bits))
+    rows, kblk, group = data.draw(st.integers(1, 9)), data.draw(st.integers(1, 6)), 32
+    rng = np.random.default_rng(seed)
+    groups = -(-kblk * n // group)
+    index = np.sort(np.argsort(rng.random((rows, kblk, hw.sparsity_m)), axis=2)[:, :, :n], axis=2)
+    fields = RecordFields(rng.integers(0, 1 << bits, (rows, kblk, n)),
+                          index if n < hw.sparsity_m else np.broadcast_to(np.arange(n), (rows, kblk, n)),
+                          rng.integers(0, 256, (rows, groups, SCALE_BYTES), dtype=np.uint8),
+                          rng.integers(0, 1 << bits, (rows, groups)), rng.standard_normal(rows).astype(np.float32))
+    raw = encode_record(hw, fields, bits, group)
+    burst = hw.hbm.burst_bytes
+    at = data.draw(st.integers(0, placement.end - len(raw) // burst)) * burst
+    hbm = np.zeros(placement.end * burst, np.uint8)
+    hbm[at:at + len(raw)] = np.frombuffer(raw, np.uint8)
+    path = tmp_path_factory.mktemp("img") / "hbm.npz"
+    HbmImage(hbm, np.zeros((2, 16), np.int8), {"placement": placement.to_json()}).save(path, hw)
+    back = HbmImage.load(path, hw)
+    assert np.array_equal(back.hbm[:len(hbm)], hbm)
+    got = decode_record(hw, back.hbm[at:], rows=rows, kblk=kblk, n=n, bits=bits, group=group)
+    for name in ("codes", "index", "scales", "zeros", "requant"):
+        assert np.array_equal(getattr(got, name), getattr(fields, name)), name
 
 
 def test_a_short_record_is_refused():
