@@ -30,15 +30,6 @@ HW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")     # a built-in design
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 
 
-class HeaderError(ProgramFormatError):
-    """One header field is wrong; `field` is its path."""
-
-    def __init__(self, source: str, field: str, expected: str, value: object):
-        text = repr(value)
-        text = text if len(text) <= 40 else text[:37] + "..."
-        super().__init__(f"{source}: header field {field}: expected {expected}, got {text}")
-
-
 def nesting_depth(raw: bytes) -> int:
     """Deepest bracket nesting of JSON text, strings left out (measured before parsing,
     which would recurse once per level)."""
@@ -71,8 +62,11 @@ class _Fields:
     def __init__(self, source: str):
         self.source = source
 
-    def error(self, field: str, expected: str, value: object) -> HeaderError:
-        return HeaderError(self.source, field, expected, value)
+    def error(self, field: str, expected: str, value: object) -> ProgramFormatError:
+        """One header field is wrong; `field` is its path."""
+        text = repr(value)
+        text = text if len(text) <= 40 else text[:37] + "..."
+        return ProgramFormatError(f"{self.source}: header field {field}: expected {expected}, got {text}")
 
     def get(self, obj: dict, key: str, field: str) -> object:
         if key not in obj:
