@@ -20,6 +20,7 @@ from dspflight import __version__, api
 from dspflight.catalog import listing as catalog_listing
 from dspflight.cliargs import Parser, design, energy_table, non_negative, positive
 from dspflight.execute_cli import register as register_execute
+from dspflight.perplexity_cli import register as register_perplexity
 from dspflight.progress import progress_bar
 from hwmodel.atomic import OutputSet
 from hwmodel.errors import DspflightError
@@ -303,7 +304,8 @@ def register_list(sub) -> None:
 
 
 COMMANDS = (register_compile, register_simulate, register_report, register_run, register_storage,
-            register_hbm_bench, register_sweep, register_disasm, register_list, register_rtl, register_execute)
+            register_hbm_bench, register_sweep, register_disasm, register_list, register_rtl, register_execute,
+            register_perplexity)
 
 
 def build_parser() -> argparse.ArgumentParser:

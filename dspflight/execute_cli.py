@@ -12,18 +12,28 @@ from dataclasses import asdict
 from pathlib import Path
 
 from compiler.model_config import load_model
-from compiler.weights.checkpoint import write_random_llama
+from compiler.weights.checkpoint import load_checkpoint, write_random_llama
 from dspflight.api import execute
 from dspflight.cliargs import design, non_negative, positive, token_ids
 from dspflight.reference import FP16_MAX_DIFF
 from hwmodel.atomic import OutputSet
+from hwmodel.errors import DspflightError
 
 
 def handler(args: argparse.Namespace) -> int:
     with OutputSet(args.out) if args.out else nullcontext() as out:
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = args.checkpoint or write_random_llama(Path(tmp) / "tiny", load_model("tiny"), args.seed)
-            r = execute(checkpoint, args.hw, args.compression, args.prefill, args.decode, args.prompt, args.seed,
+            ck = load_checkpoint(checkpoint)
+            prompt = args.prompt_ids
+            if args.prompt is not None:
+                if ck.tokenizer is None:
+                    raise DspflightError(f"--prompt: {ck.model.name} has no tokenizer; give token ids with "
+                                         f"--prompt-ids")
+                prompt = ck.tokenizer.encode(args.prompt).ids
+                if not prompt:
+                    raise DspflightError("--prompt: the text has no tokens")
+            r = execute(ck, args.hw, args.compression, args.prefill, args.decode, prompt, args.seed,
                         args.sfu, args.program, args.prefill_bucket, keep_files=bool(args.out))
         if out is not None:
             for name, data in r.files.items():
@@ -35,6 +45,8 @@ def handler(args: argparse.Namespace) -> int:
     print(f"prompt    {r.prompt}")
     print(f"executor  {r.tokens}")
     print(f"reference {r.ref_tokens} (SFU {args.sfu}, same history)")
+    if ck.tokenizer is not None:
+        print(f"text      {ck.tokenizer.decode(r.prompt)!r} -> {ck.tokenizer.decode(r.continuation)!r}")
     print(f"{'phase':<8} {'pos':>4} {'layer':>5} {'max|diff|':>9} {'mismatch':>9} {'of':>6}")
     for a in r.layers:
         print(f"{a.phase:<8} {a.position:>4} {a.layer:>5} {a.max_abs:>9} {a.mismatches:>9} {a.elements:>6}")
@@ -52,15 +64,18 @@ def handler(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("execute", help="run a prompt through a compiled program numerically and compare "
                                               "every layer with the numpy reference")
-    p.add_argument("--checkpoint", help="Hugging Face LLaMA-style directory (config.json + *.safetensors); "
-                                        "default: a seeded random tiny model")
+    p.add_argument("--checkpoint", help="Hugging Face LLaMA-style directory (config.json + *.safetensors), a "
+                                        ".gguf file, or smollm2 (SmolLM2-135M-Instruct, installed); default: a "
+                                        "seeded random tiny model")
     p.add_argument("--hw", type=design, default="u280", help="hardware design (u280, vhk158 or a YAML path)")
     p.add_argument("--compression", default="flightllm", help="compression profile")
     p.add_argument("--prefill", type=positive, default=16, help="prompt tokens (one prefill chunk)")
     p.add_argument("--decode", type=non_negative, default=16, help="greedy decode steps")
-    p.add_argument("--prefill-bucket", type=positive, help="prefill chunk (default: the whole prompt; at most the "
-                                                           "attention block)")
-    p.add_argument("--prompt", type=token_ids, help="comma-separated token ids (default: seeded random)")
+    p.add_argument("--prefill-bucket", type=positive, help="prefill chunk (default: the largest dividing both the "
+                                                           "prompt and the attention block)")
+    prompt = p.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt", help="prompt text (checkpoints with a tokenizer: GGUF, smollm2)")
+    prompt.add_argument("--prompt-ids", type=token_ids, help="comma-separated token ids (default: seeded random)")
     p.add_argument("--program", help="execute this .dfp instead of compiling one (default: compile with decode "
                                      "bucket 1)")
     p.add_argument("--sfu", choices=("fp16", "float64"), default="fp16",

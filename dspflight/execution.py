@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from compiler.pipeline import Buckets, compile_program
-from compiler.weights.checkpoint import load_checkpoint
+from compiler.weights.checkpoint import Checkpoint, load_checkpoint
 from compiler.weights.compress import compress
 from compiler.weights.compressed import save_compressed
 from compiler.weights.pack import pack
@@ -52,45 +52,74 @@ class Execution:
     program_sha256: str
     instructions: int
     files: dict[str, bytes] = field(default_factory=dict)   # program.dfp, compressed model, HBM image
+    fed: int = 0             # choices made while the prompt's rest was fed through decode steps
+
+    @property
+    def continuation(self) -> list[int]:
+        """The executor's tokens after the whole prompt."""
+        return self.tokens[self.fed:]
 
     @property
     def exact(self) -> bool:
         return self.tokens == self.ref_tokens and all(a.mismatches == 0 for a in self.layers)
 
 
-def execute(checkpoint: str | Path, hw_name: str = "u280", compression: str = "flightllm", prefill: int = 16,
+def prompt_split(length: int, attn_block: int, chunk: int | None = None) -> tuple[int, int]:
+    """(prefill tokens, chunk) for a prompt: the longest prefix of whole chunks; the
+    rest is fed through decode steps. By default a chunk is the largest power of
+    two from 16 up to the attention block (its score panels then start on buffer
+    lines for any query-head group) that fits the prompt, or one token (a chunk of
+    fewer than 16 splits its keys where score panels cannot be addressed)."""
+    if chunk is None:
+        chunk = attn_block
+        while chunk > 16 and chunk > length:
+            chunk //= 2
+        if chunk > length:
+            return 1, 1             # one token: its scores are one panel; the rest through decode steps
+    if chunk > length:
+        raise DspflightError(f"prompt of {length} tokens is shorter than one prefill chunk of {chunk}")
+    return length - length % chunk, chunk
+
+
+def execute(checkpoint: "str | Path | Checkpoint", hw_name: str = "u280", compression: str = "flightllm", prefill: int = 16,
             decode: int = 16, prompt: list[int] | None = None, seed: int = 0, sfu: str = "fp16",
             program: str | Path | None = None, chunk: int | None = None, keep_files: bool = False) -> Execution:
-    """Compress, compile (or read `program`; prefill in chunks of `chunk`, default
-    the whole prompt), pack, execute and compare; `keep_files` returns the program,
-    the compressed checkpoint and the HBM image as file contents."""
-    ck = load_checkpoint(checkpoint)
-    outside = [t for t in prompt or () if not 0 <= t < ck.model.vocab]
+    """Compress, compile (or read `program`), pack, execute and compare. The prompt
+    (`prefill` seeded random ids by default) is prefilled in whole chunks
+    (`prompt_split`), its rest fed through decode steps, then `decode` greedy
+    steps follow. `keep_files` returns the program, the compressed checkpoint
+    and the HBM image as file contents."""
+    ck = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    rng = np.random.default_rng(seed)
+    calibration = rng.integers(0, ck.model.vocab, CALIBRATION)
+    prompt = list(prompt) if prompt is not None else [int(t) for t in rng.integers(0, ck.model.vocab, prefill)]
+    outside = [t for t in prompt if not 0 <= t < ck.model.vocab]
     if outside:
         raise DspflightError(f"prompt: token id {outside[0]} is outside the vocabulary of {ck.model.name} "
                              f"(0..{ck.model.vocab - 1})")
     hw = load_hw(hw_name)
     comp = load_compression(compression, hw)
-    rng = np.random.default_rng(seed)
-    cm = compress(ck, comp, rng.integers(0, ck.model.vocab, CALIBRATION))
-    if program is not None:
-        dfp = read_bytes(program)
-    else:
-        dfp = to_bytes(compile_program(ck.model, comp, hw, prefill, decode, Buckets(chunk or prefill, 1)), hw)
-    prog = from_bytes(dfp, hw, str(program or "<compiled>"))
+    dfp = read_bytes(program) if program is not None else None
+    prog = from_bytes(dfp, hw, str(program)) if dfp is not None else None
+    head, chunk = prompt_split(len(prompt), comp.attn_block, prog.meta["prefill_bucket"] if prog else chunk)
+    rest = prompt[head:]
+    steps = len(rest) + decode
+    if prog is None:
+        dfp = to_bytes(compile_program(ck.model, comp, hw, head, steps, Buckets(chunk, 1)), hw)
+        prog = from_bytes(dfp, hw, "<compiled>")
+    cm = compress(ck, comp, calibration)
     if prog.model != ck.model.name:
         raise DspflightError(f"{program}: compiled for model {prog.model}, the checkpoint is {ck.model.name}")
     image = pack(cm, prog, hw)
-    prompt = list(prompt) if prompt is not None else [int(t) for t in rng.integers(0, ck.model.vocab, prefill)]
     ex = Executor(prog, hw, image)
     got: dict[tuple, np.ndarray] = {}
     t0 = time.perf_counter()
-    tokens = ex.generate(prompt, decode, lambda ph, p, layer, x: got.__setitem__((p, layer), x))
+    tokens = ex.generate(prompt[:head], steps, lambda ph, p, layer, x: got.__setitem__((p, layer), x), rest)
     seconds = time.perf_counter() - t0
     ref: dict[tuple, tuple[str, np.ndarray]] = {}
-    ref_tokens = Reference(cm, sfu).generate(prompt, decode, prog.meta["prefill_bucket"],
+    ref_tokens = Reference(cm, sfu).generate(prompt[:head], steps, prog.meta["prefill_bucket"],
                                              lambda ph, p, layer, x: ref.__setitem__((p, layer), (ph, x)),
-                                             forced=tokens)
+                                             forced=rest + tokens[len(rest):])
     layers = []
     for key in sorted(ref):
         phase, want = ref[key]
@@ -106,4 +135,4 @@ def execute(checkpoint: str | Path, hw_name: str = "u280", compression: str = "f
                      "compressed.safetensors": save_compressed(cm, Path(tmp) / "c.safetensors").read_bytes(),
                      "hbm.npz": image.save(Path(tmp) / "hbm.npz", hw).read_bytes()}
     return Execution(prompt, tokens, ref_tokens, layers, seconds, hashlib.sha256(dfp).hexdigest(),
-                     ex.instructions, files)
+                     ex.instructions, files, len(rest))

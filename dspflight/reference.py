@@ -216,9 +216,12 @@ class Reference:
             f = _sat8(silu * self.linear(p + "up", h))
             x = np.clip(x + _sat8(self.linear(p + "down", f)), -INT8_MAX, INT8_MAX)
             layers.append(x.copy())
-        h = self.rmsnorm(x[-1:], "final_norm", "fn")
-        logits = self.linear("lm_head", h)[0]
-        return layers, (logits.astype(np.float16).astype(np.float32) if self.exact else logits)
+        return layers, self.head_logits(x[-1:])[0]
+
+    def head_logits(self, x: np.ndarray) -> np.ndarray:
+        """Logits [tokens, vocab] of residual-stream rows x (INT8 values): final norm, LM head."""
+        logits = self.linear("lm_head", self.rmsnorm(x, "final_norm", "fn"))
+        return logits.astype(np.float16).astype(np.float32) if self.exact else logits
 
     def generate(self, prompt: list[int], steps: int, chunk: int | None = None, on_layer=None,
                  forced: list[int] | None = None) -> list[int]:

@@ -1,13 +1,15 @@
 """Model checkpoints: Hugging Face LLaMA- and OPT-style directories (config.json +
-*.safetensors), loaded through the `safetensors` package and checked tensor by
-tensor, so a missing tensor, a wrong shape or a NaN is one clear line naming
-it. Also writes the seeded random tiny checkpoint the numerics tests use.
+*.safetensors, through the `safetensors` package), GGUF files and the built-in
+`smollm2` (compiler.weights.gguf), checked tensor by tensor, so a missing
+tensor, a wrong shape or a NaN is one clear line naming it. Also writes the
+seeded random tiny checkpoint the numerics tests use.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,15 +69,20 @@ class Checkpoint:
     weights: dict[str, np.ndarray]     # float32, by Hugging Face name
     rope_theta: float
     norm_eps: float
+    tokenizer: Any = None              # a `tokenizers.Tokenizer` when the checkpoint carries one
 
 
 TIED = {"lm_head.weight": ("model.embed_tokens.weight", "model.decoder.embed_tokens.weight")}
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """The architecture, float32 tensors and constants of a checkpoint directory."""
+    """The architecture, float32 tensors and constants of a checkpoint: a Hugging
+    Face directory, a .gguf file, or a built-in name (`smollm2`)."""
     from safetensors.numpy import load_file
 
+    from compiler.weights import gguf
+    if str(path) in gguf.BUILTIN or str(path).endswith(".gguf"):
+        return gguf.load_gguf(gguf.builtin_path(str(path)) if str(path) in gguf.BUILTIN else Path(path))
     root = Path(path)
     config = root / "config.json"
     if not config.is_file():
@@ -100,23 +107,29 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{config}: fields num_hidden_layers={model.layers}, hidden_size={model.hidden}, "
                               f"vocab_size={model.vocab}: {model.linear_params} weights, more than the {held} bytes of "
                               f"tensors in its *.safetensors files")
+    return Checkpoint(model, checked_weights(model, tensors, root), theta, eps)
+
+
+def checked_weights(model: ModelConfig, tensors: dict[str, np.ndarray], source: Path) -> dict[str, np.ndarray]:
+    """The tensors `model` needs (a tied LM head filled in), each of its shape and
+    finite, as float32; anything else is one CheckpointError naming the tensor."""
     for name, tied in TIED.items():
         if name not in tensors:
-            source = next((t for t in tied if t in tensors), None)
-            if source is not None:
-                tensors[name] = tensors[source]
+            src = next((t for t in tied if t in tensors), None)
+            if src is not None:
+                tensors[name] = tensors[src]
     weights = {}
     for name, shape in expected_shapes(model).items():
         if name not in tensors:
-            raise CheckpointError(f"{root}: tensor {name} is missing (expected shape {list(shape)})")
+            raise CheckpointError(f"{source}: tensor {name} is missing (expected shape {list(shape)})")
         value = tensors[name]
         if tuple(value.shape) != shape:
-            raise CheckpointError(f"{root}: tensor {name} has shape {list(value.shape)}, expected {list(shape)}")
+            raise CheckpointError(f"{source}: tensor {name} has shape {list(value.shape)}, expected {list(shape)}")
         value = np.asarray(value, dtype=np.float32)
         if not np.isfinite(value).all():
-            raise CheckpointError(f"{root}: tensor {name} contains NaN or infinite values")
+            raise CheckpointError(f"{source}: tensor {name} contains NaN or infinite values")
         weights[name] = value
-    return Checkpoint(model, weights, theta, eps)
+    return weights
 
 
 def hf_constants(config: str | Path) -> tuple[float, float]:

@@ -1,5 +1,6 @@
-"""The float forward pass of a LLaMA-style model, which compression runs to
-gather smoothing statistics and activation scales (calibration).
+"""The float forward pass of a LLaMA-style model: compression runs it to gather
+smoothing statistics and activation scales (calibration), and perplexity
+measures the uncompressed model with it.
 """
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 
 import numpy as np
 
-from compiler.attention_mask import attention_keys
+from compiler.attention_mask import kept_ranges
 from compiler.model_config import ModelConfig
 
 
@@ -27,11 +28,22 @@ def _rms(x: np.ndarray, gain: np.ndarray, eps: float) -> np.ndarray:
     return x / np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps) * gain
 
 
+def attention_mask(t: int, block: int, density: float) -> np.ndarray:
+    """[t, t] bool: the keys each query of a sequence attends to (block-sparse, causal)."""
+    mask = np.zeros((t, t), bool)
+    for qb in range(0, t, block):            # one query block shares its kept key ranges
+        for s, e in kept_ranges(qb // block, density, block, t):
+            mask[qb:qb + block, s:e] = True
+    return np.tril(mask)
+
+
 def float_forward(m: ModelConfig, w: dict[str, np.ndarray], norms: dict[str, np.ndarray], tokens: np.ndarray,
                   theta: float, eps: float, block: int, densities: tuple[float, ...],
-                  record: dict[str, list]) -> None:
-    """Run the float model over `tokens` (one sequence) and append each op input's
-    values to `record[name]` (statistics only; no output needed)."""
+                  record: dict[str, list] | None = None) -> np.ndarray:
+    """Run the float model over `tokens` (one sequence); returns the final norm's
+    output [tokens, hidden] (the LM head's input) and appends each op input's values to `record[name]` if given
+    (the statistics compression calibrates on)."""
+    record = {} if record is None else record
     t, hd, g = len(tokens), m.head_dim, m.group
     pos = np.arange(t, dtype=np.float64)
     x = w["embed"][tokens].astype(np.float64)
@@ -46,13 +58,12 @@ def float_forward(m: ModelConfig, w: dict[str, np.ndarray], norms: dict[str, np.
         q, k = _rope(q, pos, theta), _rope(k, pos, theta)
         for name, val in (("q", q), ("k", k), ("v", v)):
             record.setdefault(p + name, []).append(val.reshape(t, -1))
-        att = np.zeros((t, m.heads, hd))
-        for qi in range(t):
-            keys = attention_keys(qi, block, densities[i])
-            for head in range(m.heads):
-                s = k[keys, head // g] @ q[qi, head] / math.sqrt(hd)
-                e = np.exp(s - s.max())
-                att[qi, head] = (e / e.sum()) @ v[keys, head // g]
+        mask = attention_mask(t, block, densities[i])
+        kv = np.arange(m.heads) // g                       # the KV head of each query head
+        s = np.einsum("qhd,khd->hqk", q, k[:, kv]) / math.sqrt(hd)
+        s = np.where(mask, s, -np.inf)
+        e = np.exp(s - s.max(axis=2, keepdims=True))
+        att = np.einsum("hqk,khd->qhd", e / e.sum(axis=2, keepdims=True), v[:, kv])
         x = x + att.reshape(t, -1) @ w[p + "o"].T
         record["res"].append(x)
         h = _rms(x, norms[p + "ffn_norm"], eps)
@@ -62,4 +73,6 @@ def float_forward(m: ModelConfig, w: dict[str, np.ndarray], norms: dict[str, np.
         record.setdefault(p + "h", []).append(f)
         x = x + f @ w[p + "down"].T
         record["res"].append(x)
-    record.setdefault("fn", []).append(_rms(x, norms["final_norm"], eps))
+    fn = _rms(x, norms["final_norm"], eps)
+    record.setdefault("fn", []).append(fn)
+    return fn

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from compiler.model_config import ModelConfig
-from hwmodel.dequant import SCALE_BYTES, dequantize_codes, fixed_scale, scale_value
+from hwmodel.dequant import dequantize_codes, fixed_scale, scale_value
 from hwmodel.hwconfig import BLOCK
 from hwmodel.isa import INT8_MAX
 
@@ -34,13 +34,19 @@ class QuantLinear:
     order: np.ndarray       # int64 [in]: the input order along which kept weights form scale groups
 
 
+def kept_columns(mask: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """[rows, kept]: each row's kept columns, in `order` (every row keeps as many)."""
+    rows = mask.shape[0]
+    return np.broadcast_to(order, mask.shape)[mask[:, order]].reshape(rows, -1)
+
+
 def dequantize(q: QuantLinear, group: int) -> np.ndarray:
     """The INT8 weights [out, in] a compressed linear op stands for (zeros where pruned)."""
     out = np.zeros(q.codes.shape, np.int64)
-    for r in range(q.codes.shape[0]):
-        cols = q.order[q.mask[r, q.order]]
-        g = np.arange(len(cols)) // group
-        out[r, cols] = dequantize_codes(q.codes[r, cols], q.zeros[r, g], q.scales[r, g])
+    cols = kept_columns(q.mask, q.order)
+    g = np.arange(cols.shape[1]) // group
+    rows = np.arange(len(cols))[:, None]
+    out[rows, cols] = dequantize_codes(q.codes[rows, cols], q.zeros[:, g], q.scales[:, g])
     return out
 
 
@@ -73,20 +79,19 @@ def quantize_linear(w: np.ndarray, n: int, bits: int, group: int, order: np.ndar
     kept = mask.sum(axis=1)[0]
     groups = math.ceil(kept / group)
     codes = np.zeros(w.shape, np.uint8)
-    scales = np.zeros((rows, groups, SCALE_BYTES), np.uint8)
-    zeros = np.zeros((rows, groups), np.uint8)
     row_scale = (np.abs(w * mask).max(axis=1) / QMAX).astype(np.float32)
     row_scale[row_scale == 0] = 1.0
     levels = (1 << bits) - 1
-    for r in range(rows):
-        cols = order[mask[r, order]]
-        u = w[r, cols] / row_scale[r]
-        for gi in range(groups):
-            part = slice(gi * group, min((gi + 1) * group, len(cols)))
-            lo, hi = min(u[part].min(), 0.0), max(u[part].max(), 0.0)
-            ms = fixed_scale(max(hi - lo, 1e-3) / levels)
-            s = float(scale_value(ms))
-            z = int(np.clip(np.rint(-lo / s), 0, levels))
-            codes[r, cols[part]] = np.clip(np.rint(u[part] / s) + z, 0, levels)
-            scales[r, gi], zeros[r, gi] = ms, z
+    cols = kept_columns(mask, order)
+    u = np.take_along_axis(w, cols, axis=1) / row_scale[:, None]
+    padded = np.zeros((rows, groups * group))          # zeros change no group's range: it always holds 0
+    padded[:, :kept] = u
+    lo = np.minimum(padded.reshape(rows, groups, group).min(axis=2), 0.0)
+    hi = np.maximum(padded.reshape(rows, groups, group).max(axis=2), 0.0)
+    scales = fixed_scale(np.maximum(hi - lo, 1e-3) / levels)
+    step = scale_value(scales)
+    z = np.clip(np.rint(-lo / step), 0, levels)
+    g = np.arange(kept) // group
+    codes[np.arange(rows)[:, None], cols] = np.clip(np.rint(u / step[:, g]) + z[:, g], 0, levels)
+    zeros = z.astype(np.uint8)
     return QuantLinear(codes, mask, scales, zeros, row_scale, np.zeros(rows, np.float32), n, bits, order)
