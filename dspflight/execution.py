@@ -107,9 +107,9 @@ def execute(checkpoint: "str | Path | Checkpoint", hw_name: str = "u280", compre
     if prog is None:
         dfp = to_bytes(compile_program(ck.model, comp, hw, head, steps, Buckets(chunk, 1)), hw)
         prog = from_bytes(dfp, hw, "<compiled>")
-    cm = compress(ck, comp, calibration)
     if prog.model != ck.model.name:
         raise DspflightError(f"{program}: compiled for model {prog.model}, the checkpoint is {ck.model.name}")
+    cm = compress(ck, comp, calibration)
     image = pack(cm, prog, hw)
     ex = Executor(prog, hw, image)
     got: dict[tuple, np.ndarray] = {}
