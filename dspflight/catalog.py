@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from compiler.weights.gguf import BUILTIN
 from hwmodel.configio import config_root
 
 DESIGNS, GPUS = "hardware", "hardware/gpu"
@@ -46,4 +47,6 @@ def listing() -> str:
     for kind, folder in KINDS.items():
         lines.append(f"{kind}:")
         lines += [f"  {name:<12} {desc}" for name, desc in builtins(folder).items()]
+    lines.append("checkpoints (execute, perplexity --checkpoint):")
+    lines += [f"  {name:<12} {file} (from the Python package {package})" for name, (package, file) in BUILTIN.items()]
     return "\n".join(lines)

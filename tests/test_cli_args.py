@@ -32,6 +32,7 @@ def test_list_names_every_builtin_on_one_line(capsys):
             assert sum(line.split()[0] == name for line in lines) == 1, name
             assert desc
     assert "GPU presets (roofline comparison only):" in lines
+    assert any(line.split()[0] == "smollm2" for line in lines)        # the built-in checkpoint
     assert max(map(len, lines)) <= 120
 
 
