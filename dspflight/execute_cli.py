@@ -74,7 +74,8 @@ def register(subparsers) -> None:
     p.add_argument("--prefill-bucket", type=positive, help="prefill chunk (default: the largest dividing both the "
                                                            "prompt and the attention block)")
     prompt = p.add_mutually_exclusive_group()
-    prompt.add_argument("--prompt", help="prompt text (checkpoints with a tokenizer: GGUF, smollm2)")
+    prompt.add_argument("--prompt", help="prompt text (checkpoints with a tokenizer: GGUF, smollm2; default: "
+                                               "seeded random ids)")
     prompt.add_argument("--prompt-ids", type=token_ids, help="comma-separated token ids (default: seeded random)")
     p.add_argument("--program", help="execute this .dfp instead of compiling one (default: compile with decode "
                                      "bucket 1)")

@@ -54,5 +54,5 @@ def register(subparsers) -> None:
                                                              "and the executor runs")
     p.add_argument("--executor", action="store_true", help="also run each integer model's compiled program on the "
                                                            "functional executor and check it agrees (slow)")
-    p.add_argument("-o", "--out", help="also write perplexity.json into this directory")
+    p.add_argument("-o", "--out", help="also write perplexity.json into this directory (default: print only)")
     p.set_defaults(func=handler)
