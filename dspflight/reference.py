@@ -122,6 +122,12 @@ def _sat8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x), -INT8_MAX, INT8_MAX).astype(np.int64)
 
 
+def _blas_exact(w: np.ndarray) -> np.ndarray:
+    """INT8 weights [out, in] as floats whose BLAS products with INT8 inputs are
+    exact integers: float32 while every partial sum stays below 2^24, else float64."""
+    return w.astype(np.float32 if w.shape[1] * 128 * 128 < 1 << 24 else np.float64)
+
+
 class Reference:
     """The compressed model run on natural layouts, with its own KV cache, so one
     instance follows one token history (as the executor does)."""
@@ -135,7 +141,8 @@ class Reference:
         m = self.m
         self.hd, self.group = head_shape(m)
         o_order = attention_output_order(m)
-        self.w = {name: dequantize(q, cm.scale_group, o_order if name.endswith(".o") else np.arange(q.codes.shape[1]))
+        self.w = {name: _blas_exact(dequantize(q, cm.scale_group,
+                                               o_order if name.endswith(".o") else np.arange(q.codes.shape[1])))
                   for name, q in cm.linears.items()}
         shape = (m.max_context, m.kv_heads, self.hd)
         self.k = [np.zeros(shape, np.int64) for _ in range(m.layers)]
@@ -150,7 +157,8 @@ class Reference:
 
     def linear(self, name: str, x: np.ndarray) -> np.ndarray:
         """x: INT8 values [tokens, in]; returns the op's output in its units (before rounding)."""
-        acc = x @ self.w[name].T
+        w = self.w[name]
+        acc = x.astype(w.dtype) @ w.T               # integer sums, exact in this float type
         q = self.cm.linears[name]
         if self.exact:
             return acc.astype(np.float32) * q.requant[None, :]
