@@ -1,7 +1,8 @@
 """Frontend: a model config becomes a networkx graph of ops for one step.
 
-Nodes are ops (`kind`, `layer`, `role`, shapes); edges carry the activation
-tensor between them (`features` per token). Which step it is, and the passes'
+Nodes are ops (`kind`, `layer`, `role`, shapes, `elem`: bytes per output
+feature, 1 for INT8, 2 for FP16); edges carry the activation tensor between
+them (`features` per token). Which step it is, and the passes'
 graph-level results, live in `compiler.step.StepState`, not in the graph.
 """
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import networkx as nx
 
 from compiler.model_config import ModelConfig
+from hwmodel.isa import RESIDUAL_BYTES
 
 # A node's role: what it is in its layer (its name without the layer prefix).
 # Partition adds `gather` exchange nodes after some of them.
 ROLES = ("embed", "attn_norm", "qkv", "rope", "attn", "o", "attn_res", "ffn_norm", "up", "act", "down", "ffn_res",
          "final_norm", "lm_head", "gather")
 RESIDUAL = ("embed", "attn_res", "ffn_res")      # the roles that write the residual stream `x`
+FP16_OUT = RESIDUAL + ("o", "down", "lm_head")     # FP16 outputs: the residual stream, what is added to it, logits
 
 
 def build_graph(model: ModelConfig) -> nx.DiGraph:
@@ -26,7 +29,8 @@ def build_graph(model: ModelConfig) -> nx.DiGraph:
 
     def chain(nodes: list[tuple[str, dict]], prev: str | None) -> str:
         for name, attrs in nodes:
-            g.add_node(name, role=name.split(".")[-1], **attrs)
+            role = name.split(".")[-1]
+            g.add_node(name, role=role, elem=RESIDUAL_BYTES if role in FP16_OUT else 1, **attrs)
             if prev is not None:
                 g.add_edge(prev, name, features=g.nodes[prev]["out_features"])
             prev = name

@@ -37,7 +37,8 @@ class LayerAgreement:
     phase: str
     position: int            # position of the step's first token
     layer: int
-    max_abs: int             # INT8 units of the residual stream
+    max_abs: float           # of the FP16 residual stream (real values)
+    max_rel: float           # max_abs over the layer's largest magnitude (the reference's)
     mismatches: int
     elements: int
 
@@ -126,8 +127,10 @@ def execute(checkpoint: "str | Path | Checkpoint", hw_name: str = "u280", compre
         have = got.get(key)
         if have is None:
             raise DspflightError(f"executor produced no residual stream for position {key[0]} layer {key[1]}")
-        diff = np.abs(have.astype(np.int64) - want)
-        layers.append(LayerAgreement(phase, key[0], key[1], int(diff.max()), int((diff > 0).sum()), diff.size))
+        diff = np.abs(have.astype(np.float64) - want.astype(np.float64))
+        scale = max(float(np.abs(want.astype(np.float64)).max()), 1e-30)
+        layers.append(LayerAgreement(phase, key[0], key[1], float(diff.max()), float(diff.max()) / scale,
+                                     int((diff > 0).sum()), diff.size))
     files = {}
     if keep_files:
         with tempfile.TemporaryDirectory() as tmp:

@@ -18,7 +18,7 @@ from hwmodel.placement import Placement
 @dataclass
 class HbmImage:
     hbm: np.ndarray          # uint8, HBM bytes from address 0 to the end of the last I/O area
-    embed: np.ndarray        # int8 [vocab, hidden]: the host's embedding table (INT8 at the residual scale)
+    embed: np.ndarray        # float16 [vocab, hidden]: the host's embedding table (the FP16 residual stream)
     meta: dict               # vocab, hidden, program SHA-256, placement, ...
 
     def channel_images(self, hw: HwConfig) -> np.ndarray:

@@ -61,6 +61,8 @@ BASE_REGIONS = ("weights", "kv", "io", "weights")   # the placement region (hwmo
 INT8_MAX = 127            # activations and dequantized weights saturate to [-127, 127]; P = rint(p * 127)
 SCORE_DIVISOR = 128       # a SCORES MM writes FP16(q.k / 128), which FP16 holds for head_dim <= 256
 PARAM_HEADER_BYTES = 64   # a norm's parameter block: eps (FP32) padded to this, then the FP16 gains
+RESIDUAL_BYTES = 2        # the residual stream is FP16: embeddings, the o/down outputs and the adds between them
+FP16_MAX = 65504.0        # FP16 results (residual stream, logits) saturate here rather than overflow to inf
 
 
 class MatMode(IntEnum):
@@ -68,7 +70,7 @@ class MatMode(IntEnum):
     LINEAR = 0       # weight record (N:16 values, indices, scales); INT8 output, requantized per row
     SCORES = 1       # raw INT8 rows (K cache); FP16 scores out, masked entries -inf
     CONTEXT = 2      # raw INT8 rows read transposed (V cache); INT8 out = round(acc / 127)
-    LOGITS = 3       # weight record; FP16 output (logits)
+    LINEAR_FP16 = 3  # weight record; FP16 output, requantized per row (o/down into the residual stream, logits)
 
 
 class SysKind(IntEnum):

@@ -5,8 +5,8 @@ It reads nothing but the program (.dfp) and the HBM image: base registers
 from the schedule, addresses and shapes from the instruction fields, weights,
 parameters and tables from HBM. The data layouts and the arithmetic of each
 instruction are defined in docs/numerics.md: INT8 activations in 16-feature
-panels, weights dequantized to INT8 from their records, INT32 accumulation,
-FP32 requantization, FP16 special functions (FP32 inside, reductions
+panels and an FP16 residual stream, weights dequantized to INT8 from their
+records, INT32 accumulation, FP32 requantization, FP16 special functions (FP32 inside, reductions
 accumulated exactly), SYS EXCHANGE as an in-place all-gather in the exchange
 window. Within a core, instructions run in an order the dependency tokens
 allow, always the first queue in a priority order that can go (loads first
@@ -28,8 +28,8 @@ from hwmodel.dequant import dequantize_codes
 from hwmodel.errors import SimulationError
 from hwmodel.hbm_image import HbmImage
 from hwmodel.hwconfig import BLOCK, HwConfig
-from hwmodel.isa import (BASE_REGISTERS, INT8_MAX, NUM_QUEUES, PARAM_HEADER_BYTES, R_IO, SCORE_DIVISOR, Instr,
-                         MatMode, MiscFunc, Op, SysKind, exchange_window, mask_to_queues)
+from hwmodel.isa import (BASE_REGISTERS, FP16_MAX, INT8_MAX, NUM_QUEUES, PARAM_HEADER_BYTES, R_IO, RESIDUAL_BYTES,
+                         SCORE_DIVISOR, Instr, MatMode, MiscFunc, Op, SysKind, exchange_window, mask_to_queues)
 from hwmodel.program import Program, Section, schedule_for, to_bytes
 from hwmodel.weight_record import decode_record, record_parts
 
@@ -65,6 +65,11 @@ def _fp16(x: np.ndarray) -> np.ndarray:
 
 def _rint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x), -QMAX, QMAX).astype(np.int8)
+
+
+def sat16(x: np.ndarray) -> np.ndarray:
+    """An FP16 result: rounded once from FP32, saturating at the largest finite value."""
+    return np.clip(np.asarray(x, np.float32), -FP16_MAX, FP16_MAX).astype(np.float16)
 
 
 # ---- one core ----------------------------------------------------------------------
@@ -115,7 +120,7 @@ class Executor:
         ids chosen. Decode step i is fed forced[i] where given (the rest of a prompt
         that is not whole prefill chunks), else the previous choice.
         `on_layer(phase, position of the first token, layer, x)` sees the residual
-        stream (INT8 [tokens, hidden]) after every layer."""
+        stream (FP16 [tokens, hidden]) after every layer."""
         chunk = self.prog.meta["prefill_bucket"]
         if len(prompt) % chunk:
             raise SimulationError(f"prompt of {len(prompt)} tokens: the executor needs whole prefill chunks of "
@@ -148,8 +153,8 @@ class Executor:
         for call in step.calls:
             self.run_section(self.prog.sections[call.section], call.base)
             if call.layer >= 0 and on_layer is not None:
-                xs = [read_panels(core.mem, 0, t, self.hidden) for core in self.cores]
-                if any(not np.array_equal(xs[0], other) for other in xs[1:]):
+                xs = [read_panels(core.mem, 0, t, self.hidden, np.float16) for core in self.cores]
+                if any(xs[0].tobytes() != other.tobytes() for other in xs[1:]):
                     raise SimulationError(f"step {step.phase} at context {step.context}: the cores disagree on "
                                           f"the residual stream after layer {call.layer}")
                 on_layer(step.phase, step.context - t, call.layer, xs[0].copy())
@@ -281,7 +286,7 @@ class Executor:
         t, rows, k = ins["tokens"], ins["rows"], ins["kblk"] * BLOCK
         mode = MatMode(ins["mode"])
         act = read_panels(mem, ins["act"] * line, t, k).astype(np.int64)
-        if mode in (MatMode.LINEAR, MatMode.LOGITS):
+        if mode in (MatMode.LINEAR, MatMode.LINEAR_FP16):
             w = self._weights(mem, ins)
         else:
             raw = mem[ins["wgt"] * line:].view(np.int8)
@@ -320,8 +325,8 @@ class Executor:
             return
         m = self._requant(mem, ins)
         y = part.astype(np.float32) * m[None, :]
-        if mode == MatMode.LOGITS:
-            write_panels(mem, byte, y.astype(np.float16))
+        if mode == MatMode.LINEAR_FP16:
+            write_panels(mem, byte, sat16(y))
         elif ins["fuse"] == MiscFunc.SILU_MUL:
             half = rows // 2
             gate = _fp16(y[:, :half])
@@ -338,18 +343,20 @@ class Executor:
         src, src2, dst = ins["src"] * line, ins["src2"] * line, ins["dst"] * line
         if func == MiscFunc.NONE:
             mem[dst: dst + t * n] = mem[src: src + t * n].copy()
-        elif func == MiscFunc.ADD:
-            a = mem[src: src + t * n].view(np.int8).astype(np.int32)
-            b = mem[src2: src2 + t * n].view(np.int8).astype(np.int32)
-            mem[dst: dst + t * n] = np.clip(a + b, -QMAX, QMAX).astype(np.int8).view(np.uint8)
+        elif func == MiscFunc.ADD:               # the FP16 residual stream, elementwise (layout-free)
+            size = t * n * RESIDUAL_BYTES
+            a = mem[src: src + size].view(np.float16).astype(np.float32)
+            b = mem[src2: src2 + size].view(np.float16).astype(np.float32)
+            mem[dst: dst + size] = sat16(a + b).view(np.uint8)
         elif func == MiscFunc.RMSNORM:
-            x = read_panels(mem, src, t, n).astype(np.int64)
+            x = read_panels(mem, src, t, n, np.float16).astype(np.float32)
             eps = mem[src2: src2 + 4].view(np.float32)[0]
             at = src2 + PARAM_HEADER_BYTES
             gain = mem[at: at + 2 * n].view(np.float16).astype(np.float32)
-            ms = np.float32((x * x).sum(axis=1) / n)
+            x64 = x.astype(np.float64)
+            ms = ((x64 * x64).sum(axis=1) / n).astype(np.float32)
             r = (np.float32(1) / np.sqrt(ms + eps)).astype(np.float32)
-            write_panels(mem, dst, _rint8(x.astype(np.float32) * r[:, None] * gain[None, :]))
+            write_panels(mem, dst, _rint8(x * r[:, None] * gain[None, :]))
         elif func == MiscFunc.SOFTMAX:
             s = read_panels(mem, src, t, n, np.float16).astype(np.float32)
             scale = mem[src2: src2 + 4].view(np.float32)[0]

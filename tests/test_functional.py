@@ -166,7 +166,8 @@ def test_execute_subcommand_prints_tokens_and_per_layer_agreement(tiny_dir, caps
     hw = load_hw("u280")
     assert main(["execute", "--checkpoint", str(tiny_dir), "--decode", "2", "-o", str(out_dir)]) == 0
     out = capsys.readouterr().out
-    assert "tokens identical; residual stream max |diff| 0 INT8 units over 6 layer outputs (bound 0)" in out
+    assert ("tokens identical; FP16 residual stream max |diff| 0 (0.00e+00 of the layer's largest value; bound 0) "
+            "over 6 layer outputs") in out
     assert out.count("\nprefill ") == 2 and out.count("\ndecode ") == 4
     report = json.loads((out_dir / "agreement.json").read_text())
     again = execute(tiny_dir, "u280", prefill=16, decode=2, program=out_dir / "program.dfp")

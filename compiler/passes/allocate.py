@@ -1,8 +1,8 @@
 """Pass: place every tensor in the on-chip activation buffer and every weight
 tile, parameter record and KV cache in HBM; refuse a model that does not fit.
 
-On chip (docs/numerics.md): the residual stream `x` sits at line 0 and is
-updated in place; the step's RoPE table follows it. The top of the activation
+On chip (docs/numerics.md): the residual stream `x` (FP16) sits at line 0 and
+is updated in place; the step's RoPE table follows it. The top of the activation
 buffer is the exchange window (SYS EXCHANGE gathers there in place). Each
 layer's parameter record (norm gains, softmax scale) is placed first in the
 layer's pool; each op's output gets the first free lines that fit and gives
@@ -28,14 +28,14 @@ from compiler.passes.partition import kv_heads_per_core
 from compiler.step import StepState, contract
 from hwmodel.errors import CompileError
 from hwmodel.hwconfig import HwConfig
-from hwmodel.isa import PARAM_HEADER_BYTES, SYS_LINES_BITS, exchange_window, field_max
+from hwmodel.isa import PARAM_HEADER_BYTES, RESIDUAL_BYTES, SYS_LINES_BITS, exchange_window, field_max
 from hwmodel.weight_record import record_bytes
 
 GIB = 2**30
 SOFTMAX_RECORD = 64       # the score scale (FP32) and padding
 EXCHANGE_MAX_LINES = field_max(SYS_LINES_BITS)
 CONTRACT = contract(
-    requires={"*": "out_features", "linear": "op fuse rows_core tiles n bits",
+    requires={"*": "out_features elem", "linear": "op fuse rows_core tiles n bits",
               "attention": "heads_core head_dim qblocks", "misc": "func"},
     provides={"*": "local out_addr out_lines", "norm": "params_addr", "linear": "tile_hbm last_addr",
               "attention": "params_addr scores_addr scores_lines"},
@@ -120,7 +120,7 @@ def allocate(g: nx.DiGraph, st: StepState, hw: HwConfig) -> None:
         blockers.append("fusion is off (activations spill through HBM)")
     if model.norm != "rmsnorm" or model.positional != "rope" or not model.gated_ffn:
         blockers.append(f"{model.name}: only RMSNorm, RoPE, gated-FFN models execute numerically")
-    x_lines = math.ceil(tokens * model.hidden / line)
+    x_lines = math.ceil(tokens * model.hidden * RESIDUAL_BYTES / line)
     st.rope_addr = x_lines
     first = x_lines + rope_lanes(model, hw) // 16 * tokens          # one 64-byte line per 16 lanes and token
     window = _plan_exchanges(g, st, hw, blockers)
@@ -149,7 +149,7 @@ def _plan_exchanges(g: nx.DiGraph, st: StepState, hw: HwConfig, blockers: list[s
         a["local"] = _local_features(g, name)
         if a["kind"] == "exchange":
             (pred,) = g.predecessors(name)
-            shard = tokens * _local_features(g, pred)
+            shard = tokens * _local_features(g, pred) * a["elem"]
             op = name.split(".", 1)[-1]
             if shard % line:
                 blockers.append(f"{op}: a core's shard of {shard} bytes is not whole {line}-byte lines")
@@ -215,7 +215,7 @@ def _place_node(st: StepState, hw: HwConfig, act: _ActBuffer, name: str, a: dict
             blockers.append(f"lm_head: a core's {a['local']} FP16 logits are not whole {line}-byte lines")
         if head and tokens > 1:
             a["last_addr"] = act.need(layer, name, lines(model.hidden))    # the last token's input vector
-        a["out_lines"] = lines(a["local"] * 2) if head else lines(tokens * a["local"])   # FP16 logits
+        a["out_lines"] = lines((1 if head else tokens) * a["local"] * a["elem"])   # the head: the last token
         a["out_addr"] = act.need(layer, name, a["out_lines"])
     if a.get("last_addr") is not None:
         pool.give(a["last_addr"], lines(model.hidden))
@@ -253,7 +253,7 @@ def _place_hbm(g: nx.DiGraph, st: StepState, hw: HwConfig) -> None:
     weights = sum(per_layer.values()) * hw.slrs * burst
     kv = model.layers * hw.slrs * kv_bursts * burst
     head = next(a for _, a in g.nodes(data=True) if a["kind"] == "linear" and a["op"] == "lm_head")
-    io = max(st.tokens * model.hidden, head["rows_core"] * 2)
+    io = max(st.tokens * model.hidden * RESIDUAL_BYTES, head["rows_core"] * 2)
     io = math.ceil(io / burst) * burst
     need = weights + kv + io * hw.slrs
     if need > hw.hbm.capacity_bytes:

@@ -31,7 +31,7 @@ MISC_CODES = {"rmsnorm": MiscFunc.RMSNORM, "layernorm": MiscFunc.LAYERNORM, "add
               "token_major": MiscFunc.TOKEN_MAJOR,
               "last_token": MiscFunc.LAST_TOKEN}
 CONTRACT = contract(
-    requires={"*": "out_addr out_lines local", "linear": "op fuse tiles tile_hbm kblk n bits in_features last_addr",
+    requires={"*": "out_addr out_lines local elem", "linear": "op fuse tiles tile_hbm kblk n bits in_features last_addr",
               "norm": "func params_addr", "misc": "func out_features",
               "attention": "head_dim kv_heads_core block qblocks kv_resident params_addr scores_addr scores_lines"},
     state_requires="placement hbm_layout rope_addr numerics_blockers", state_provides="builders layer_section")
@@ -125,14 +125,14 @@ class Emitter:
 
     def spill(self, name: str, a: dict) -> None:
         """Fusion off: the activation round-trips through HBM before its consumer."""
-        nbytes = self.tokens * a["local"]
+        nbytes = self.tokens * a["local"] * a["elem"]
         hbm = self.spill_bursts
         self.store(R_IO, hbm, a["out_addr"], nbytes, reads=self.slot(name), writes="spill")
         self.load(R_IO, hbm, a["out_addr"], self.slot(name), math.ceil(nbytes / self.burst),
                   reads=("spill",))
 
     def op_embed(self, name: str, a: dict) -> None:
-        self.load(R_IO, 0, 0, self.slot(name), math.ceil(self.tokens * self.model.hidden / self.burst))
+        self.load(R_IO, 0, 0, self.slot(name), math.ceil(self.tokens * self.model.hidden * a["elem"] / self.burst))
 
     def load_rope_table(self) -> None:
         """The cos/sin rows of the step's positions (in the layer section, so `pre`
@@ -159,9 +159,10 @@ class Emitter:
                   a["out_addr"], reads=(self.slot(src),), writes=self.slot(name))
 
     def op_exchange(self, name: str, a: dict) -> None:
-        """Copy this core's shard to the window's start, then gather in place."""
+        """Copy this core's shard to the window's start (FP16 shards as twice the bytes),
+        then gather in place."""
         src = self.input_of(name)
-        shard = self.g.nodes[src]["local"]
+        shard = self.g.nodes[src]["local"] * a["elem"]
         self.misc("copy", self.tokens, shard, self.g.nodes[src]["out_addr"], a["out_addr"],
                   reads=(self.slot(src),), writes=self.slot(name))
         total = a["out_lines"]
@@ -182,7 +183,7 @@ class Emitter:
             src_slot = self.slot(src)
         fuse = MISC_CODES.get(a["fuse"], 0) if a["fuse"] != "rope" else 0
         out_ratio = 2 if a["fuse"] == "silu_mul" else 1
-        width = 2 if is_head else 1
+        width = a["elem"]
         done = 0
         for (rows, k0, kblk), (hbm, bursts) in zip(a["tiles"], a["tile_hbm"]):
             half = self.tile_count % 2
@@ -194,7 +195,7 @@ class Emitter:
             self.matrix(t, rows, kblk, a["n"], a["bits"], self.at(act, k0 * BLOCK * t, name),
                         self.wgt_base + half * self.wgt_half, out, reads=(src_slot, buf),
                         writes=self.slot(name), acc=int(k0 > 0), fuse=int(fuse) if last_part else 0,
-                        mode=MatMode.LOGITS if is_head else MatMode.LINEAR, hold=int(not last_part))
+                        mode=MatMode.LINEAR_FP16 if width == 2 else MatMode.LINEAR, hold=int(not last_part))
             if last_part:
                 done += rows
         if a["fuse"] == "rope":

@@ -16,7 +16,7 @@ from compiler.step import StepState, contract
 from hwmodel.hwconfig import HwConfig
 
 GATHER_AFTER = ("attn", "o", "up", "act", "down")     # roles whose output the next op needs whole
-CONTRACT = contract(requires={"linear": "op out_features", "*": "out_features"},
+CONTRACT = contract(requires={"linear": "op out_features", "*": "out_features elem"},
                     provides={"linear": "rows_core", "attention": "kv_heads_core heads_core"})
 
 
@@ -54,7 +54,8 @@ def partition(g: nx.DiGraph, st: StepState, hw: HwConfig) -> None:
         if a["role"] == "up" and any(g.nodes[s]["role"] == "act" for s in g.successors(name)):
             continue   # the unfused activation is gathered instead
         ex = name + ".gather"
-        g.add_node(ex, kind="exchange", layer=a["layer"], role="gather", out_features=a["out_features"])
+        g.add_node(ex, kind="exchange", layer=a["layer"], role="gather", out_features=a["out_features"],
+                   elem=a["elem"])
         for succ in list(g.successors(name)):
             g.add_edge(ex, succ, **g.edges[name, succ])
             g.remove_edge(name, succ)

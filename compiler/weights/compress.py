@@ -5,6 +5,8 @@ SmoothQuant-style smoothing moves activation outliers of the norm outputs into
 the weights of the projections that read them; then each linear op is pruned
 and quantized (`quantize`); INT8 activation scales come from a calibration
 batch run through the float model (`float_model`) with the compressed weights.
+The residual stream stays FP16 (real values), so the embedding table is FP16
+and o/down produce real values.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from compiler.weights.float_model import float_forward
 from compiler.weights.profile import Compression
 from compiler.weights.quantize import QMAX, dequantize, head_panel_order, quantize_linear
 from hwmodel.errors import CheckpointError
+from hwmodel.isa import FP16_MAX
 
 SMOOTH_ALPHA = 0.5
 LINEARS = ("q", "k", "v", "o", "gate", "up", "down")
@@ -61,7 +64,7 @@ def compress(ck: Checkpoint, comp: Compression, calibration: np.ndarray) -> Comp
     for seq in calibration:
         float_forward(m, w, norms, seq, *args, stats)
     scales = {k: float(max(_absmax(stats, k), 1e-6) / QMAX) for k in stats}
-    embed = np.clip(np.rint(w["embed"] / scales["res"]), -QMAX, QMAX).astype(np.int8)
+    embed = np.clip(w["embed"], -FP16_MAX, FP16_MAX).astype(np.float16)
     cm = CompressedModel(m, comp.name, comp.scale_group, comp.attn_block, densities, ck.rope_theta,
                          ck.norm_eps, scales, embed, {k: v.astype(np.float32) for k, v in norms.items()}, linears)
     _set_requant(cm)
@@ -74,8 +77,8 @@ def _set_requant(cm: CompressedModel) -> None:
     for i in range(m.layers):
         p = f"L{i}."
         outs = {"q": (s[p + "n1"], s[p + "q"]), "k": (s[p + "n1"], s[p + "k"]), "v": (s[p + "n1"], s[p + "v"]),
-                "o": (s[p + "v"], s["res"]), "gate": (s[p + "n2"], 1.0), "up": (s[p + "n2"], s[p + "h"]),
-                "down": (s[p + "h"], s["res"])}
+                "o": (s[p + "v"], 1.0), "gate": (s[p + "n2"], 1.0), "up": (s[p + "n2"], s[p + "h"]),
+                "down": (s[p + "h"], 1.0)}
         for op, (s_in, s_out) in outs.items():
             q = cm.linears[p + op]
             q.requant = (np.float64(s_in) * q.row_scale / s_out).astype(np.float32)

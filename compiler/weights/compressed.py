@@ -28,7 +28,7 @@ class CompressedModel:
     rope_theta: float
     norm_eps: float
     scales: dict[str, float]                            # activation scales by name (docs/numerics.md)
-    embed: np.ndarray                                   # int8 [vocab, hidden] at scale `res`
+    embed: np.ndarray                                   # FP16 [vocab, hidden], real values (the residual stream)
     norms: dict[str, np.ndarray]                        # smoothed gains, float32 [hidden]
     linears: dict[str, QuantLinear] = field(default_factory=dict)   # "L0.q", ..., "lm_head"
 

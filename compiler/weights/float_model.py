@@ -5,6 +5,7 @@ measures the uncompressed model with it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -39,40 +40,41 @@ def attention_mask(t: int, block: int, density: float) -> np.ndarray:
 
 def float_forward(m: ModelConfig, w: dict[str, np.ndarray], norms: dict[str, np.ndarray], tokens: np.ndarray,
                   theta: float, eps: float, block: int, densities: tuple[float, ...],
-                  record: dict[str, list] | None = None) -> np.ndarray:
+                  record: dict[str, list] | None = None,
+                  quantize: Callable[[str, np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Run the float model over `tokens` (one sequence); returns the final norm's
     output [tokens, hidden] (the LM head's input) and appends each op input's values to `record[name]` if given
-    (the statistics compression calibrates on)."""
+    (the statistics compression calibrates on). `quantize(name, x)`, if given, replaces each
+    recorded tensor and the residual stream (`res`: the embedding and every add) by what it
+    returns: fake quantization, to measure an activation format (bench/bench_residual_formats.py)."""
     record = {} if record is None else record
+
+    def tap(name: str, x: np.ndarray) -> np.ndarray:
+        if name != "res":
+            record.setdefault(name, []).append(x)
+        return quantize(name, x) if quantize else x
+
     t, hd, g = len(tokens), m.head_dim, m.group
     pos = np.arange(t, dtype=np.float64)
-    x = w["embed"][tokens].astype(np.float64)
-    record.setdefault("res", []).append(x)
+    x = tap("res", w["embed"][tokens].astype(np.float64))
     for i in range(m.layers):
         p = f"L{i}."
-        h = _rms(x, norms[p + "attn_norm"], eps)
-        record.setdefault(p + "n1", []).append(h)
+        h = tap(p + "n1", _rms(x, norms[p + "attn_norm"], eps))
         q = (h @ w[p + "q"].T).reshape(t, m.heads, hd)
         k = (h @ w[p + "k"].T).reshape(t, m.kv_heads, hd)
         v = (h @ w[p + "v"].T).reshape(t, m.kv_heads, hd)
         q, k = _rope(q, pos, theta), _rope(k, pos, theta)
-        for name, val in (("q", q), ("k", k), ("v", v)):
-            record.setdefault(p + name, []).append(val.reshape(t, -1))
+        q, k, v = (tap(p + name, val.reshape(t, -1)).reshape(val.shape)
+                   for name, val in (("q", q), ("k", k), ("v", v)))
         mask = attention_mask(t, block, densities[i])
         kv = np.arange(m.heads) // g                       # the KV head of each query head
         s = np.einsum("qhd,khd->hqk", q, k[:, kv]) / math.sqrt(hd)
         s = np.where(mask, s, -np.inf)
         e = np.exp(s - s.max(axis=2, keepdims=True))
         att = np.einsum("hqk,khd->qhd", e / e.sum(axis=2, keepdims=True), v[:, kv])
-        x = x + att.reshape(t, -1) @ w[p + "o"].T
-        record["res"].append(x)
-        h = _rms(x, norms[p + "ffn_norm"], eps)
-        record.setdefault(p + "n2", []).append(h)
+        x = tap("res", x + att.reshape(t, -1) @ w[p + "o"].T)
+        h = tap(p + "n2", _rms(x, norms[p + "ffn_norm"], eps))
         gate, up = h @ w[p + "gate"].T, h @ w[p + "up"].T
-        f = gate / (1 + np.exp(-gate)) * up
-        record.setdefault(p + "h", []).append(f)
-        x = x + f @ w[p + "down"].T
-        record["res"].append(x)
-    fn = _rms(x, norms["final_norm"], eps)
-    record.setdefault("fn", []).append(fn)
-    return fn
+        f = tap(p + "h", gate / (1 + np.exp(-gate)) * up)
+        x = tap("res", x + f @ w[p + "down"].T)
+    return tap("fn", _rms(x, norms["final_norm"], eps))

@@ -6,7 +6,7 @@ the compiler) gives each weight record's rows, K blocks and offset. This module 
 instructions expect (docs/numerics.md): per core and tile a record of packed
 values | indices | fixed-point scales | zero points | FP32 requant multipliers,
 the layers' parameter records, the RoPE table; plus what the host needs to
-feed the program (the INT8 embedding table).
+feed the program (the FP16 embedding table).
 """
 from __future__ import annotations
 
@@ -121,9 +121,11 @@ def _stacked(cm: CompressedModel, layer: int, op: str) -> QuantLinear:
                        parts[0].n, parts[0].bits, parts[0].order)
 
 
-def _norm_record(gain: np.ndarray, eps: float, s_in: float, s_out: float) -> bytes:
+def _norm_record(gain: np.ndarray, eps: float, s_out: float) -> bytes:
+    """eps (FP32) padded to the header, then the gains over the output scale (FP16): the
+    norm reads the FP16 residual stream in real units."""
     head = np.zeros(PARAM_HEADER_BYTES // 4, np.float32)
-    head[0] = eps / (s_in * s_in)
+    head[0] = eps
     g = (gain / s_out).astype(np.float16).tobytes()
     return head.tobytes() + g + bytes(-len(g) % 64)
 
@@ -243,11 +245,11 @@ def _put_parameters(hbm: np.ndarray, cm: CompressedModel, prog: Program, calls: 
         for layer in range(model.layers):
             base = calls[layer].base[BASE_REGISTERS * c + R_WEIGHTS] * burst
             p = f"L{layer}."
-            parts = {"attn_norm": _norm_record(cm.norms[p + "attn_norm"], cm.norm_eps, s["res"], s[p + "n1"]),
-                     "ffn_norm": _norm_record(cm.norms[p + "ffn_norm"], cm.norm_eps, s["res"], s[p + "n2"]),
+            parts = {"attn_norm": _norm_record(cm.norms[p + "attn_norm"], cm.norm_eps, s[p + "n1"]),
+                     "ffn_norm": _norm_record(cm.norms[p + "ffn_norm"], cm.norm_eps, s[p + "n2"]),
                      "softmax": np.array([score_scale(cm, layer)], np.float32).tobytes()}
             for part, data in parts.items():
                 hbm[base + rec[part]: base + rec[part] + len(data)] = np.frombuffer(data, np.uint8)
         head = calls[POST].base[BASE_REGISTERS * c + R_HEAD]
-        _put(hbm, hw, head, _norm_record(cm.norms["final_norm"], cm.norm_eps, s["res"], s["fn"]))
+        _put(hbm, hw, head, _norm_record(cm.norms["final_norm"], cm.norm_eps, s["fn"]))
         _put(hbm, hw, head + rope, _rope_table(model, kv_core, cm.rope_theta, max_ctx))

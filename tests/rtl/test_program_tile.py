@@ -129,7 +129,7 @@ def program_tiles(tmp_path_factory) -> dict:
     tiles: dict[tuple, dict] = {}
 
     def on_matrix(core, ins, act, w, sums):
-        if MatMode(ins["mode"]) not in (MatMode.LINEAR, MatMode.LOGITS):
+        if MatMode(ins["mode"]) not in (MatMode.LINEAR, MatMode.LINEAR_FP16):
             return                                   # attention: INT8 K/V rows, no weight record
         key = tile_class(ins)
         cycles = matrix_cycles(small, ins)
