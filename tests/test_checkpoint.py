@@ -128,6 +128,12 @@ def test_compressed_checkpoint_round_trips(tmp_path, tiny_dir, u280):
     save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta)
     with pytest.raises(CheckpointError, match="tensor L1.up.zeros is missing"):
         load_compressed(tmp_path / "bad.safetensors")
+    assert back.embed.dtype == np.float16 and np.array_equal(back.embed, cm.embed)
+    tensors = load_file(str(path))
+    tensors["embed"] = np.zeros(cm.embed.shape, np.int8)          # an INT8 residual stream's table
+    save_file(tensors, str(tmp_path / "old.safetensors"), metadata=meta)
+    with pytest.raises(CheckpointError, match="tensor embed is not FP16"):
+        load_compressed(tmp_path / "old.safetensors")
 
 
 def test_fixed_point_scale_is_the_nearest_8_bit_multiplier_and_its_dequantization_exact():

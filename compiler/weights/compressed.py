@@ -78,6 +78,9 @@ def load_compressed(path: str | Path) -> CompressedModel:
         linears[name] = QuantLinear(t[f"{name}.codes"], t[f"{name}.mask"].astype(bool), t[f"{name}.scales"],
                                     t[f"{name}.zeros"], t[f"{name}.row_scale"], t[f"{name}.requant"], n, bits,
                                     t[f"{name}.order"])
+    if t.get("embed") is None or t["embed"].dtype != np.float16:
+        raise CheckpointError(f"{path}: tensor embed is not FP16 (the residual stream's format; a file written "
+                              f"before it became FP16 must be compressed again)")
     norms = {k[5:]: v for k, v in t.items() if k.startswith("norm.")}
     return CompressedModel(model, meta["compression"], meta["scale_group"], meta["attn_block"],
                            tuple(meta["attn_density"]), meta["rope_theta"], meta["norm_eps"], meta["scales"],
