@@ -96,7 +96,8 @@ def perplexity_rows(ck: Checkpoint, comps: list[Compression], text: str, n_token
                                        (f"{comp.name}: low-bit weights", False, True, full),
                                        (f"{comp.name}: sparse low-bit weights", True, True, full),
                                        (f"{comp.name}: + block-sparse attention", True, True, dens)):
-            tw, tn = technique_weights(ck, comp, prune, quant)
+            if d is full:                 # the last row reuses the sparse low-bit weights
+                tw, tn = technique_weights(ck, comp, prune, quant)
             rows.append(Row(label, float_perplexity(ck, tw, tn, tokens, comp.attn_block, d), len(tokens)))
         cm = compress(ck, comp, calibration)
         rows.append(integer_row(cm, comp, tokens, executor_hw))
