@@ -9,7 +9,7 @@ its RoPE, grouped-query attention, RMSNorm, SiLU MLP, KV cache during the
 greedy decode), its own un-permuting of llama.cpp's q/k row interleave, its
 own mapping of the GGUF metadata to the model config (RoPE base, norm epsilon,
 head counts, tied LM head) and its own tokenizer built from the file. What is
-shared: the dequantization of the Q4_1 tensors (both call the `gguf`
+shared: the dequantization of the Q4_1/Q8_0 tensors (both call the `gguf`
 package), so a bug there would not show here; bench/llamacpp_reference.py
 (llama.cpp, its own dequantization, not in CI) covers that.
 
@@ -20,9 +20,9 @@ computes cos/sin in float32 whatever the model's dtype. The logits differ by at
 most 8.1e-6, far below the smallest top-2 gap of transformers' 32 greedy steps
 (0.051 logits): the greedy check has no near tie to flip, and the two
 perplexities agree to 2e-6 relative; the 2 % bound is the issue's.
-llama-cpp-python itself is not
-used here: building it takes about 12 min on the 2-core machine, too long for
-CI. Under CI=true a missing torch or transformers fails instead of skipping
+
+llama-cpp-python itself is not used here: building it takes about 12 min on
+the 2-core machine, too long for CI. Under CI=true a missing torch or transformers fails instead of skipping
 (./scripts/bootstrap installs both)."""
 from __future__ import annotations
 
