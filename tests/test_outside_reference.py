@@ -22,8 +22,8 @@ most 8.1e-6, far below the smallest top-2 gap of transformers' 32 greedy steps
 perplexities agree to 2e-6 relative; the 2 % bound is the issue's.
 
 llama-cpp-python itself is not used here: building it takes about 12 min on
-the 2-core machine, too long for CI. Under CI=true a missing torch or transformers fails instead of skipping
-(./scripts/bootstrap installs both)."""
+the 2-core machine, too long for CI. Under CI=true a missing torch or
+transformers fails instead of skipping (./scripts/bootstrap installs both)."""
 from __future__ import annotations
 
 import os
