@@ -7,6 +7,7 @@ import pytest
 
 from compiler.model_config import load_model
 from compiler.pipeline import compile_program
+from compiler.weights.checkpoint import load_checkpoint
 from compiler.weights.profile import load_compression
 from hwmodel.hwconfig import load_hw
 
@@ -25,6 +26,12 @@ def vhk158():
 def tiny_program(u280):
     """The tiny model, prefill 32 + decode 8, compiled for the U280 design."""
     return compile_program(load_model("tiny"), load_compression("flightllm", u280), u280, 32, 8)
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The built-in real checkpoint (SmolLM2-135M-Instruct from its GGUF file), loaded once."""
+    return load_checkpoint("smollm2")
 
 
 def edited_config(tmp_path: Path, source: str | Path, name: str, old: str, new: str) -> Path:

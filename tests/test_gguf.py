@@ -18,11 +18,6 @@ from dspflight.perplexity import nll_perplexity
 from hwmodel.errors import CheckpointError
 
 
-@pytest.fixture(scope="module")
-def smollm2():
-    return load_checkpoint("smollm2")
-
-
 def test_config_and_tokenizer_come_from_the_file(smollm2):
     m = smollm2.model
     assert (m.name, m.layers, m.hidden, m.heads, m.kv_heads, m.ffn, m.vocab, m.max_context) == \
