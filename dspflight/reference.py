@@ -195,25 +195,37 @@ class Reference:
         return _sat8(np.concatenate([a * cos - b * sin, b * cos + a * sin], axis=-1))
 
     def attention(self, layer: int, q: np.ndarray, pos0: int) -> np.ndarray:
-        """q: INT8 values [tokens, heads, dim] at positions pos0..; returns INT8 [tokens, heads*dim]."""
+        """q: INT8 values [tokens, heads, dim] at positions pos0..; returns INT8 [tokens, heads*dim].
+        The queries of one attention block share its kept key blocks (each attends to its own block
+        only up to itself), so they are taken together, one KV head at a time."""
         m, cm = self.m, self.cm
-        t = q.shape[0]
-        scale = score_scale(cm.scales, layer, self.hd)
+        t, block = q.shape[0], cm.attn_block
         out = np.zeros((t, m.heads, self.hd), np.int64)
-        for i in range(t):
-            keys = attended_keys(pos0 + i, cm.attn_block, cm.attn_density[layer])
-            for h in range(m.heads):
-                kv = h // self.group
-                acc = self.k[layer][keys, kv] @ q[i, h]
-                if self.exact:
-                    s = self.f16(acc.astype(np.float32) / np.float32(SCORE_DIVISOR)) * scale
-                else:
-                    s = acc.astype(np.float64) / SCORE_DIVISOR * np.float64(scale)
-                e = np.exp(s - s.max()).astype(self.ft)
-                total = e.astype(np.float64).sum().astype(self.ft)
-                p = _sat8(e / total * self.ft(INT8_MAX))
-                out[i, h] = _sat8((p @ self.v[layer][keys, kv]).astype(np.float64) / INT8_MAX)
+        pos = np.arange(pos0, pos0 + t)
+        for b in np.unique(pos // block):
+            rows = np.flatnonzero(pos // block == b)
+            keys = attended_keys(int(pos[rows[-1]]), block, cm.attn_density[layer])
+            visible = keys[None, :] <= pos[rows, None]                           # [query, key]
+            for kv in range(m.kv_heads):
+                heads = slice(kv * self.group, (kv + 1) * self.group)
+                qs = q[rows, heads].reshape(-1, self.hd).astype(np.float64)       # rows (query, head)
+                p = self.probabilities(layer, qs @ self.k[layer][keys, kv].T.astype(np.float64),
+                                       np.repeat(visible, self.group, axis=0))
+                ctx = p.astype(np.float64) @ self.v[layer][keys, kv].astype(np.float64)   # exact integers
+                out[rows, heads] = _sat8(ctx / INT8_MAX).reshape(len(rows), self.group, self.hd)
         return out.reshape(t, -1)
+
+    def probabilities(self, layer: int, acc: np.ndarray, visible: np.ndarray) -> np.ndarray:
+        """INT8 P [rows, keys] from the exact integer scores `acc`; keys not visible get 0."""
+        scale = score_scale(self.cm.scales, layer, self.hd)
+        if self.exact:
+            s = self.f16(acc.astype(np.float32) / np.float32(SCORE_DIVISOR)) * scale
+        else:
+            s = acc / SCORE_DIVISOR * np.float64(scale)
+        s = np.where(visible, s, -np.inf)
+        e = np.exp(s - s.max(axis=1, keepdims=True)).astype(self.ft)
+        total = e.astype(np.float64).sum(axis=1, keepdims=True).astype(self.ft)
+        return _sat8(e / total * self.ft(INT8_MAX))
 
     # ---- the model -----------------------------------------------------------------
     def forward(self, tokens: list[int], pos0: int) -> tuple[list[np.ndarray], np.ndarray]:

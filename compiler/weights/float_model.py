@@ -38,6 +38,24 @@ def attention_mask(t: int, block: int, density: float) -> np.ndarray:
     return np.tril(mask)
 
 
+QUERY_ROWS = 256       # queries whose scores are taken at once (memory, and keys past the last are masked)
+
+
+def _attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, group: int) -> np.ndarray:
+    """Masked softmax attention [tokens, heads, dim], query block by query block: a
+    block's causal keys end at its last query."""
+    t, heads, hd = q.shape
+    kv = np.arange(heads) // group                       # the KV head of each query head
+    att = np.empty_like(q)
+    for q0 in range(0, t, QUERY_ROWS):
+        q1 = min(t, q0 + QUERY_ROWS)
+        s = np.einsum("qhd,khd->hqk", q[q0:q1], k[:q1, kv]) / math.sqrt(hd)
+        s = np.where(mask[q0:q1, :q1], s, -np.inf)
+        e = np.exp(s - s.max(axis=2, keepdims=True))
+        att[q0:q1] = np.einsum("hqk,khd->qhd", e / e.sum(axis=2, keepdims=True), v[:q1, kv])
+    return att
+
+
 def float_forward(m: ModelConfig, w: dict[str, np.ndarray], norms: dict[str, np.ndarray], tokens: np.ndarray,
                   theta: float, eps: float, block: int, densities: tuple[float, ...],
                   record: dict[str, list] | None = None,
@@ -66,12 +84,7 @@ def float_forward(m: ModelConfig, w: dict[str, np.ndarray], norms: dict[str, np.
         q, k = _rope(q, pos, theta), _rope(k, pos, theta)
         q, k, v = (tap(p + name, val.reshape(t, -1)).reshape(val.shape)
                    for name, val in (("q", q), ("k", k), ("v", v)))
-        mask = attention_mask(t, block, densities[i])
-        kv = np.arange(m.heads) // g                       # the KV head of each query head
-        s = np.einsum("qhd,khd->hqk", q, k[:, kv]) / math.sqrt(hd)
-        s = np.where(mask, s, -np.inf)
-        e = np.exp(s - s.max(axis=2, keepdims=True))
-        att = np.einsum("hqk,khd->qhd", e / e.sum(axis=2, keepdims=True), v[:, kv])
+        att = _attention(q, k, v, attention_mask(t, block, densities[i]), g)
         x = tap("res", x + att.reshape(t, -1) @ w[p + "o"].T)
         h = tap(p + "n2", _rms(x, norms[p + "ffn_norm"], eps))
         gate, up = h @ w[p + "gate"].T, h @ w[p + "up"].T
