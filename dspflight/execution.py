@@ -127,8 +127,9 @@ def execute(checkpoint: "str | Path | Checkpoint", hw_name: str = "u280", compre
         have = got.get(key)
         if have is None:
             raise DspflightError(f"executor produced no residual stream for position {key[0]} layer {key[1]}")
-        diff = np.abs(have.astype(np.float64) - want.astype(np.float64))
-        scale = max(float(np.abs(want.astype(np.float64)).max()), 1e-30)
+        want = want.astype(np.float64)
+        diff = np.abs(have.astype(np.float64) - want)
+        scale = max(float(np.abs(want).max()), 1e-30)
         layers.append(LayerAgreement(phase, key[0], key[1], float(diff.max()), float(diff.max()) / scale,
                                      int((diff > 0).sum()), diff.size))
     files = {}

@@ -92,12 +92,14 @@ def perplexity_rows(ck: Checkpoint, comps: list[Compression], text: str, n_token
     rows = [Row("float", float_perplexity(ck, w, norms, tokens, BLOCK, full), len(tokens))]
     for comp in comps:
         dens = comp.attn_densities(ck.model)
+        made = None
         for label, prune, quant, d in ((f"{comp.name}: N:M sparsity", True, False, full),
                                        (f"{comp.name}: low-bit weights", False, True, full),
                                        (f"{comp.name}: sparse low-bit weights", True, True, full),
                                        (f"{comp.name}: + block-sparse attention", True, True, dens)):
-            if d is full:                 # the last row reuses the sparse low-bit weights
+            if (prune, quant) != made:     # the last row reuses the row before's weights
                 tw, tn = technique_weights(ck, comp, prune, quant)
+                made = (prune, quant)
             rows.append(Row(label, float_perplexity(ck, tw, tn, tokens, comp.attn_block, d), len(tokens)))
         cm = compress(ck, comp, calibration)
         rows.append(integer_row(cm, comp, tokens, executor_hw))

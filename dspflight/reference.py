@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from hwmodel.errors import DspflightError
+from hwmodel.exact_products import exact_float
 from hwmodel.isa import FP16_MAX, INT8_MAX, SCORE_DIVISOR
 
 
@@ -131,12 +132,6 @@ def _sat16(x: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(x, np.float32), -FP16_MAX, FP16_MAX).astype(np.float16)
 
 
-def _blas_exact(w: np.ndarray) -> np.ndarray:
-    """INT8 weights [out, in] as floats whose BLAS products with INT8 inputs are
-    exact integers: float32 while every partial sum stays below 2^24, else float64."""
-    return w.astype(np.float32 if w.shape[1] * 128 * 128 < 1 << 24 else np.float64)
-
-
 class Reference:
     """The compressed model run on natural layouts, with its own KV cache, so one
     instance follows one token history (as the executor does)."""
@@ -150,7 +145,7 @@ class Reference:
         m = self.m
         self.hd, self.group = head_shape(m)
         o_order = attention_output_order(m)
-        self.w = {name: _blas_exact(dequantize(q, cm.scale_group,
+        self.w = {name: exact_float(dequantize(q, cm.scale_group,
                                                o_order if name.endswith(".o") else np.arange(q.codes.shape[1])))
                   for name, q in cm.linears.items()}
         shape = (m.max_context, m.kv_heads, self.hd)

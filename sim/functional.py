@@ -26,6 +26,7 @@ import numpy as np
 from hwmodel.costs import sparsity_n, weight_bits
 from hwmodel.dequant import dequantize_codes
 from hwmodel.errors import SimulationError
+from hwmodel.exact_products import exact_float
 from hwmodel.hbm_image import HbmImage
 from hwmodel.hwconfig import BLOCK, HwConfig
 from hwmodel.isa import (BASE_REGISTERS, FP16_MAX, INT8_MAX, NUM_QUEUES, PARAM_HEADER_BYTES, R_IO, RESIDUAL_BYTES,
@@ -38,13 +39,6 @@ LD_FIRST = (Op.LD, Op.ST, Op.MM, Op.MV, Op.MISC, Op.SYS)      # loads run as far
 
 
 # ---- layouts -------------------------------------------------------------------
-def exact_float(w: np.ndarray) -> np.ndarray:
-    """INT8 weights [rows, K] as the float type whose BLAS products with INT8
-    activations are exact: float32 while K * 128 * 128 < 2^24, else float64."""
-    dtype = np.float32 if w.shape[1] * 128 * 128 < 1 << 24 else np.float64
-    return w if w.dtype == dtype else w.astype(dtype)
-
-
 def read_panels(mem: np.ndarray, byte: int, rows: int, cols: int, dtype=np.int8) -> np.ndarray:
     """A [rows x cols] tensor stored as 16-column panels: (r, c) at ((c/16)*rows + r)*16 + c%16."""
     size = np.dtype(dtype).itemsize

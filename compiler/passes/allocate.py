@@ -211,7 +211,7 @@ def _place_node(st: StepState, hw: HwConfig, act: _ActBuffer, name: str, a: dict
         a["out_addr"], a["out_lines"] = 0, x_lines
     else:
         head = a["kind"] == "linear" and a["op"] == "lm_head"
-        if head and a["local"] * 2 % line:
+        if head and a["local"] * a["elem"] % line:
             blockers.append(f"lm_head: a core's {a['local']} FP16 logits are not whole {line}-byte lines")
         if head and tokens > 1:
             a["last_addr"] = act.need(layer, name, lines(model.hidden))    # the last token's input vector
@@ -253,7 +253,7 @@ def _place_hbm(g: nx.DiGraph, st: StepState, hw: HwConfig) -> None:
     weights = sum(per_layer.values()) * hw.slrs * burst
     kv = model.layers * hw.slrs * kv_bursts * burst
     head = next(a for _, a in g.nodes(data=True) if a["kind"] == "linear" and a["op"] == "lm_head")
-    io = max(st.tokens * model.hidden * RESIDUAL_BYTES, head["rows_core"] * 2)
+    io = max(st.tokens * model.hidden * RESIDUAL_BYTES, head["rows_core"] * head["elem"])
     io = math.ceil(io / burst) * burst
     need = weights + kv + io * hw.slrs
     if need > hw.hbm.capacity_bytes:

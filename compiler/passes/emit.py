@@ -201,7 +201,7 @@ class Emitter:
         if a["fuse"] == "rope":
             self.rope(name, a)
         if is_head:
-            nbytes = t * a["local"] * 2
+            nbytes = t * a["local"] * width
             self.store(R_IO, 0, a["out_addr"], nbytes, reads=self.slot(name), writes="logits")
             self.b.add(Op.SYS, dict(kind=SysKind.HOST, lines=self.lines(nbytes)), reads=("logits",))
 
