@@ -98,11 +98,14 @@ def compile_program(model: ModelConfig, comp: Compression, hw: HwConfig, prefill
                     buckets: Buckets = Buckets(), fusion: bool = True,
                     progress: Callable[[int, int], None] | None = None,
                     dump_after: str | None = None, dump_dir: Path | None = None,
-                    cover: tuple[int, int] | None = None, plan: str = "spread", pool_map: Callable = map) -> Program:
+                    cover: tuple[int, int] | None = None, plan: str = "spread", pool_map: Callable = map,
+                    min_prompt: int | None = None) -> Program:
     """Compile the steps an inference of `prefill` + `decode` tokens needs into a
     Program whose schedule is that case. With `cover=(max_prompt, max_context)`
     the step library covers every prompt and context up to those bounds, so one
-    program serves all lengths (`schedule_for` picks the steps of any case)."""
+    program serves all lengths (`schedule_for` picks the steps of any case);
+    `min_prompt` leaves out the decode contexts no prompt that long reaches
+    (a set of cases needs no shorter ones)."""
     if prefill < 1 or decode < 0:
         raise CompileError(f"--prefill must be >= 1 and --decode >= 0, got {prefill} and {decode}")
     if buckets.prefill < 1 or buckets.decode < 1:
@@ -112,7 +115,9 @@ def compile_program(model: ModelConfig, comp: Compression, hw: HwConfig, prefill
     chunk, step = buckets.prefill, buckets.decode
     prompt_end = _round_up(max_prompt, chunk)
     # the decode contexts' buckets, as a range: no work in the lengths before the checks
-    first = step if cover else _round_up(prefill + 1, step)
+    if min_prompt is not None and not 1 <= min_prompt <= min(prefill, max_prompt):
+        raise CompileError(f"min_prompt must be in 1..{min(prefill, max_prompt)}, got {min_prompt}")
+    first = _round_up((min_prompt or 0) + 1, step) if cover else _round_up(prefill + 1, step)
     decode_ctx = range(first, _round_up(max_context, step) + 1, step) if cover or decode else range(0)
     max_ctx = max(prompt_end, decode_ctx[-1] if decode_ctx else 0)
     if max_ctx > model.max_context:
@@ -130,6 +135,8 @@ def compile_program(model: ModelConfig, comp: Compression, hw: HwConfig, prefill
             "hbm_layout": {k: layout[k] for k in HEADER_LAYOUT}, "weight_tiles": layout["weight_tiles"],
             "numerics_blockers": layout["numerics_blockers"],
             "model_linear_params": model.linear_params, "slrs": hw.slrs}
+    if cover and min_prompt:
+        meta["min_prompt"] = min_prompt
     prog = Program(hw.fingerprint, hw.name, model.name, meta, sections, steps, [])
     prog.schedule = schedule_for(prog, prefill, decode)
     return prog

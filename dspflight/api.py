@@ -26,7 +26,7 @@ from dspflight.execution import Execution, LayerAgreement, execute  # noqa: F401
 from hwmodel.energy_table import load_energy_table
 from hwmodel.errors import DspflightError
 from hwmodel.gpu import all_gpus
-from hwmodel.hwconfig import HwConfig, load_hw
+from hwmodel.hwconfig import COMPILER_BLIND, HwConfig, load_hw
 from hwmodel.isa import QUEUES
 from hwmodel.program import (Program, instruction_bytes, listing, read_program, schedule_for,
                              to_bytes)
@@ -180,26 +180,45 @@ def run_cases(model: str, hw: str, compression: str, cases: list[tuple[int, int]
               source: str | None = None) -> Cases:
     """Compile one program covering every case, then time each case's schedule;
     sections shared between cases are timed once."""
+    hwc, m, comp = load_configs(model, hw, compression, source)
+    compiled = compile_cases(m, comp, hwc, cases, buckets, fusion, progress, plan)
+    t1 = time.perf_counter()
+    results = time_cases(compiled, hwc, cases, energy_table)
+    return Cases(compiled, results, time.perf_counter() - t1)
+
+
+def compile_cases(m: ModelConfig, comp: Compression, hwc: HwConfig, cases: list[tuple[int, int]],
+                  buckets: Buckets = Buckets(), fusion: bool = True, progress: Progress | None = None,
+                  plan: str = "spread") -> Compiled:
+    """One program whose step library serves every case: prompts from the shortest
+    case's to the longest's, contexts up to the longest case's."""
     max_prompt = max(p for p, _ in cases)
     max_context = max(p + d for p, d in cases)
-    hwc, m, comp = load_configs(model, hw, compression, source)
     t0 = time.perf_counter()
     with worker_pool(max_context // buckets.decode) as pool_map:
         prog = compile_program(m, comp, hwc, *cases[0], buckets, fusion, progress=progress,
-                               cover=(max_prompt, max_context), plan=plan, pool_map=pool_map)
+                               cover=(max_prompt, max_context), plan=plan, pool_map=pool_map,
+                               min_prompt=min(p for p, _ in cases))
     dfp = to_bytes(prog, hwc)
-    compiled = Compiled(prog, hwc, dfp, time.perf_counter() - t0)
+    return Compiled(prog, hwc, dfp, time.perf_counter() - t0)
+
+
+def time_cases(compiled: Compiled, hw: HwConfig, cases: list[tuple[int, int]],
+               energy_table: str = DEFAULT_ENERGY) -> list[tuple[int, int, Simulated]]:
+    """Each case of a compiled program timed on `hw`: its own design, or one that
+    differs from it only in fields the compiler never reads (`HwConfig.program_key`),
+    which runs the same program. Sections shared between cases are timed once."""
+    if hw.program_key != compiled.hw.program_key:
+        raise DspflightError(f"{hw.source}: design {hw.name} does not run the program compiled for "
+                             f"{compiled.hw.name} ({compiled.hw.source}): they differ in more than "
+                             f"{', '.join(COMPILER_BLIND)}")
+    prog = compiled.program
     timings: dict = {}
-    t1 = time.perf_counter()
-    results = []
     every = [entry for p, d in cases for entry in schedule_for(prog, p, d)]
     with worker_pool(len(prog.sections)) as pool_map:
-        time_sections(prog, hwc, every, timings, pool_map=pool_map)
-    for p, d in cases:
-        sim = simulate_program(prog, hwc, len(dfp), compiled.compile_s, None, energy_table, case=(p, d),
-                               timings=timings)
-        results.append((p, d, sim))
-    return Cases(compiled, results, time.perf_counter() - t1)
+        time_sections(prog, hw, every, timings, pool_map=pool_map)
+    return [(p, d, simulate_program(prog, hw, len(compiled.dfp), compiled.compile_s, None, energy_table,
+                                    case=(p, d), timings=timings)) for p, d in cases]
 
 
 def cases_table(cases: Cases) -> str:

@@ -4,7 +4,9 @@ A spec names a base (model, hardware, compression), the workloads, axes
 (dotted paths into the hardware, model or compression config, each with a
 list of values), a search (the full grid, random points of it, or an Optuna
 study asking for points) and the objectives. Every point is its three configs given as data (errors name the
-point), compiled once and simulated for every workload, as one Dask task; by
+point), compiled once and simulated for every workload; the points whose
+designs run one program (they differ only in fields the compiler never reads,
+such as the clock) are one Dask task, which compiles it once. By
 default on a LocalCluster of one single-threaded worker process per core,
 or on any Dask scheduler by address. Results are one row per (point,
 workload): the axis values, every scalar `summary.json` field, a point key
@@ -33,6 +35,7 @@ import pandas as pd
 from hwmodel.atomic import OutputSet
 from hwmodel.configio import Fields, config_fields, load_mapping
 from hwmodel.errors import ConfigError, DspflightError
+from hwmodel.hwconfig import load_hw
 
 ROOTS = {"hw": "hardware", "model": "models", "compression": "compression"}
 CASES = {"flightllm": ((128, 512), (128, 1024), (128, 1536), (512, 512), (512, 1024), (512, 1536))}
@@ -170,23 +173,41 @@ def configs_of(sweep: Sweep, point: dict) -> dict:
     return maps
 
 
-def evaluate(maps: dict, workloads: tuple, label: str) -> list[dict]:
-    """Compile a point once and simulate every workload (runs in a Dask worker)."""
+def batch_key(maps: dict) -> str:
+    """Points with one key run one program (their designs differ only in fields the
+    compiler never reads, `HwConfig.program_key`), so a task compiles it once."""
+    try:
+        hw = load_hw(maps["hw"]).program_key
+    except DspflightError:
+        hw = None                                   # refused: the task records why, alone
+    return json.dumps([hw, maps["model"], maps["compression"], None if hw else maps["hw"]], sort_keys=True,
+                      default=str)
+
+
+def evaluate(batch: list[tuple[dict, str]], workloads: tuple) -> list[list[dict]]:
+    """Rows of each point of a batch (runs in a Dask worker): a program is compiled
+    once per distinct `program_key` and every workload simulated from it on each design."""
     os.environ["DSPFLIGHT_WORKERS"] = "1"      # the cluster's workers already use every core
     from dspflight import api
-    try:
-        cases = api.run_cases(maps["model"], maps["hw"], maps["compression"], cases=list(workloads), source=label)
-    except DspflightError as exc:
-        return [{"prefill_tokens": p, "decode_tokens": d, "error": str(exc)} for p, d in workloads]
-    except Exception as exc:                      # a bug at one point must not end the sweep: record it
-        return [{"prefill_tokens": p, "decode_tokens": d, "error": f"{label}: internal error: {exc!r}"}
-                for p, d in workloads]
-    rows = []
-    for _, _, sim in cases.results:
-        rows.append({k: v for k, v in sim.summary.items() if isinstance(v, (int, float, str)) or v is None}
-                    | resource_columns(sim.summary["utilization"])
-                    | {"design": cases.compiled.hw.fingerprint, "error": ""})
-    return rows
+    cases, compiled = list(workloads), {}
+    out = []
+    for maps, label in batch:
+        try:
+            hwc, m, comp = api.load_configs(maps["model"], maps["hw"], maps["compression"], label)
+            if hwc.program_key not in compiled:
+                compiled[hwc.program_key] = api.compile_cases(m, comp, hwc, cases)
+            results = api.time_cases(compiled[hwc.program_key], hwc, cases)
+        except DspflightError as exc:
+            out.append([{"prefill_tokens": p, "decode_tokens": d, "error": str(exc)} for p, d in workloads])
+            continue
+        except Exception as exc:                      # a bug at one point must not end the sweep: record it
+            out.append([{"prefill_tokens": p, "decode_tokens": d, "error": f"{label}: internal error: {exc!r}"}
+                        for p, d in workloads])
+            continue
+        out.append([{k: v for k, v in sim.summary.items() if isinstance(v, (int, float, str)) or v is None}
+                    | resource_columns(sim.summary["utilization"]) | {"design": hwc.fingerprint, "error": ""}
+                    for _, _, sim in results])
+    return out
 
 
 def resource_columns(util: dict) -> dict:
@@ -221,15 +242,19 @@ def _non_dominated(rows: pd.DataFrame, objectives: tuple[tuple[str, str], ...]) 
 
 
 class _Grid:
-    """Proposes the grid's (or the random draw's) points not in the table yet."""
+    """Proposes the grid's (or the random draw's) points not in the table yet, in
+    batches of the points that run one program (`batch_key`)."""
 
     def __init__(self, sweep: Sweep, table: pd.DataFrame):
         done = set(table["point"]) if not table.empty else set()
         todo = [(k, p) for k, p in ((point_key(sweep, p), p) for p in points(sweep)) if k not in done]
         self.total = len(todo)
-        self.todo = iter(todo)
+        batches: dict[str, list] = {}
+        for key, point in todo:
+            batches.setdefault(batch_key(configs_of(sweep, point)), []).append((key, point))
+        self.todo = iter(batches.values())
 
-    def propose(self) -> tuple[str, dict] | None:
+    def propose(self) -> list[tuple[str, dict]] | None:
         return next(self.todo, None)
 
     def learn(self, point: dict, rows: list[dict]) -> None:
@@ -268,8 +293,9 @@ class _Optuna:
                                                             state=state))
         self.known[key] = values
 
-    def propose(self) -> tuple[str, dict] | None:
-        """A point not evaluated yet; trials count distinct points (a small space may run out)."""
+    def propose(self) -> list[tuple[str, dict]] | None:
+        """A point not evaluated yet (a batch of one: the study learns from each);
+        trials count distinct points (a small space may run out)."""
         attempts = 0
         while self.asked < self.total and attempts < 1000:
             trial = self.study.ask(self.dist)
@@ -281,7 +307,7 @@ class _Optuna:
                 continue
             self.trials[key] = trial
             self.asked += 1
-            return key, dict(trial.params)
+            return [(key, dict(trial.params))]
         return None
 
     def learn(self, point: dict, rows: list[dict]) -> None:
@@ -313,13 +339,12 @@ def run_sweep(sweep: Sweep, out: str | Path, scheduler: str | None = None, worke
             pending = as_completed()
 
             def submit() -> bool:
-                item = source.propose()
-                if item is None:
+                batch = source.propose()
+                if batch is None:
                     return False
-                key, point = item
-                fut = client.submit(evaluate, configs_of(sweep, point), sweep.workloads, _label(point), pure=False,
-                                    key=f"sweep-point-{key}")
-                futures[fut] = (key, point)
+                fut = client.submit(evaluate, [(configs_of(sweep, p), _label(p)) for _, p in batch],
+                                    sweep.workloads, pure=False, key=f"sweep-points-{batch[0][0]}")
+                futures[fut] = batch
                 pending.add(fut)
                 return True
 
@@ -327,16 +352,19 @@ def run_sweep(sweep: Sweep, out: str | Path, scheduler: str | None = None, worke
             for _ in range(slots):
                 if not submit():
                     break
-            for n, fut in enumerate(pending, 1):
-                key, point = futures.pop(fut)
-                result = fut.result()
-                source.learn(point, result)
-                rows = [{"point": key, **{f"axis:{a}": v for a, v in point.items()}, **r} for r in result]
+            finished = 0
+            for fut in pending:
+                batch = futures.pop(fut)
+                rows = []
+                for (key, point), result in zip(batch, fut.result()):
+                    source.learn(point, result)
+                    rows += [{"point": key, **{f"axis:{a}": v for a, v in point.items()}, **r} for r in result]
                 table = pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
                 _write(out, table, sweep, plots=False)
                 submit()
+                finished += len(batch)
                 if progress:
-                    progress(n, source.total)
+                    progress(finished, source.total)
     finally:
         if cluster is not None:
             cluster.close()

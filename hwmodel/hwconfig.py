@@ -26,6 +26,10 @@ BUFFER_ORDER = ("act", "glb", "wgt")
 # many features, activations lie in panels this wide (docs/numerics.md), and an
 # N:M sparse block is this wide (a design's `sparsity_m` must equal it).
 BLOCK = 16  # layout of the unified on-chip address map
+# Fields only the simulator and the reports read (time, power, price): a program
+# compiled for a design is byte for byte the program of a design that differs
+# from it only in these, apart from the fingerprint (tests/test_compiler.py).
+COMPILER_BLIND = ("clock_mhz", "static_power_w", "price_usd")
 
 
 @dataclass(frozen=True)
@@ -122,9 +126,18 @@ class HwConfig:
     @cached_property
     def fingerprint(self) -> str:
         """Identifies the design a program was compiled for (file paths excluded)."""
+        return self._digest(("source", "description"))
+
+    @cached_property
+    def program_key(self) -> str:
+        """Identifies the program a design runs: designs that differ only in fields
+        the compiler never reads (`COMPILER_BLIND`) share one compiled program."""
+        return self._digest(("source", "description") + COMPILER_BLIND)
+
+    def _digest(self, leave_out: tuple[str, ...]) -> str:
         data = asdict(self)
-        data.pop("source")
-        data.pop("description")
+        for name in leave_out:
+            data.pop(name)
         blob = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:32]
 

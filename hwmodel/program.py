@@ -103,9 +103,10 @@ def schedule_for(prog: Program, prefill: int, decode: int) -> list[tuple[int, in
 
     def need(phase: str, ctx: int) -> int:
         if (phase, ctx) not in index:
-            have = max((c for p, c in index if p == phase), default=0)
+            have = sorted(c for p, c in index if p == phase)
+            span = f"{have[0]}..{have[-1]}" if have else "none"
             raise ProgramFormatError(f"program for {prog.model}: no {phase} step for context {ctx} "
-                                     f"(it covers {phase} contexts up to {have}); compile with a larger cover")
+                                     f"(it covers {phase} contexts {span}); compile with a larger cover")
         return index[(phase, ctx)]
 
     for end in range(chunk, prefill_end + 1, chunk):

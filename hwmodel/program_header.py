@@ -131,6 +131,8 @@ def _check_meta(f: _Fields, meta: dict, hw: HwConfig) -> None:
     if "cover" in meta:
         for i, v in enumerate(f.seq(meta["cover"], "meta.cover", 2)):
             f.integer(v, f"meta.cover[{i}]", 0, MAX_TOKENS)
+    if "min_prompt" in meta:
+        f.integer(meta["min_prompt"], "meta.min_prompt", 1, MAX_TOKENS)
     if "fusion" in meta and not isinstance(meta["fusion"], bool):
         raise f.error("meta.fusion", "true or false", meta["fusion"])
     Placement.from_json(f.get(meta, "placement", "meta.placement"), hw, f"{f.source}: header field meta")

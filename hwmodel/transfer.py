@@ -111,11 +111,17 @@ def _group_pcs(placement: Placement, first: int, count: int) -> tuple[np.ndarray
 
 def transfer_timing(hw: HwConfig, placement: Placement, ins: Instr) -> TransferTiming:
     """Time of an LD/ST executed by every core at once (lockstep)."""
-    return _timing(hw, placement, ins.op, tuple(sorted(ins.f.items())))
+    return transfer_timing_of(hw, placement, ins.op, tuple(sorted(ins.f.items())))
+
+
+def transfer_pcs(placement: Placement, ins: Instr) -> tuple[int, ...]:
+    """Every PC an LD/ST uses, over all cores (`TransferTiming.pcs`, without the timing)."""
+    return _group_pcs(placement, ins.f["ch_first"], ins.f["ch_count"])[1]
 
 
 @lru_cache(maxsize=65536)
-def _timing(hw: HwConfig, placement: Placement, op: Op, key: tuple) -> TransferTiming:
+def transfer_timing_of(hw: HwConfig, placement: Placement, op: Op, key: tuple) -> TransferTiming:
+    """`transfer_timing` of an instruction given as its op and sorted fields."""
     nbytes, opens = _loads(hw, op, key)
     dma = float(nbytes.max()) / (hw.dma_port_gbps * hw.hbm.ports_per_pc)   # one core's side of its ports
     f = dict(key)

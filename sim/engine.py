@@ -23,7 +23,7 @@ from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import NUM_QUEUES, QUEUES, Instr, Op, mask_to_queues
 from hwmodel.placement import Placement
 from hwmodel.program import Section, format_instr
-from hwmodel.transfer import transfer_timing, turnaround_cycles
+from hwmodel.transfer import transfer_pcs, transfer_timing_of, turnaround_cycles
 from sim.checks import check_section
 
 WORK_FIELDS = tuple(Work.__dataclass_fields__)
@@ -65,11 +65,12 @@ def _pc_atoms(chans: list) -> tuple[list, int]:
 
 
 def time_section(hw: HwConfig, sec: Section, placement: Placement, keep_trace: bool = False) -> SectionTiming:
-    check_section(hw, sec, placement)
-    instrs = sec.instrs
-    n = len(instrs)
-    queues, cycles, occupy, waits, releases, chans = _instruction_costs(hw, placement, instrs)
-    chans, atoms = _pc_atoms(chans)
+    plan = _plan(hw, sec, placement)
+    queues, waits, releases, chans, atoms = plan.queues, plan.waits, plan.releases, plan.chans, plan.atoms
+    timed = [transfer_timing_of(hw, placement, op, key) for op, key in plan.transfers]
+    cycles = [c if t < 0 else timed[t].cycles for c, t in zip(plan.compute, plan.transfer_of)]
+    occupy = [c if t < 0 else timed[t].data_cycles for c, t in zip(plan.compute, plan.transfer_of)]
+    n = len(cycles)
     head = [0] * NUM_QUEUES
     busy_until = [0] * NUM_QUEUES
     running = [False] * NUM_QUEUES
@@ -123,7 +124,7 @@ def time_section(hw: HwConfig, sec: Section, placement: Placement, keep_trace: b
         for c in releases[i]:
             tokens[q][c] += 1
     _check_all_tokens_consumed(sec, tokens)
-    return _summarize(hw, sec, instrs, sec.label_of(), start_of, cycles, occupy, last_end, keep_trace)
+    return _summarize(sec, plan, start_of, cycles, occupy, last_end, keep_trace)
 
 
 def _deadlock(sec: Section, now: int, queues: list[list[int]], head: list[int]) -> SimulationError:
@@ -140,26 +141,69 @@ def _check_all_tokens_consumed(sec: Section, tokens: list[list[int]]) -> None:
         raise SimulationError(f"section {sec.name}: ends with unconsumed tokens {leftover[0][0]}->{leftover[0][1]}")
 
 
-def _instruction_costs(hw: HwConfig, placement: Placement, instrs: list[Instr]) -> tuple:
-    """Per instruction: its queue's list, cycles to done, cycles it occupies its
-    queue (a transfer's data phase), the queues it waits on and releases, its PCs."""
+@dataclass
+class _Plan:
+    """What timing a section needs that the clock does not change: the same for
+    every design with one `HwConfig.program_key` (a sweep's clock variants run
+    one program), so it is made once for them all."""
+    queues: list[list[int]]                  # each queue's instructions, in order
+    waits: list[tuple[int, ...]]
+    releases: list[tuple[int, ...]]
+    compute: list[int]                       # cycles of an MM/MV/MISC/SYS (0 for a transfer)
+    transfers: list[tuple[Op, tuple]]        # the distinct LD/ST (op, sorted fields)
+    transfer_of: list[int]                   # an instruction's index into `transfers`, or -1
+    chans: list[tuple[int, ...] | None]      # a transfer's PC atoms (`_pc_atoms`)
+    atoms: int
+    label_of: list[int]                      # an instruction's index into `labels`
+    labels: list[str]
+    work: list[dict[str, int]]               # per label
+    total: dict[str, int]
+
+
+_PLANS: dict[tuple, tuple[Section, _Plan]] = {}   # keeps the section, so its id is never reused meanwhile
+MAX_PLANS = 4096
+
+
+def _plan(hw: HwConfig, sec: Section, placement: Placement) -> _Plan:
+    """The section's plan on this design, checked (sim.checks) when first made."""
+    key = (id(sec), hw.program_key, placement)
+    hit = _PLANS.get(key)
+    if hit is not None:
+        return hit[1]
+    check_section(hw, sec, placement)
     queues: list[list[int]] = [[] for _ in range(NUM_QUEUES)]
-    cycles, occupy, waits, releases, chans = [], [], [], [], []
-    for i, ins in enumerate(instrs):
+    waits, releases, compute, transfer_of, pcs = [], [], [], [], []
+    transfers: dict[tuple, int] = {}
+    label_names = sec.label_of()
+    labels: dict[str, int] = {}
+    label_of = [labels.setdefault(lab, len(labels)) for lab in label_names]
+    work = [dict.fromkeys(WORK_FIELDS, 0) for _ in labels]
+    total = dict.fromkeys(WORK_FIELDS, 0)
+    for i, ins in enumerate(sec.instrs):
         q = int(ins.op)
         queues[q].append(i)
         waits.append(mask_to_queues(q, ins.wait))
         releases.append(mask_to_queues(q, ins.release))
+        items = tuple(ins.f.items())
         if ins.op in (Op.LD, Op.ST):
-            tt = transfer_timing(hw, placement, ins)
-            cycles.append(tt.cycles)
-            occupy.append(tt.data_cycles)
-            chans.append(tt.pcs)
+            key_t = (ins.op, tuple(sorted(items)))
+            transfer_of.append(transfers.setdefault(key_t, len(transfers)))
+            compute.append(0)
+            pcs.append(transfer_pcs(placement, ins))
         else:
-            cycles.append(compute_cycles(hw, ins))
-            occupy.append(cycles[-1])
-            chans.append(None)
-    return queues, cycles, occupy, waits, releases, chans
+            transfer_of.append(-1)
+            compute.append(compute_cycles(hw, ins))
+            pcs.append(None)
+        for k, v in _work_items(hw, ins.op, items):
+            work[label_of[i]][k] += v
+            total[k] += v
+    chans, atoms = _pc_atoms(pcs)
+    plan = _Plan(queues, waits, releases, compute, list(transfers), transfer_of, chans, atoms, label_of,
+                 list(labels), work, total)
+    if len(_PLANS) >= MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[key] = (sec, plan)
+    return plan
 
 
 @lru_cache(maxsize=65536)
@@ -169,23 +213,22 @@ def _work_items(hw: HwConfig, op: Op, items: tuple) -> tuple[tuple[str, int], ..
     return tuple((k, getattr(w, k)) for k in WORK_FIELDS if getattr(w, k))
 
 
-def _summarize(hw, sec, instrs, labels, start_of, cycles, occupy, last_end, keep_trace) -> SectionTiming:
+def _summarize(sec: Section, plan: _Plan, start_of: list[int], cycles: list[int], occupy: list[int],
+               last_end: int, keep_trace: bool) -> SectionTiming:
     busy = [0] * NUM_QUEUES
-    total = dict.fromkeys(WORK_FIELDS, 0)
-    ops: dict[str, OpTiming] = {}
-    trace = []
-    for i, ins in enumerate(instrs):
-        q, s, e = int(ins.op), start_of[i], start_of[i] + cycles[i]
-        busy[q] += occupy[i]
-        lab = labels[i]
-        o = ops.get(lab)
-        if o is None:
-            o = ops[lab] = OpTiming(s, e)
-        o.start, o.end = min(o.start, s), max(o.end, e)
-        o.busy[q] += occupy[i]
-        for k, v in _work_items(hw, ins.op, tuple(ins.f.items())):
-            o.work[k] += v
-            total[k] += v
-        if keep_trace:
-            trace.append((q, s, e, lab))
-    return SectionTiming(sec.name, last_end, len(instrs), busy, total, ops, trace)
+    first = [None] * len(plan.labels)
+    last = [0] * len(plan.labels)
+    op_busy = [[0] * NUM_QUEUES for _ in plan.labels]
+    for q, members in enumerate(plan.queues):
+        for i in members:
+            s, e, lab = start_of[i], start_of[i] + cycles[i], plan.label_of[i]
+            busy[q] += occupy[i]
+            op_busy[lab][q] += occupy[i]
+            if first[lab] is None or s < first[lab]:
+                first[lab] = s
+            if e > last[lab]:
+                last[lab] = e
+    ops = {name: OpTiming(first[k], last[k], op_busy[k], dict(plan.work[k])) for k, name in enumerate(plan.labels)}
+    trace = [(int(ins.op), start_of[i], start_of[i] + cycles[i], plan.labels[plan.label_of[i]])
+             for i, ins in enumerate(sec.instrs)] if keep_trace else []
+    return SectionTiming(sec.name, last_end, len(sec.instrs), busy, dict(plan.total), ops, trace)

@@ -13,9 +13,10 @@ from compiler.passes.emit import R_KV
 from compiler.pipeline import PIPELINE, Buckets, compile_program, new_step, run_passes
 from compiler.weights.profile import load_compression
 from hwmodel.costs import transfer_bytes
-from hwmodel.errors import CompileError, ConfigError
-from hwmodel.hwconfig import load_hw
+from hwmodel.errors import CompileError, ConfigError, ProgramFormatError
+from hwmodel.hwconfig import COMPILER_BLIND, load_hw
 from hwmodel.isa import MatMode, Op
+from hwmodel.program import parts, schedule_for, to_bytes
 from hwmodel.weight_record import record_bytes
 
 
@@ -163,6 +164,42 @@ def test_decode_steps_are_bucketed(u280, flight):
     assert [(s.phase, s.context) for s in run] == [("prefill", 128), ("prefill", 256), ("prefill", 384),
                                                    ("logits", 128), ("decode", 304)]
     assert [s.phase for s in long.steps].count("logits") == 1
+
+
+def test_cases_program_leaves_out_contexts_no_case_reaches(u280, flight):
+    tiny = load_model("tiny")
+    full = compile_program(tiny, flight, u280, 200, 40, Buckets(128, 16), cover=(200, 240))
+    cases = compile_program(tiny, flight, u280, 200, 40, Buckets(128, 16), cover=(200, 240), min_prompt=200)
+    decode = [s.context for s in cases.steps if s.phase == "decode"]
+    assert decode == list(range(208, 241, 16)) and cases.meta["min_prompt"] == 200
+    assert [s.context for s in full.steps if s.phase == "decode"] == list(range(16, 241, 16))
+    step_of = {(s.phase, s.context): s for s in full.steps}
+    for i, n in cases.schedule:                 # the same steps, instruction for instruction
+        s = cases.steps[i]
+        words = [cases.sections[c.section].words for c in s.calls]
+        assert words == [full.sections[c.section].words for c in step_of[(s.phase, s.context)].calls]
+    with pytest.raises(ProgramFormatError, match=r"no decode step for context 112 \(it covers decode contexts "
+                                                  r"208\.\.240\)"):
+        schedule_for(cases, 100, 10)
+    with pytest.raises(CompileError, match="min_prompt must be in 1..200"):
+        compile_program(tiny, flight, u280, 200, 40, cover=(200, 240), min_prompt=201)
+
+
+@pytest.mark.parametrize("field, old, new", [("clock_mhz", "clock_mhz: 225", "clock_mhz: 300"),
+                                             ("static_power_w", "static_w: 35", "static_w: 50"),
+                                             ("price_usd", "price_usd: 8000", "price_usd: 9000")])
+def test_compiler_blind_fields_leave_the_program_unchanged(tmp_path, u280, flight, field, old, new):
+    assert field in COMPILER_BLIND
+    other = load_hw(edited_config(tmp_path, u280.source, "other.yaml", old, new))
+    assert other.fingerprint != u280.fingerprint and other.program_key == u280.program_key
+    tiny = load_model("tiny")
+    a = compile_program(tiny, flight, u280, 130, 20, Buckets(128, 16))
+    b = compile_program(tiny, load_compression("flightllm", other), other, 130, 20, Buckets(128, 16))
+    assert a.hw_fingerprint != b.hw_fingerprint
+    head_a, words_a = parts(to_bytes(a, u280))
+    head_b, words_b = parts(to_bytes(b, other))
+    assert words_a == words_b
+    assert head_a.replace(a.hw_fingerprint.encode(), b.hw_fingerprint.encode()) == head_b
 
 
 def test_model_that_does_not_fit_in_hbm(tmp_path, u280):

@@ -103,7 +103,7 @@ def test_sweep_on_a_local_cluster_records_failures_and_resumes(tmp_path):
 
 
 def kill_a_busy_worker(address: str, done: threading.Event) -> dict:
-    """Once a worker is evaluating a point, SIGKILL its process (its nanny starts a
+    """Once a worker is evaluating a batch of points, SIGKILL its process (its nanny starts a
     new one); returns which worker and point."""
     from dask.distributed import Client
     with Client(address, timeout=60) as client:
@@ -150,7 +150,7 @@ def test_sweep_through_a_dask_scheduler_and_two_workers_on_loopback(tmp_path):
             finally:
                 done.set()
             kill = killed.result(timeout=60)
-        assert kill and any(t.startswith("sweep-point-") for t in kill["tasks"]), kill
+        assert kill and any(t.startswith("sweep-points-") for t in kill["tasks"]), kill
         check_rows(table)
     finally:
         for p in procs:
