@@ -1,0 +1,115 @@
+"""Benchmark: what candidate blocks of a cheaper MPE lane would cost, synthesized
+alone (Yosys `synth_xilinx -family xcup`, as `dspflight rtl synth`), before any of
+them becomes gateware (issue 9, item 1: at most 100 LUT per DSP).
+
+- `diff`: 16 lanes of the cheapest dequantizer, `q - z` with the code unpacked
+  by width (2, 3, 4, 5, 8 bits), registered: what a lane costs if the group
+  scale leaves the lane.
+- `scaler`: one chain's group scale applied to its beat sums at beat rate,
+  `acc += (G * m) << (15 - sh)` for two tokens (24-bit G, 48-bit acc).
+- `mux`: 16 lanes of the sparse MUX (a 16:1 pick of a 16-bit activation pair),
+  registered; once as inferred, once with `-widemux 5` (MUXF7/F8 if inferred).
+
+    .venv/bin/python bench/bench_rtl_candidates.py [--only diff,scaler,mux]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from amaranth import Module, Mux, Signal, signed
+from amaranth.back import rtlil
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from hwmodel.dequant import MULT_BITS, SHIFT_BITS, SHIFT_MAX
+from hwmodel.isa import WBITS_BITS, wbits_code
+from rtl.synth import CELL_GROUPS
+from rtl.yosys import run_yosys
+
+LANES = 16
+WIDTHS = (2, 3, 4, 5, 8)          # the U280 design's weight widths
+CODE = max(WIDTHS)
+
+
+class LaneDiff(wiring.Component):
+    def __init__(self):
+        super().__init__({"q": In(CODE * LANES), "wbits": In(WBITS_BITS), "z": In(CODE),
+                          "w": Out(data.ArrayLayout(signed(CODE + 1), LANES))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        for lane in range(LANES):
+            code = Signal(CODE, name=f"code{lane}")
+            with m.Switch(self.wbits):
+                for b in WIDTHS:
+                    with m.Case(wbits_code(b)):
+                        m.d.comb += code.eq(self.q[lane * b:(lane + 1) * b])
+                with m.Default():
+                    m.d.comb += code.eq(self.z)
+            m.d.sync += self.w[lane].eq(code - self.z)
+        return m
+
+
+class BeatScaler(wiring.Component):
+    def __init__(self, width: int = 24):
+        super().__init__({"g": In(data.ArrayLayout(signed(width), 2)), "m": In(MULT_BITS), "sh": In(SHIFT_BITS),
+                          "clear": In(1), "acc": Out(data.ArrayLayout(signed(48), 2))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        for t in range(2):
+            prod = Signal(signed(len(self.g[t]) + MULT_BITS + 1), name=f"prod{t}")
+            m.d.comb += prod.eq(sum(Mux(self.m[i], self.g[t] << i, 0) for i in range(MULT_BITS)))
+            shift = (SHIFT_MAX - self.sh).as_unsigned()[:SHIFT_BITS]
+            m.d.sync += self.acc[t].eq(Mux(self.clear, 0, self.acc[t]) + (prod << shift))
+        return m
+
+
+class LaneMux(wiring.Component):
+    def __init__(self):
+        super().__init__({"acts": In(data.ArrayLayout(16, 16)), "index": In(data.ArrayLayout(4, LANES)),
+                          "o": Out(data.ArrayLayout(16, LANES))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        for lane in range(LANES):
+            m.d.sync += self.o[lane].eq(self.acts[self.index[lane]])
+        return m
+
+
+CANDIDATES = {"diff": (LaneDiff, [""]), "scaler": (BeatScaler, [""]), "mux": (LaneMux, ["", "-widemux 5"])}
+
+
+def synth(design: wiring.Component, extra: str, folder: Path) -> dict[str, int]:
+    (folder / "top.il").write_text(rtlil.convert(design, name="top"))
+    run_yosys(f"read_rtlil top.il; synth_xilinx -family xcup -top top -flatten -noiopad -dff {extra}; "
+              f"tee -q -o stat.json stat -json", folder)
+    cells = json.loads((folder / "stat.json").read_text())["design"]["num_cells_by_type"]
+    return {group: sum(cells.get(c, 0) for c in names) for group, names in CELL_GROUPS.items()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", default=",".join(CANDIDATES), help="comma-separated candidates")
+    args = ap.parse_args()
+    print(f"{'block':<8} {'flags':<12} {'LUT+SRL':>8} {'FF':>6} {'per DSP (of ' + str(LANES) + ')':>18} {'s':>5}")
+    for name in args.only.split(","):
+        make, flags = CANDIDATES[name]
+        for extra in flags:
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                r = synth(make(), extra, Path(tmp))
+            lut = r["lut"] + r["srl"]
+            print(f"{name:<8} {extra or '-':<12} {lut:>8} {r['ff']:>6} {lut / LANES:>10.1f} LUT "
+                  f"{r['ff'] / LANES:>4.1f} FF {time.perf_counter() - t0:>5.0f}")
+    print(f"reproduce: .venv/bin/python bench/bench_rtl_candidates.py --only {args.only}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
