@@ -14,6 +14,7 @@ queue idle, and its transfers' timing does not depend on base registers
 from __future__ import annotations
 
 import heapq
+import itertools
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -160,7 +161,9 @@ class _Plan:
     total: dict[str, int]
 
 
-_PLANS: dict[tuple, tuple[Section, _Plan]] = {}   # keeps the section, so its id is never reused meanwhile
+# Plans of one program_key (the last one timed): each entry keeps its section, so
+# the section's id is never reused meanwhile. A sweep's batch shares a key.
+_PLANS: dict[tuple, tuple[Section, _Plan]] = {}
 MAX_PLANS = 4096
 
 
@@ -170,6 +173,8 @@ def _plan(hw: HwConfig, sec: Section, placement: Placement) -> _Plan:
     hit = _PLANS.get(key)
     if hit is not None:
         return hit[1]
+    if len(_PLANS) >= MAX_PLANS or any(k[1] != hw.program_key for k in itertools.islice(_PLANS, 1)):
+        _PLANS.clear()
     check_section(hw, sec, placement)
     queues: list[list[int]] = [[] for _ in range(NUM_QUEUES)]
     waits, releases, compute, transfer_of, pcs = [], [], [], [], []
@@ -200,8 +205,6 @@ def _plan(hw: HwConfig, sec: Section, placement: Placement) -> _Plan:
     chans, atoms = _pc_atoms(pcs)
     plan = _Plan(queues, waits, releases, compute, list(transfers), transfer_of, chans, atoms, label_of,
                  list(labels), work, total)
-    if len(_PLANS) >= MAX_PLANS:
-        _PLANS.clear()
     _PLANS[key] = (sec, plan)
     return plan
 

@@ -165,3 +165,27 @@ def test_periodic_shortcut_of_long_strided_loads_is_exact():
         fast = transfer._channel_loads.__wrapped__(Op.LD, tuple(sorted(f.items())), n, 16)
         count, opens = transfer._per_run(*transfer._runs(f, Op.LD), n, 16)
         assert np.array_equal(fast[0], count.sum(0)) and np.array_equal(fast[1], opens.sum(0)), f
+
+
+def test_a_clock_variant_reuses_the_sections_plan_and_times_as_if_fresh(tmp_path, u280):
+    """Designs with one program_key share a section's clock-free plan; the timing on
+    the second design equals a timing made from nothing, and differs from the first's."""
+    from conftest import edited_config
+
+    from compiler.model_config import load_model
+    from compiler.pipeline import Buckets, compile_program
+    from compiler.weights.profile import load_compression
+    from hwmodel.hwconfig import load_hw
+    from sim import engine
+    from sim.stats import program_placement
+    fast = load_hw(edited_config(tmp_path, u280.source, "fast.yaml", "clock_mhz: 225", "clock_mhz: 300"))
+    prog = compile_program(load_model("tiny"), load_compression("flightllm", u280), u280, 20, 4, Buckets(16, 16))
+    placement = program_placement(prog, u280)
+    sec = max(prog.sections, key=lambda s: len(s.instrs))
+    engine._PLANS.clear()
+    slow = _time_section(u280, sec, placement)
+    shared = _time_section(fast, sec, placement)
+    assert len(engine._PLANS) == 1                  # one plan served both designs
+    engine._PLANS.clear()
+    assert shared == _time_section(fast, sec, placement)
+    assert shared.cycles != slow.cycles                # HBM time is the same ns, more cycles of a faster clock
