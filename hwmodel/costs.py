@@ -11,18 +11,11 @@ from dataclasses import dataclass
 
 from hwmodel.chain_timing import tile_cycles
 from hwmodel.hwconfig import HwConfig
-from hwmodel.isa import Instr, MiscFunc, Op, SysKind, bits_of, n_of
+from hwmodel.isa import Instr, MiscFunc, Op, SysKind, sparsity_n
+from hwmodel.operands import operand_spans
 from hwmodel.transfer import transfer_bytes
 
 TWO_PASS = (MiscFunc.SOFTMAX, MiscFunc.LAYERNORM, MiscFunc.RMSNORM)
-
-
-def sparsity_n(ins: Instr) -> int:
-    return n_of(ins.f["n_log2"])
-
-
-def weight_bits(ins: Instr) -> int:
-    return bits_of(ins.f["wbits"])
 
 
 def matrix_cycles(hw: HwConfig, ins: Instr) -> int:
@@ -36,9 +29,13 @@ def misc_elements(ins: Instr) -> int:
     return ins.f["len16"] * 16 * ins.f["rows"]
 
 
+def misc_passes(hw: HwConfig, ins: Instr) -> int:
+    """Passes of the SFU over a MISC's input."""
+    return hw.sfu_passes_softmax if ins.f["func"] in TWO_PASS else 1
+
+
 def misc_cycles(hw: HwConfig, ins: Instr) -> int:
-    passes = hw.sfu_passes_softmax if ins.f["func"] in TWO_PASS else 1
-    return math.ceil(misc_elements(ins) * passes / hw.sfu_lanes) + hw.misc_latency_cycles
+    return math.ceil(misc_elements(ins) * misc_passes(hw, ins) / hw.sfu_lanes) + hw.misc_latency_cycles
 
 
 def sys_cycles(hw: HwConfig, ins: Instr) -> int:
@@ -74,20 +71,25 @@ class Work:
 
 
 def work(hw: HwConfig, ins: Instr) -> Work:
+    """What an instruction does. Its buffer bytes are its operands' extents
+    (`hwmodel.operands`), a two-pass SFU function reading its input twice."""
     op = ins.op
+    moved = buffer_bytes(hw, ins)
     if op in (Op.MM, Op.MV):
         rows, k, t = ins.f["rows"], ins.f["kblk"] * hw.sparsity_m, ins.f["tokens"]
         nnz_k = ins.f["kblk"] * sparsity_n(ins)
-        wbytes = math.ceil(rows * nnz_k * weight_bits(ins) / 8)
-        return Work(macs=rows * nnz_k * t, dense_macs=rows * k * t, weights=rows * nnz_k,
-                    buffer_bytes=wbytes + t * k + 4 * t * rows)
+        return Work(macs=rows * nnz_k * t, dense_macs=rows * k * t, weights=rows * nnz_k, buffer_bytes=moved)
     if op == Op.MISC:
-        passes = hw.sfu_passes_softmax if ins.f["func"] in TWO_PASS else 1
-        n = misc_elements(ins)
-        return Work(sfu_ops=n * passes, buffer_bytes=n * (passes + 1))
+        return Work(sfu_ops=misc_elements(ins) * misc_passes(hw, ins), buffer_bytes=moved)
     if op in (Op.LD, Op.ST):
-        b = transfer_bytes(hw, ins)
-        return Work(hbm_bytes=b, buffer_bytes=b)
+        return Work(hbm_bytes=transfer_bytes(hw, ins), buffer_bytes=moved)
     if ins.f["kind"] == SysKind.EXCHANGE:
-        return Work(link_bytes=ins.f["lines"] * hw.line_bytes * (hw.slrs - 1) // hw.slrs)
+        return Work(link_bytes=ins.f["lines"] * hw.line_bytes * (hw.slrs - 1) // hw.slrs, buffer_bytes=moved)
     return Work()
+
+
+def buffer_bytes(hw: HwConfig, ins: Instr) -> int:
+    """On-chip bytes an instruction reads and writes: its operand extents, an SFU
+    function's input once per pass."""
+    passes = misc_passes(hw, ins) if ins.op == Op.MISC else 1
+    return sum(nbytes * (passes if name == "src" else 1) for name, _, nbytes in operand_spans(hw, ins))

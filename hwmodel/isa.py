@@ -169,6 +169,16 @@ def bits_of(code: int) -> int:
     return code + 1
 
 
+def sparsity_n(ins: Instr) -> int:
+    """N of an MM/MV's N:M pattern."""
+    return n_of(ins.f["n_log2"])
+
+
+def weight_bits(ins: Instr) -> int:
+    """Bits per stored weight of an MM/MV."""
+    return bits_of(ins.f["wbits"])
+
+
 class Isa:
     """The layouts of one hardware design, with encode/decode."""
 
@@ -216,6 +226,10 @@ class Isa:
     def max_value(self, op: Op, name: str) -> int:
         """Largest value field `name` of `op` holds on this design."""
         return field_max(self.width(op, name))
+
+    def full_fields(self, ins: Instr) -> dict[str, int]:
+        """An instruction's fields as it decodes: every field of its layout, unset ones 0."""
+        return dict.fromkeys(self._names[ins.op], 0) | ins.f
 
     def encode(self, ins: Instr, index: int | None = None) -> list[int]:
         """Pack an instruction into its words; a value too wide is a CompileError.

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import math
 
-from hwmodel.costs import sparsity_n, weight_bits
 from hwmodel.hwconfig import HwConfig
-from hwmodel.isa import PARAM_HEADER_BYTES, RESIDUAL_BYTES, Instr, MatMode, MiscFunc, Op, SysKind, exchange_window
+from hwmodel.isa import (PARAM_HEADER_BYTES, RESIDUAL_BYTES, Instr, MatMode, MiscFunc, Op, SysKind, exchange_window,
+                         sparsity_n, weight_bits)
 from hwmodel.transfer import transfer_bytes
 
 Span = tuple[str, int, int]

@@ -62,14 +62,13 @@ MAX_VERDICTS = 1 << 20     # distinct instructions remembered per design, a boun
 
 def check_section(hw: HwConfig, sec: Section, placement: Placement) -> None:
     """Refuse the first instruction of `sec` the design cannot run."""
-    layouts = isa_for(hw).layouts
+    isa = isa_for(hw)
     verdicts = _verdicts(hw, placement)
     for i, ins in enumerate(sec.instrs):
         key = (ins.op, tuple(ins.f.items()))
         fault = verdicts.get(key, False)
         if fault is False:
-            full = dict.fromkeys((name for name, _ in layouts[ins.op].fields), 0) | ins.f   # unset fields encode as 0
-            fault = _fault(hw, placement, Instr(ins.op, ins.wait, ins.release, full))
+            fault = _fault(hw, placement, Instr(ins.op, ins.wait, ins.release, isa.full_fields(ins)))
             if len(verdicts) >= MAX_VERDICTS:
                 verdicts.clear()
             verdicts[key] = fault

@@ -21,7 +21,7 @@ from functools import lru_cache
 from hwmodel.costs import Work, compute_cycles, work
 from hwmodel.errors import SimulationError
 from hwmodel.hwconfig import HwConfig
-from hwmodel.isa import NUM_QUEUES, QUEUES, Instr, Op, mask_to_queues
+from hwmodel.isa import NUM_QUEUES, QUEUES, Instr, Op, isa_for, mask_to_queues
 from hwmodel.placement import Placement
 from hwmodel.program import Section, format_instr
 from hwmodel.transfer import transfer_pcs, transfer_timing_of, turnaround_cycles
@@ -212,7 +212,8 @@ def _plan(hw: HwConfig, sec: Section, placement: Placement) -> _Plan:
 @lru_cache(maxsize=65536)
 def _work_items(hw: HwConfig, op: Op, items: tuple) -> tuple[tuple[str, int], ...]:
     """The non-zero work of an instruction (cached: sections repeat instructions)."""
-    w = work(hw, Instr(op, 0, 0, dict(items)))
+    ins = Instr(op, 0, 0, dict(items))
+    w = work(hw, Instr(op, 0, 0, isa_for(hw).full_fields(ins)))
     return tuple((k, getattr(w, k)) for k in WORK_FIELDS if getattr(w, k))
 
 

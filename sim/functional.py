@@ -23,14 +23,14 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from hwmodel.costs import sparsity_n, weight_bits
 from hwmodel.dequant import dequantize_codes
 from hwmodel.errors import SimulationError
 from hwmodel.exact_products import exact_float
 from hwmodel.hbm_image import HbmImage
 from hwmodel.hwconfig import BLOCK, HwConfig
 from hwmodel.isa import (BASE_REGISTERS, FP16_MAX, INT8_MAX, NUM_QUEUES, PARAM_HEADER_BYTES, R_IO, RESIDUAL_BYTES,
-                         SCORE_DIVISOR, Instr, MatMode, MiscFunc, Op, SysKind, exchange_window, mask_to_queues)
+                         SCORE_DIVISOR, Instr, MatMode, MiscFunc, Op, SysKind, exchange_window, mask_to_queues,
+                         sparsity_n, weight_bits)
 from hwmodel.program import Program, Section, schedule_for, to_bytes
 from hwmodel.weight_record import decode_record, record_parts
 

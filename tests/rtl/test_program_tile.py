@@ -46,11 +46,11 @@ import pytest
 from rtl_tools import simulator, yosys  # noqa: F401 (fixtures)
 
 from hwmodel.chain_timing import row_cycles
-from hwmodel.costs import matrix_cycles, sparsity_n, weight_bits
+from hwmodel.costs import matrix_cycles
 from hwmodel.gateware.dsp48 import FAMILY_DSP
 from hwmodel.gateware.tile_stream import record_tile, tile_beats
 from hwmodel.hwconfig import load_hw
-from hwmodel.isa import MatMode
+from hwmodel.isa import MatMode, sparsity_n, weight_bits
 from hwmodel.weight_record import record_parts
 from rtl.export import tile_for, tile_hw, write_verilog
 from rtl.runner import SIM_BUILD, bench_params, run_bench
