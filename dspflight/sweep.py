@@ -42,6 +42,7 @@ CASES = {"flightllm": ((128, 512), (128, 1024), (128, 1536), (512, 512), (512, 1
 OBJECTIVES = ("decode_tokens_per_s", "tokens_per_joule", "tokens_per_s_per_dollar", "prefill_ms",
               "decode_ms_per_token", "total_ms", "power_w", "hbm_bandwidth_utilization", "program_bytes")
 MAX_POINTS = 100_000
+MAX_BATCH = 4     # points per task at most: one compile serves them, and a sweep of one program still spreads
 
 
 @dataclass(frozen=True)
@@ -249,10 +250,10 @@ class _Grid:
         done = set(table["point"]) if not table.empty else set()
         todo = [(k, p) for k, p in ((point_key(sweep, p), p) for p in points(sweep)) if k not in done]
         self.total = len(todo)
-        batches: dict[str, list] = {}
+        same: dict[str, list] = {}
         for key, point in todo:
-            batches.setdefault(batch_key(configs_of(sweep, point)), []).append((key, point))
-        self.todo = iter(batches.values())
+            same.setdefault(batch_key(configs_of(sweep, point)), []).append((key, point))
+        self.todo = iter([run[i:i + MAX_BATCH] for run in same.values() for i in range(0, len(run), MAX_BATCH)])
 
     def propose(self) -> list[tuple[str, dict]] | None:
         return next(self.todo, None)

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from dspflight.sweep import load_sweep, pareto, points, run_sweep
+from dspflight.sweep import MAX_BATCH, _Grid, _label, configs_of, evaluate, load_sweep, pareto, points, run_sweep
 from hwmodel.errors import ConfigError
 
 pytestmark = pytest.mark.sim
@@ -100,6 +100,22 @@ def test_sweep_on_a_local_cluster_records_failures_and_resumes(tmp_path):
     t0 = time.perf_counter()
     again = run_sweep(spec, out, workers=2)
     assert len(again) == 12 and time.perf_counter() - t0 < first
+
+
+def test_points_that_run_one_program_are_one_task_and_give_the_rows_of_single_points():
+    """Clock variants batch (at most MAX_BATCH a task); a refused design is a task of its own;
+    a batch's rows equal those of each point evaluated alone."""
+    spec = load_sweep(dict(SPEC, axes={"hw.mpe.chains": [32, 100000], "hw.clock_mhz": [150, 200, 225, 250, 300]},
+                           workloads=[{"prefill": 16, "decode": 24}]))
+    batches = list(_Grid(spec, pd.DataFrame()).todo)
+    assert sorted(len(b) for b in batches) == [1, 1, 1, 1, 1, 1, MAX_BATCH]
+    assert all(p["hw.mpe.chains"] == 32 for b in batches if len(b) > 1 for _, p in b)
+    big = max(batches, key=len)
+    together = evaluate([(configs_of(spec, p), _label(p)) for _, p in big], spec.workloads)
+    alone = [evaluate([(configs_of(spec, p), _label(p))], spec.workloads)[0] for _, p in big]
+    timing_free = lambda rows: [{k: v for k, v in r.items() if k not in ("compile_s", "simulate_s")} for r in rows]
+    assert [timing_free(r) for r in together] == [timing_free(r) for r in alone]
+    assert len({r[0]["decode_tokens_per_s"] for r in together}) == MAX_BATCH      # the clock matters
 
 
 def kill_a_busy_worker(address: str, done: threading.Event) -> dict:
