@@ -5,6 +5,10 @@ them becomes gateware (issue 9, item 1: at most 100 LUT per DSP).
 - `diff`: 16 lanes of the cheapest dequantizer, `q - z` with the code unpacked
   by width (2, 3, 4, 5, 8 bits), registered: what a lane costs if the group
   scale leaves the lane.
+- `shift`: the same lanes scaled by a power of two (a 3-bit group exponent) and
+  saturated to INT8 in the lane: FlightLLM's bit-width expander ("control
+  bits, scale, sign", FACTS.md); its `q - z` register stays, one more cycle.
+  `shift-nosat` drops the saturation (a quantizer that never overflows INT8).
 - `scaler`: one chain's group scale applied to its beat sums at beat rate,
   `acc += (G * m) << (15 - sh)` for two tokens (24-bit G, 48-bit acc).
 - `mux`: 16 lanes of the sparse MUX (a 16:1 pick of a 16-bit activation pair),
@@ -27,7 +31,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwmodel.dequant import MULT_BITS, SHIFT_BITS, SHIFT_MAX
-from hwmodel.isa import WBITS_BITS, wbits_code
+from hwmodel.isa import INT8_MAX, WBITS_BITS, wbits_code
 from rtl.synth import CELL_GROUPS
 from rtl.yosys import run_yosys
 
@@ -52,6 +56,27 @@ class LaneDiff(wiring.Component):
                 with m.Default():
                     m.d.comb += code.eq(self.z)
             m.d.sync += self.w[lane].eq(code - self.z)
+        return m
+
+
+class LaneShift(wiring.Component):
+    """`q - z` scaled by a power of two, saturated to INT8: FlightLLM's bit-width
+    expander ("control bits, scale, sign"), with a 3-bit group exponent."""
+
+    def __init__(self, saturate: bool = True):
+        self.saturate = saturate
+        super().__init__({"q": In(CODE * LANES), "wbits": In(WBITS_BITS), "z": In(CODE), "e": In(3),
+                          "w": Out(data.ArrayLayout(signed(8), LANES))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.diff = diff = LaneDiff()
+        m.d.comb += [diff.q.eq(self.q), diff.wbits.eq(self.wbits), diff.z.eq(self.z)]
+        for lane in range(LANES):
+            big = Signal(signed(CODE + 1 + 7), name=f"big{lane}")
+            m.d.comb += big.eq(diff.w[lane] << self.e)
+            sat = Mux(big > INT8_MAX, INT8_MAX, Mux(big < -INT8_MAX, -INT8_MAX, big)) if self.saturate else big
+            m.d.sync += self.w[lane].eq(sat)
         return m
 
 
@@ -82,7 +107,9 @@ class LaneMux(wiring.Component):
         return m
 
 
-CANDIDATES = {"diff": (LaneDiff, [""]), "scaler": (BeatScaler, [""]), "mux": (LaneMux, ["", "-widemux 5"])}
+CANDIDATES = {"diff": (LaneDiff, [""]), "shift": (LaneShift, [""]),
+              "shift-nosat": (lambda: LaneShift(saturate=False), [""]), "scaler": (BeatScaler, [""]),
+              "mux": (LaneMux, ["", "-widemux 5"])}
 
 
 def synth(design: wiring.Component, extra: str, folder: Path) -> dict[str, int]:
@@ -97,7 +124,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default=",".join(CANDIDATES), help="comma-separated candidates")
     args = ap.parse_args()
-    print(f"{'block':<8} {'flags':<12} {'LUT+SRL':>8} {'FF':>6} {'per DSP (of ' + str(LANES) + ')':>18} {'s':>5}")
+    print(f"{'block':<12} {'flags':<12} {'LUT+SRL':>8} {'FF':>6} {'per DSP (of ' + str(LANES) + ')':>18} {'s':>5}")
     for name in args.only.split(","):
         make, flags = CANDIDATES[name]
         for extra in flags:
@@ -105,7 +132,7 @@ def main() -> int:
                 t0 = time.perf_counter()
                 r = synth(make(), extra, Path(tmp))
             lut = r["lut"] + r["srl"]
-            print(f"{name:<8} {extra or '-':<12} {lut:>8} {r['ff']:>6} {lut / LANES:>10.1f} LUT "
+            print(f"{name:<12} {extra or '-':<12} {lut:>8} {r['ff']:>6} {lut / LANES:>10.1f} LUT "
                   f"{r['ff'] / LANES:>4.1f} FF {time.perf_counter() - t0:>5.0f}")
     print(f"reproduce: .venv/bin/python bench/bench_rtl_candidates.py --only {args.only}")
     return 0

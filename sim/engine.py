@@ -162,7 +162,8 @@ class _Plan:
 
 
 # Plans of one program_key (the last one timed): each entry keeps its section, so
-# the section's id is never reused meanwhile. A sweep's batch shares a key.
+# the section's id is never reused meanwhile; a section's instructions are final
+# once timed (as once encoded, `section_words`). A sweep's batch shares a key.
 _PLANS: dict[tuple, tuple[Section, _Plan]] = {}
 MAX_PLANS = 4096
 
