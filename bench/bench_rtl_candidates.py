@@ -14,7 +14,7 @@ them becomes gateware (issue 9, item 1: at most 100 LUT per DSP).
 - `mux`: 16 lanes of the sparse MUX (a 16:1 pick of a 16-bit activation pair),
   registered; once as inferred, once with `-widemux 5` (MUXF7/F8 if inferred).
 
-    .venv/bin/python bench/bench_rtl_candidates.py [--only diff,scaler,mux]
+    .venv/bin/python bench/bench_rtl_candidates.py [--only diff,shift,shift-nosat,scaler,mux]
 """
 from __future__ import annotations
 
@@ -124,6 +124,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default=",".join(CANDIDATES), help="comma-separated candidates")
     args = ap.parse_args()
+    unknown = sorted(set(args.only.split(",")) - set(CANDIDATES))
+    if unknown:
+        ap.error(f"--only: no candidate {unknown[0]!r} (candidates: {', '.join(CANDIDATES)})")
     print(f"{'block':<12} {'flags':<12} {'LUT+SRL':>8} {'FF':>6} {'per DSP (of ' + str(LANES) + ')':>18} {'s':>5}")
     for name in args.only.split(","):
         make, flags = CANDIDATES[name]
