@@ -183,7 +183,7 @@ def _plan(hw: HwConfig, sec: Section, placement: Placement) -> _Plan:
     label_names = sec.label_of()
     labels: dict[str, int] = {}
     label_of = [labels.setdefault(lab, len(labels)) for lab in label_names]
-    work = [dict.fromkeys(WORK_FIELDS, 0) for _ in labels]
+    label_work = [dict.fromkeys(WORK_FIELDS, 0) for _ in labels]
     total = dict.fromkeys(WORK_FIELDS, 0)
     for i, ins in enumerate(sec.instrs):
         q = int(ins.op)
@@ -201,11 +201,11 @@ def _plan(hw: HwConfig, sec: Section, placement: Placement) -> _Plan:
             compute.append(compute_cycles(hw, ins))
             pcs.append(None)
         for k, v in _work_items(hw, ins.op, items):
-            work[label_of[i]][k] += v
+            label_work[label_of[i]][k] += v
             total[k] += v
     chans, atoms = _pc_atoms(pcs)
     plan = _Plan(queues, waits, releases, compute, list(transfers), transfer_of, chans, atoms, label_of,
-                 list(labels), work, total)
+                 list(labels), label_work, total)
     _PLANS[key] = (sec, plan)
     return plan
 
@@ -213,8 +213,7 @@ def _plan(hw: HwConfig, sec: Section, placement: Placement) -> _Plan:
 @lru_cache(maxsize=65536)
 def _work_items(hw: HwConfig, op: Op, items: tuple) -> tuple[tuple[str, int], ...]:
     """The non-zero work of an instruction (cached: sections repeat instructions)."""
-    ins = Instr(op, 0, 0, dict(items))
-    w = work(hw, Instr(op, 0, 0, isa_for(hw).full_fields(ins)))
+    w = work(hw, Instr(op, 0, 0, isa_for(hw).full_fields(Instr(op, 0, 0, dict(items)))))
     return tuple((k, getattr(w, k)) for k in WORK_FIELDS if getattr(w, k))
 
 
