@@ -122,8 +122,26 @@ def transfer_pcs(placement: Placement, ins: Instr) -> tuple[int, ...]:
 @lru_cache(maxsize=65536)
 def transfer_timing_of(hw: HwConfig, placement: Placement, op: Op, key: tuple) -> TransferTiming:
     """`transfer_timing` of an instruction given as its op and sorted fields."""
+    core_bytes, busiest, pcs = _stream(hw, placement, op, key)
+    dma = core_bytes / (hw.dma_port_gbps * hw.hbm.ports_per_pc)   # one core's side of its ports
+    data = math.ceil(max(busiest, dma) * hw.clock_mhz / 1000)
+    return TransferTiming(data, hw.hbm_latency_cycles + data, pcs)
+
+
+_STREAMS: dict[tuple, tuple[float, float, tuple[int, ...]]] = {}
+MAX_STREAMS = 1 << 16
+
+
+def _stream(hw: HwConfig, placement: Placement, op: Op, key: tuple) -> tuple[float, float, tuple[int, ...]]:
+    """(one core's bytes on its busiest channel, ns of the busiest PC, PCs used): the
+    timing but for the clock, so designs of one `program_key` (a sweep's clock
+    variants) compute it once."""
+    memo = (hw.program_key, placement, op, key)
+    hit = _STREAMS.get(memo)
+    if hit is not None:
+        return hit
     nbytes, opens = _loads(hw, op, key)
-    dma = float(nbytes.max()) / (hw.dma_port_gbps * hw.hbm.ports_per_pc)   # one core's side of its ports
+    core_bytes = float(nbytes.max())
     f = dict(key)
     table, pcs, shared = _group_pcs(placement, f["ch_first"], f["ch_count"])
     if shared:                      # a PC serves the sum of the cores' streams
@@ -132,9 +150,10 @@ def transfer_timing_of(hw: HwConfig, placement: Placement, op: Op, key: tuple) -
         np.add.at(per_pc_bytes, table, np.broadcast_to(nbytes, table.shape))
         np.add.at(per_pc_opens, table, np.broadcast_to(opens, table.shape))
         nbytes, opens = per_pc_bytes, per_pc_opens
-    busiest = float(hw.hbm.stream_ns(nbytes, opens).max())
-    data = math.ceil(max(busiest, dma) * hw.clock_mhz / 1000)
-    return TransferTiming(data, hw.hbm_latency_cycles + data, pcs)
+    if len(_STREAMS) >= MAX_STREAMS:
+        _STREAMS.clear()
+    _STREAMS[memo] = hit = (core_bytes, float(hw.hbm.stream_ns(nbytes, opens).max()), pcs)
+    return hit
 
 
 def turnaround_cycles(hw: HwConfig, to_write: bool) -> int:

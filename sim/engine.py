@@ -28,7 +28,9 @@ from hwmodel.transfer import transfer_pcs, transfer_timing_of, turnaround_cycles
 from sim.checks import check_section
 
 WORK_FIELDS = tuple(Work.__dataclass_fields__)
-ST_QUEUE = int(Op.ST)
+LD_QUEUE, ST_QUEUE = int(Op.LD), int(Op.ST)
+ALL_QUEUES = (1 << NUM_QUEUES) - 1
+MASK_QUEUES = [tuple(q for q in range(NUM_QUEUES) if m >> q & 1) for m in range(ALL_QUEUES + 1)]
 
 
 @dataclass
@@ -68,6 +70,7 @@ def _pc_atoms(chans: list) -> tuple[list, int]:
 def time_section(hw: HwConfig, sec: Section, placement: Placement, keep_trace: bool = False) -> SectionTiming:
     plan = _plan(hw, sec, placement)
     queues, waits, releases, chans, atoms = plan.queues, plan.waits, plan.releases, plan.chans, plan.atoms
+    release_mask = plan.release_mask
     timed = [transfer_timing_of(hw, placement, op, key) for op, key in plan.transfers]
     cycles = [c if t < 0 else timed[t].cycles for c, t in zip(plan.compute, plan.transfer_of)]
     occupy = [c if t < 0 else timed[t].data_cycles for c, t in zip(plan.compute, plan.transfer_of)]
@@ -75,7 +78,7 @@ def time_section(hw: HwConfig, sec: Section, placement: Placement, keep_trace: b
     head = [0] * NUM_QUEUES
     busy_until = [0] * NUM_QUEUES
     running = [False] * NUM_QUEUES
-    tokens = [[0] * NUM_QUEUES for _ in range(NUM_QUEUES)]   # tokens[p][c]: released by p for c
+    tokens = [[0] * NUM_QUEUES for _ in range(NUM_QUEUES)]   # tokens[c][p]: released by p for c
     ch_free = [0] * atoms
     ch_writing = [False] * atoms
     turn = {True: turnaround_cycles(hw, True), False: turnaround_cycles(hw, False)}
@@ -83,16 +86,19 @@ def time_section(hw: HwConfig, sec: Section, placement: Placement, keep_trace: b
     start_of = [0] * n
     now, done, last_end = 0, 0, 0
     lengths = [len(qu) for qu in queues]
+    dirty = ALL_QUEUES     # queues whose issue may have become possible: only they are looked at
     while done < n:
-        for q in range(NUM_QUEUES):
+        for q in MASK_QUEUES[dirty]:
             if running[q] or head[q] >= lengths[q] or busy_until[q] > now:
                 continue
             i = queues[q][head[q]]
             w = waits[i]
-            if w and not all(tokens[p][q] for p in w):
-                continue
-            for p in w:
-                tokens[p][q] -= 1
+            if w:
+                mine = tokens[q]
+                if not all(mine[p] for p in w):
+                    continue
+                for p in w:
+                    mine[p] -= 1
             start = now if now > busy_until[q] else busy_until[q]
             pcs = chans[i]
             if pcs is not None:
@@ -116,15 +122,18 @@ def time_section(hw: HwConfig, sec: Section, placement: Placement, keep_trace: b
         if not events:
             raise _deadlock(sec, now, queues, head)
         now, q, i = heapq.heappop(events)
+        dirty = 1 << q
         if i < 0 or occupy[i] == cycles[i]:
             running[q] = False
         if i < 0:
             continue
         done += 1
-        last_end = max(last_end, now)
+        if now > last_end:
+            last_end = now
         for c in releases[i]:
-            tokens[q][c] += 1
-    _check_all_tokens_consumed(sec, tokens)
+            tokens[c][q] += 1
+        dirty |= release_mask[i]
+    _check_all_tokens_consumed(sec, [list(col) for col in zip(*tokens)])
     return _summarize(sec, plan, start_of, cycles, occupy, last_end, keep_trace)
 
 
@@ -150,6 +159,7 @@ class _Plan:
     queues: list[list[int]]                  # each queue's instructions, in order
     waits: list[tuple[int, ...]]
     releases: list[tuple[int, ...]]
+    release_mask: list[int]                  # the released queues as a bit mask (bit q: queue q)
     compute: list[int]                       # cycles of an MM/MV/MISC/SYS (0 for a transfer)
     transfers: list[tuple[Op, tuple]]        # the distinct LD/ST (op, sorted fields)
     transfer_of: list[int]                   # an instruction's index into `transfers`, or -1
@@ -191,23 +201,30 @@ def _plan(hw: HwConfig, sec: Section, placement: Placement) -> _Plan:
         waits.append(mask_to_queues(q, ins.wait))
         releases.append(mask_to_queues(q, ins.release))
         items = tuple(ins.f.items())
-        if ins.op in (Op.LD, Op.ST):
-            key_t = (ins.op, tuple(sorted(items)))
-            transfer_of.append(transfers.setdefault(key_t, len(transfers)))
+        if q == LD_QUEUE or q == ST_QUEUE:
+            transfer_of.append(transfers.setdefault((ins.op, tuple(sorted(items))), len(transfers)))
             compute.append(0)
             pcs.append(transfer_pcs(placement, ins))
         else:
             transfer_of.append(-1)
-            compute.append(compute_cycles(hw, ins))
+            compute.append(_compute_cycles(hw, ins.op, items))
             pcs.append(None)
+        into = label_work[label_of[i]]
         for k, v in _work_items(hw, ins.op, items):
-            label_work[label_of[i]][k] += v
+            into[k] += v
             total[k] += v
     chans, atoms = _pc_atoms(pcs)
-    plan = _Plan(queues, waits, releases, compute, list(transfers), transfer_of, chans, atoms, label_of,
+    release_mask = [sum(1 << c for c in r) for r in releases]
+    plan = _Plan(queues, waits, releases, release_mask, compute, list(transfers), transfer_of, chans, atoms, label_of,
                  list(labels), label_work, total)
     _PLANS[key] = (sec, plan)
     return plan
+
+
+@lru_cache(maxsize=65536)
+def _compute_cycles(hw: HwConfig, op: Op, items: tuple) -> int:
+    """`compute_cycles` of an MM/MV/MISC/SYS given as its fields (cached, as `_work_items`)."""
+    return compute_cycles(hw, Instr(op, 0, 0, dict(items)))
 
 
 @lru_cache(maxsize=65536)

@@ -168,14 +168,16 @@ def test_periodic_shortcut_of_long_strided_loads_is_exact():
 
 
 def test_a_clock_variant_reuses_the_sections_plan_and_times_as_if_fresh(tmp_path, u280):
-    """Designs with one program_key share a section's clock-free plan; the timing on
-    the second design equals a timing made from nothing, and differs from the first's."""
+    """Designs with one program_key share a section's clock-free plan and transfer
+    streams; the timing on the second design equals a timing made from nothing,
+    and differs from the first's."""
     from conftest import edited_config
 
     from compiler.model_config import load_model
     from compiler.pipeline import Buckets, compile_program
     from compiler.weights.profile import load_compression
     from hwmodel.hwconfig import load_hw
+    from hwmodel import transfer
     from sim import engine
     from sim.stats import program_placement
     fast = load_hw(edited_config(tmp_path, u280.source, "fast.yaml", "clock_mhz: 225", "clock_mhz: 300"))
@@ -183,9 +185,14 @@ def test_a_clock_variant_reuses_the_sections_plan_and_times_as_if_fresh(tmp_path
     placement = program_placement(prog, u280)
     sec = max(prog.sections, key=lambda s: len(s.instrs))
     engine._PLANS.clear()
+    transfer._STREAMS.clear()
     slow = _time_section(u280, sec, placement)
+    streams = len(transfer._STREAMS)
     shared = _time_section(fast, sec, placement)
     assert len(engine._PLANS) == 1                  # one plan served both designs
+    assert len(transfer._STREAMS) == streams > 0    # and one set of transfer streams
     engine._PLANS.clear()
+    transfer._STREAMS.clear()
+    transfer.transfer_timing_of.cache_clear()
     assert shared == _time_section(fast, sec, placement)
     assert shared.cycles != slow.cycles                # HBM time is the same ns, more cycles of a faster clock
