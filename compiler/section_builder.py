@@ -39,7 +39,8 @@ class SectionBuilder:
 
     def _uses(self, res: Resource) -> list[_Use]:
         if isinstance(res, str):
-            return [self._named[res]] if res in self._named else []
+            use = self._named.get(res)
+            return [use] if use is not None else []
         s, e = res
         return [u for rs, re, u in self._ranges if rs < e and s < re]
 
@@ -56,12 +57,14 @@ class SectionBuilder:
             for u in self._uses(w):
                 if u.writer is not None:
                     deps.add(u.writer)
-                deps.update(u.readers)
+                if u.readers:
+                    deps.update(u.readers)
             if isinstance(w, str):
                 self._named[w] = _Use(idx)
             else:
                 s, e = w
-                self._ranges = [(rs, re, u) for rs, re, u in self._ranges if not (s <= rs and re <= e)]
+                if self._ranges:
+                    self._ranges = [(rs, re, u) for rs, re, u in self._ranges if not (s <= rs and re <= e)]
                 self._ranges.append((s, e, _Use(idx)))
         deps.discard(idx)
         self.instrs.append(Instr(op, 0, 0, fields))

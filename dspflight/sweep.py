@@ -12,7 +12,8 @@ or on any Dask scheduler by address. Results are one row per (point,
 workload): the axis values, every scalar `summary.json` field, a point key
 and an `error` column (a point that raises is a row, not the end of the
 sweep). `results.parquet` and `results.csv` are rewritten atomically as
-points finish, so an interrupted sweep leaves a valid table and the same
+points finish (at most every `WRITE_EVERY_S`, and when the sweep ends or
+is interrupted), so an interrupted sweep leaves a valid table and the same
 command run again skips the points already in it. The non-dominated rows
 by the objectives go to `pareto.csv`, `pareto.png` and `pareto.html`
 (interactive, works offline).
@@ -25,6 +26,7 @@ import io
 import itertools
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -43,6 +45,9 @@ OBJECTIVES = ("decode_tokens_per_s", "tokens_per_joule", "tokens_per_s_per_dolla
               "decode_ms_per_token", "total_ms", "power_w", "hbm_bandwidth_utilization", "program_bytes")
 MAX_POINTS = 100_000
 MAX_BATCH = 4     # points per task at most: one compile serves them, and a sweep of one program still spreads
+REFUSED_BATCH = 64   # points per task of designs the loader refuses (each takes a millisecond)
+WRITE_EVERY_S = 2.0  # the tables are rewritten at most this often while a sweep runs (and when it ends)
+REFUSED = "refused"
 
 
 @dataclass(frozen=True)
@@ -176,13 +181,13 @@ def configs_of(sweep: Sweep, point: dict) -> dict:
 
 def batch_key(maps: dict) -> str:
     """Points with one key run one program (their designs differ only in fields the
-    compiler never reads, `HwConfig.program_key`), so a task compiles it once."""
+    compiler never reads, `HwConfig.program_key`), so a task compiles it once.
+    Designs the loader refuses share the key `REFUSED`: their task only records why."""
     try:
         hw = load_hw(maps["hw"]).program_key
     except DspflightError:
-        hw = None                                   # refused: the task records why, alone
-    return json.dumps([hw, maps["model"], maps["compression"], None if hw else maps["hw"]], sort_keys=True,
-                      default=str)
+        return REFUSED
+    return json.dumps([hw, maps["model"], maps["compression"]], sort_keys=True, default=str)
 
 
 def evaluate(batch: list[tuple[dict, str]], workloads: tuple) -> list[list[dict]]:
@@ -244,7 +249,8 @@ def _non_dominated(rows: pd.DataFrame, objectives: tuple[tuple[str, str], ...]) 
 
 class _Grid:
     """Proposes the grid's (or the random draw's) points not in the table yet, in
-    batches of the points that run one program (`batch_key`)."""
+    batches of the points that run one program (`batch_key`), and the refused
+    designs in batches of their own."""
 
     def __init__(self, sweep: Sweep, table: pd.DataFrame):
         done = set(table["point"]) if not table.empty else set()
@@ -253,7 +259,9 @@ class _Grid:
         same: dict[str, list] = {}
         for key, point in todo:
             same.setdefault(batch_key(configs_of(sweep, point)), []).append((key, point))
-        self.todo = iter([run[i:i + MAX_BATCH] for run in same.values() for i in range(0, len(run), MAX_BATCH)])
+        size = {REFUSED: REFUSED_BATCH}
+        self.todo = iter([run[i:i + size.get(k, MAX_BATCH)] for k, run in same.items()
+                          for i in range(0, len(run), size.get(k, MAX_BATCH))])
 
     def propose(self) -> list[tuple[str, dict]] | None:
         return next(self.todo, None)
@@ -353,7 +361,7 @@ def run_sweep(sweep: Sweep, out: str | Path, scheduler: str | None = None, worke
             for _ in range(slots):
                 if not submit():
                     break
-            finished = 0
+            finished, written = 0, time.monotonic()
             for fut in pending:
                 batch = futures.pop(fut)
                 rows = []
@@ -361,7 +369,9 @@ def run_sweep(sweep: Sweep, out: str | Path, scheduler: str | None = None, worke
                     source.learn(point, result)
                     rows += [{"point": key, **{f"axis:{a}": v for a, v in point.items()}, **r} for r in result]
                 table = pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
-                _write(out, table, sweep, plots=False)
+                if time.monotonic() - written >= WRITE_EVERY_S:
+                    _write(out, table, sweep, plots=False)
+                    written = time.monotonic()
                 submit()
                 finished += len(batch)
                 if progress:

@@ -64,6 +64,7 @@ def record_parts(hw: HwConfig, rows: int, kblk: int, n: int, bits: int, group: i
     return dict(_parts(hw, rows, kblk, n, bits, group))
 
 
+@lru_cache(maxsize=65536)
 def record_bytes(hw: HwConfig, rows: int, kblk: int, n: int, bits: int, group: int) -> int:
     """HBM and buffer bytes of a record (the sum of its parts)."""
     return sum(record_parts(hw, rows, kblk, n, bits, group).values())

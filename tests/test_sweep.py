@@ -103,14 +103,20 @@ def test_sweep_on_a_local_cluster_records_failures_and_resumes(tmp_path):
 
 
 def test_points_that_run_one_program_are_one_task_and_give_the_rows_of_single_points():
-    """Clock variants batch (at most MAX_BATCH a task); a refused design is a task of its own;
-    a batch's rows equal those of each point evaluated alone."""
+    """Clock variants batch (at most MAX_BATCH a task); refused designs are a batch of
+    their own, each point with its error; a batch's rows equal those of each point
+    evaluated alone."""
     spec = load_sweep(dict(SPEC, axes={"hw.mpe.chains": [32, 100000], "hw.clock_mhz": [150, 200, 225, 250, 300]},
                            workloads=[{"prefill": 16, "decode": 24}]))
     batches = list(_Grid(spec, pd.DataFrame()).todo)
-    assert sorted(len(b) for b in batches) == [1, 1, 1, 1, 1, 1, MAX_BATCH]
-    assert all(p["hw.mpe.chains"] == 32 for b in batches if len(b) > 1 for _, p in b)
-    big = max(batches, key=len)
+    assert sorted(len(b) for b in batches) == [1, MAX_BATCH, 5]
+    refused = max(batches, key=len)
+    assert all(p["hw.mpe.chains"] == 100000 for _, p in refused)
+    errors = [rows[0]["error"] for rows in evaluate([(configs_of(spec, p), _label(p)) for _, p in refused],
+                                                     spec.workloads)]
+    assert all(f"hw.clock_mhz={p['hw.clock_mhz']}" in e and "DSP" in e for (_, p), e in zip(refused, errors)), errors
+    big = next(b for b in batches if len(b) == MAX_BATCH)
+    assert all(p["hw.mpe.chains"] == 32 for _, p in big)
     together = evaluate([(configs_of(spec, p), _label(p)) for _, p in big], spec.workloads)
     alone = [evaluate([(configs_of(spec, p), _label(p))], spec.workloads)[0] for _, p in big]
     timing_free = lambda rows: [{k: v for k, v in r.items() if k not in ("compile_s", "simulate_s")} for r in rows]

@@ -13,25 +13,28 @@ import networkx as nx
 from compiler.section_builder import SectionBuilder
 from compiler.step import StepState, contract
 from hwmodel.hwconfig import HwConfig
-from hwmodel.isa import other_queues
+from hwmodel.isa import NUM_QUEUES, other_queues
 
 
 def assign_tokens(b: SectionBuilder) -> None:
+    ops = [int(ins.op) for ins in b.instrs]
     waited: dict[tuple[int, int], int] = {}
-    for idx, (ins, deps) in enumerate(zip(b.instrs, b.deps)):
-        c = int(ins.op)
+    for ins, c, deps in zip(b.instrs, ops, b.deps):
         latest: dict[int, int] = {}
         for d in deps:
-            p = int(b.instrs[d].op)
+            p = ops[d]
             if p != c and d > latest.get(p, -1):
                 latest[p] = d
         for p, d in latest.items():
             if d <= waited.get((p, c), -1):
                 continue
             waited[(p, c)] = d
-            ins.wait |= 1 << other_queues(c).index(p)
-            producer = b.instrs[d]
-            producer.release |= 1 << other_queues(p).index(c)
+            ins.wait |= _BIT[c][p]
+            b.instrs[d].release |= _BIT[p][c]
+
+
+# _BIT[c][p]: queue p's bit in a mask of queue c
+_BIT = [[1 << other_queues(c).index(p) if p != c else 0 for p in range(NUM_QUEUES)] for c in range(NUM_QUEUES)]
 
 
 CONTRACT = contract(state_requires="builders", state_provides="sections")
