@@ -21,6 +21,7 @@ import math
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -28,51 +29,49 @@ from compiler.model_config import load_model
 from compiler.weights.checkpoint import float_weights, load_checkpoint, write_random_llama
 from compiler.weights.compress import LINEARS, OP_KIND
 from compiler.weights.profile import load_compression
-from compiler.weights.quantize import dequantize, kept_columns, quantize_linear
+from compiler.weights.quantize import QuantLinear, dequantize, kept_columns, quantize_linear
 from hwmodel.dequant import scale_value
 from hwmodel.hwconfig import load_hw
 from hwmodel.isa import INT8_MAX
 
 
-def fp16_scale_error(w: np.ndarray, mask: np.ndarray, row_scale: np.ndarray, bits: int, group: int,
-                     order: np.ndarray) -> np.ndarray:
-    """The replaced scheme: scale = FP16(range / levels), w8 = rint(fp32(scale) * (q - z))."""
-    levels = (1 << bits) - 1
+def by_group(w: np.ndarray, mask: np.ndarray, row_scale: np.ndarray, group: int, order: np.ndarray,
+             expand: Callable[[np.ndarray, float, float], np.ndarray]) -> np.ndarray:
+    """The weights a scheme gives: `expand(u, lo, hi)` maps each group's kept
+    weights in INT8 units (`u`, range [lo, hi] including 0) to their dequantized values."""
     out = np.zeros(w.shape)
     for r in range(w.shape[0]):
         cols = order[mask[r, order]]
         u = w[r, cols] / row_scale[r]
         for g0 in range(0, len(cols), group):
             part = slice(g0, g0 + group)
-            lo, hi = min(u[part].min(), 0.0), max(u[part].max(), 0.0)
-            s = np.float16(max(hi - lo, 1e-3) / levels)
-            z = np.clip(np.rint(-lo / float(s)), 0, levels)
-            q = np.clip(np.rint(u[part] / float(s)) + z, 0, levels)
-            out[r, cols[part]] = np.clip(np.rint(np.float32(s) * (q - z).astype(np.float32)), -INT8_MAX, INT8_MAX)
+            out[r, cols[part]] = expand(u[part], min(u[part].min(), 0.0), max(u[part].max(), 0.0))
     return out * row_scale[:, None]
 
 
-def power_of_two_error(w: np.ndarray, mask: np.ndarray, row_scale: np.ndarray, bits: int, group: int,
-                       order: np.ndarray) -> np.ndarray:
+def fp16_scale(levels: int) -> Callable[[np.ndarray, float, float], np.ndarray]:
+    """The replaced scheme: scale = FP16(range / levels), w8 = rint(fp32(scale) * (q - z))."""
+    def expand(u: np.ndarray, lo: float, hi: float) -> np.ndarray:
+        s = np.float16(max(hi - lo, 1e-3) / levels)
+        z = np.clip(np.rint(-lo / float(s)), 0, levels)
+        q = np.clip(np.rint(u / float(s)) + z, 0, levels)
+        return np.clip(np.rint(np.float32(s) * (q - z).astype(np.float32)), -INT8_MAX, INT8_MAX)
+    return expand
+
+
+def power_of_two(levels: int) -> Callable[[np.ndarray, float, float], np.ndarray]:
     """The candidate: step 2^e, the smallest power of two whose levels cover the
     group's range; z = rint(-lo / 2^e); codes clipped to keep (q - z) << e in INT8."""
-    levels = (1 << bits) - 1
-    out = np.zeros(w.shape)
-    for r in range(w.shape[0]):
-        cols = order[mask[r, order]]
-        u = w[r, cols] / row_scale[r]
-        for g0 in range(0, len(cols), group):
-            part = slice(g0, g0 + group)
-            lo, hi = min(u[part].min(), 0.0), max(u[part].max(), 0.0)
-            e = max(0, math.ceil(math.log2(max(hi - lo, 1e-3) / levels)))
-            z = min(max(round(-lo / 2 ** e), 0), levels)
-            reach = INT8_MAX >> e
-            q = np.clip(np.rint(u[part] / 2 ** e) + z, max(0, z - reach), min(levels, z + reach))
-            out[r, cols[part]] = (q - z) * 2 ** e
-    return out * row_scale[:, None]
+    def expand(u: np.ndarray, lo: float, hi: float) -> np.ndarray:
+        e = max(0, math.ceil(math.log2(max(hi - lo, 1e-3) / levels)))
+        z = min(max(round(-lo / 2 ** e), 0), levels)
+        reach = INT8_MAX >> e
+        q = np.clip(np.rint(u / 2 ** e) + z, max(0, z - reach), min(levels, z + reach))
+        return (q - z) * 2 ** e
+    return expand
 
 
-def group_sum_error(q, group: int) -> np.ndarray:
+def group_sum_error(q: QuantLinear, group: int) -> np.ndarray:
     """The candidate that scales sums: weights m / 2^sh * (q - z), exactly."""
     out = np.zeros(q.codes.shape)
     cols = kept_columns(q.mask, q.order)
@@ -99,8 +98,9 @@ def main() -> int:
             q = quantize_linear(w[name], fmt.n, fmt.bits, comp.scale_group)
             ref = w[name] * q.mask
             fixed = dequantize(q, comp.scale_group) * q.row_scale[:, None]
-            fp16 = fp16_scale_error(w[name], q.mask, q.row_scale, fmt.bits, comp.scale_group, q.order)
-            pow2 = power_of_two_error(w[name], q.mask, q.row_scale, fmt.bits, comp.scale_group, q.order)
+            levels = (1 << fmt.bits) - 1
+            fp16 = by_group(w[name], q.mask, q.row_scale, comp.scale_group, q.order, fp16_scale(levels))
+            pow2 = by_group(w[name], q.mask, q.row_scale, comp.scale_group, q.order, power_of_two(levels))
             sums = group_sum_error(q, comp.scale_group)
             err += [((fixed - ref) ** 2).sum(), ((fp16 - ref) ** 2).sum(), ((pow2 - ref) ** 2).sum(),
                     ((sums - ref) ** 2).sum(), (ref ** 2).sum()]
