@@ -76,9 +76,16 @@ def _compression(path: Path) -> None:
         comp.attn_densities(model)
 
 
+def _sweep(path: Path) -> None:
+    from dspflight.sweep import batch_key, configs_of, load_sweep, points
+    spec = load_sweep(path)
+    for point in points(spec)[:4]:
+        batch_key(configs_of(spec, point))
+
+
 LOADERS: dict[str, Callable[[Path], Any]] = {
     "hardware": _hardware, "gpu": load_gpu, "model": _model, "compression": _compression,
-    "energy": load_energy_table,
+    "energy": load_energy_table, "sweep": _sweep,
 }
 
 
@@ -105,7 +112,7 @@ def sources() -> tuple[tuple[str, str, str], ...]:
     root = config_root()
     out = [("gpu" if p.parent.name == "gpu" else kind, str(p.relative_to(root)), p.read_text())
            for kind, folder in (("hardware", "hardware"), ("model", "models"), ("compression", "compression"),
-                                ("energy", "energy"))
+                                ("energy", "energy"), ("sweep", "sweeps"))
            for p in sorted((root / folder).rglob("*.yaml"))]
     return tuple(out + [("model", "hf/config.json", hf_config_text())])
 

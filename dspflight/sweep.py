@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from hwmodel.atomic import OutputSet
-from hwmodel.configio import Fields, config_fields, load_mapping
+from hwmodel.configio import Fields, load_mapping, resolve_config
 from hwmodel.errors import ConfigError, DspflightError
 from hwmodel.hwconfig import load_hw
 
@@ -69,7 +69,11 @@ def load_sweep(spec: str | Path | dict, source: str | None = None) -> Sweep:
     b.check_known(set(ROOTS))
     base = {}
     for root, kind in ROOTS.items():
-        fields, path = config_fields(kind, b.text(root))
+        try:
+            path = resolve_config(kind, b.text(root))
+        except ConfigError as exc:                    # an unknown name or a missing file: say where
+            raise b.error(root, str(exc)) from None
+        fields = Fields(load_mapping(path), path)
         if path is not None and path.suffix == ".json":
             raise b.error(root, "a sweep's base model must be a model YAML (axes name its fields)")
         base[root] = fields.data

@@ -9,6 +9,8 @@ any field is read.
 """
 from __future__ import annotations
 
+import glob
+
 import json
 import math
 from pathlib import Path
@@ -250,14 +252,24 @@ def config_root() -> Path:
 def resolve_config(kind: str, name_or_path: str, suffixes: tuple[str, ...] = (".yaml",)) -> Path:
     """A built-in config name (e.g. `u280`) or a path to a file of the user's."""
     candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml", ".json") or candidate.exists():
-        if not candidate.is_file():
-            raise ConfigError(f"{candidate}: no such {kind} file")
-        return candidate
     folder = config_root() / kind
-    for suffix in suffixes:
-        for found in [folder / f"{name_or_path}{suffix}", *folder.glob(f"*/{name_or_path}{suffix}")]:
-            if found.is_file():
-                return found
+    try:
+        if candidate.suffix in (".yaml", ".yml", ".json") or candidate.exists():
+            if not candidate.is_file():
+                raise ConfigError(f"{candidate}: no such {kind} file")
+            return candidate
+        for suffix in suffixes:
+            stem = glob.escape(f"{name_or_path}{suffix}")
+            for found in [folder / f"{name_or_path}{suffix}", *folder.glob(f"*/{stem}")]:
+                if found.is_file():
+                    return found
+    except (OSError, ValueError) as exc:        # too long a name, a NUL byte: no file can have it
+        raise ConfigError(f"{kind} {_shown(name_or_path)}: not a name or path of a file "
+                          f"({getattr(exc, 'strerror', None) or exc})") from None
     known = sorted(p.stem for p in folder.rglob("*.yaml"))
-    raise ConfigError(f"{kind} {name_or_path!r}: unknown (built-in: {', '.join(known)}; or give a file path)")
+    raise ConfigError(f"{kind} {_shown(name_or_path)}: unknown (built-in: {', '.join(known)}; or give a file path)")
+
+
+def _shown(name: str, limit: int = 60) -> str:
+    """A name as an error quotes it: at most `limit` characters of it."""
+    return repr(name[:limit]) + ("..." if len(name) > limit else "")

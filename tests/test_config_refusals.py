@@ -226,3 +226,23 @@ def test_budget_checks_the_vectors_an_instruction_carries(u280):
                                            r"under sparse2's attention mask, one softmax \(MISC len16 field\) covers "
                                            r"at most 65520$"):
         compile_program(load_model(model, "model"), comp, u280, 16, 2**20 - 16, Buckets(16, 16))
+
+
+@pytest.mark.parametrize("name,message", [
+    ("x" * 5000, r"^models 'x{60}'\.\.\.: not a name or path of a file \(File name too long\)$"),
+    ("ti\0ny", r"^models 'ti\\x00ny': unknown \(built-in: .*tiny"),
+])
+def test_a_name_no_file_can_have_is_one_short_line(name, message):
+    """A name is looked up, never globbed, and a name too long or with a NUL byte for
+    the file system is refused in one line that quotes at most 60 characters of it."""
+    with pytest.raises(ConfigError, match=message) as exc:
+        load_model(name)
+    assert "\n" not in str(exc.value) and len(str(exc.value)) < 200
+
+
+def test_a_glob_pattern_is_a_name_not_a_pattern():
+    """hardware/gpu/a100.yaml is found by its name, never by `a*`."""
+    from hwmodel.configio import resolve_config
+    assert resolve_config("hardware", "a100").name == "a100.yaml"
+    with pytest.raises(ConfigError, match=r"^hardware 'a\*': unknown"):
+        resolve_config("hardware", "a*")
