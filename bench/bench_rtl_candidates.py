@@ -13,8 +13,11 @@ them becomes gateware (issue 9, item 1: at most 100 LUT per DSP).
   `acc += (G * m) << (15 - sh)` for two tokens (24-bit G, 48-bit acc).
 - `mux`: 16 lanes of the sparse MUX (a 16:1 pick of a 16-bit activation pair),
   registered; once as inferred, once with `-widemux 5` (MUXF7/F8 if inferred).
+  `mux-tree`: the same as a tree of 2:1 multiplexers (`sparse_chain.pick`, the
+  gateware's), without and with `-widemux 4`; `mux-f7f8`: four 4:1 LUTs a bit
+  with MUXF7/MUXF8 instantiated, the by-hand bound.
 
-    .venv/bin/python bench/bench_rtl_candidates.py [--only diff,shift,shift-nosat,scaler,mux]
+    .venv/bin/python bench/bench_rtl_candidates.py [--only diff,shift,shift-nosat,scaler,mux,mux-tree,mux-f7f8]
 """
 from __future__ import annotations
 
@@ -25,12 +28,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Instance, Module, Mux, Signal, signed
 from amaranth.back import rtlil
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwmodel.dequant import MULT_BITS, SHIFT_BITS, SHIFT_MAX
+from hwmodel.gateware.sparse_chain import pick
 from hwmodel.isa import INT8_MAX, WBITS_BITS, wbits_code
 from rtl.synth import CELL_GROUPS
 from rtl.yosys import run_yosys
@@ -107,9 +111,42 @@ class LaneMux(wiring.Component):
         return m
 
 
+class LaneMuxTree(LaneMux):
+    """The sparse MUX as an explicit tree of 2:1 multiplexers (for `-widemux`)."""
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        for lane in range(LANES):
+            m.d.sync += self.o[lane].eq(pick([self.acts[k] for k in range(16)], self.index[lane]))
+        return m
+
+
+class LaneMuxF7F8(LaneMux):
+    """The sparse MUX per bit as four 4:1 multiplexers (one LUT6 each), two MUXF7 and a
+    MUXF8, instantiated: the carry-free wide-MUX resources of a Xilinx CLB."""
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        for lane in range(LANES):
+            sel = self.index[lane]
+            for bit in range(16):
+                quads = [Signal(name=f"q{lane}_{bit}_{k}") for k in range(4)]
+                for k, q in enumerate(quads):
+                    m.d.comb += q.eq(pick([self.acts[4 * k + j][bit] for j in range(4)], sel[:2]))
+                f7 = [Signal(name=f"f7_{lane}_{bit}_{k}") for k in range(2)]
+                for k, o in enumerate(f7):
+                    m.submodules[f"f7_{lane}_{bit}_{k}"] = Instance(
+                        "MUXF7", i_I0=quads[2 * k], i_I1=quads[2 * k + 1], i_S=sel[2], o_O=o)
+                out = Signal(name=f"f8_{lane}_{bit}")
+                m.submodules[f"f8_{lane}_{bit}"] = Instance("MUXF8", i_I0=f7[0], i_I1=f7[1], i_S=sel[3], o_O=out)
+                m.d.sync += self.o[lane][bit].eq(out)
+        return m
+
+
 CANDIDATES = {"diff": (LaneDiff, [""]), "shift": (LaneShift, [""]),
               "shift-nosat": (lambda: LaneShift(saturate=False), [""]), "scaler": (BeatScaler, [""]),
-              "mux": (LaneMux, ["", "-widemux 5"])}
+              "mux": (LaneMux, ["", "-widemux 5"]), "mux-tree": (LaneMuxTree, ["", "-widemux 4"]),
+              "mux-f7f8": (LaneMuxF7F8, [""])}
 
 
 def synth(design: wiring.Component, extra: str, folder: Path) -> dict[str, int]:

@@ -25,7 +25,9 @@ from rtl.cache import BUILD_ROOT, cached, key_of
 from rtl.export import EXPORT_SCRIPT, Design, designs, rtlil_of, verilog_from_rtlil
 from rtl.yosys import run_yosys, yosys_version
 
-SYNTH_RETRIES = ("-dff", "")                      # extra synth_xilinx flags, in order of preference
+# extra synth_xilinx flags, in order of preference; -widemux 4 maps the sparse MUX's 2:1 trees
+# (`sparse_chain.pick`) to LUT6 + MUXF7 + MUXF8: the routed chain of L = 16 on xcup 2,863 -> 2,420 LUT
+SYNTH_RETRIES = ("-dff -widemux 4", "-widemux 4")
 SYNTH_DESIGNS = ("sparse_dsp_chain", "mv_tile")   # exported designs that the report covers
 SYNTH_SCRIPT = "read_verilog {verilog}; synth_xilinx -family {family} -top {top} -flatten -noiopad {extra}; " \
                "tee -q -o {stat} stat -json"

@@ -27,7 +27,7 @@ takes blocks already routed, and the MV tile routes once for all its chains
 """
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -72,6 +72,19 @@ def chain_latency_cycles(length: int) -> int:
     """Enabled cycles from a beat's input handshake to its output handshake:
     the longest input skew, the slice's A/B-M-P registers, the node register."""
     return (length - 1) + Dsp48Slice.LATENCY + REDUCE_STAGES
+
+
+def pick(options: list, sel: Value) -> Value:
+    """`options[sel]` as a binary tree of 2:1 multiplexers, LSB of `sel` first: the
+    shape Yosys' `synth_xilinx -widemux` maps to LUT6 + MUXF7 + MUXF8 (4 LUT6 a
+    bit of a 16:1 pick instead of 5; an indexed part-select is not mapped so)."""
+    if len(options) & (len(options) - 1):
+        raise ValueError(f"pick: {len(options)} options, not a power of two")
+    level, bit = list(options), 0
+    while len(level) > 1:
+        level = [Mux(sel[bit], b, a) for a, b in zip(level[::2], level[1::2])]
+        bit += 1
+    return level[0]
 
 
 def select_by_pattern(m: Module, n_log2: Signal, patterns: tuple[int, ...], target, value_of) -> None:
@@ -173,7 +186,9 @@ class SparseDspChain(wiring.Component):
         slices = []
         for j in range(L):
             act, weight = Signal(ACT_PAIR, name=f"act{j}_skew0"), Signal(signed(8), name=f"w{j}_skew0")
-            m.d.comb += [act.eq(pairs[j // 2][beat.index[j]]), weight.eq(beat.weights[j])]   # the sparse MUX
+            block = pairs[j // 2]
+            m.d.comb += [act.eq(pick([block[k] for k in range(self.block)], beat.index[j])),   # the sparse MUX
+                         weight.eq(beat.weights[j])]
             for k in range(1, j + 1):
                 act_k = Signal(ACT_PAIR, name=f"act{j}_skew{k}", reset_less=True)   # skew: shift registers
                 weight_k = Signal(signed(8), name=f"w{j}_skew{k}", reset_less=True)
