@@ -47,7 +47,7 @@ MAX_POINTS = 100_000
 MAX_BATCH = 4     # points per task at most: one compile serves them, and a sweep of one program still spreads
 REFUSED_BATCH = 64   # points per task of designs the loader refuses (each takes a millisecond)
 WRITE_EVERY_S = 2.0  # the tables are rewritten at most this often while a sweep runs (and when it ends)
-REFUSED = "refused"
+REFUSED = "refused"  # the batch key of every design the loader refuses
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def load_sweep(spec: str | Path | dict, source: str | None = None) -> Sweep:
         except ConfigError as exc:                    # an unknown name or a missing file: say where
             raise b.error(root, str(exc)) from None
         fields = Fields(load_mapping(path), path)
-        if path is not None and path.suffix == ".json":
+        if path.suffix == ".json":
             raise b.error(root, "a sweep's base model must be a model YAML (axes name its fields)")
         base[root] = fields.data
     axes = tuple(_axis(f, base, path) for path in f.sub("axes").data)

@@ -10,7 +10,6 @@ any field is read.
 from __future__ import annotations
 
 import glob
-
 import json
 import math
 from pathlib import Path
