@@ -20,7 +20,7 @@ from hwmodel.gateware.sparse_chain import BlockRouter
 from hwmodel.hwconfig import HwConfig
 from hwmodel.resources import FABRIC, FIT_FILE, PER_CHAIN, PER_CORE, fit_lines
 from rtl.export import designs
-from rtl.synth import SYNTH_SCRIPT, resources, synth_design
+from rtl.synth import SYNTH_RETRIES, SYNTH_SCRIPT, resources, synth_design
 from rtl.yosys import yosys_version
 
 FIT_LENGTHS = (4, 8, 16)
@@ -80,7 +80,8 @@ def fit_report(hw: HwConfig, families: tuple[str, ...], *, out: Path = FIT_FILE,
                log: Callable[[str], None] = lambda line: None) -> dict:
     """Synthesize (or take from the cache) every point and write `out`."""
     report = {"about": "written by `dspflight rtl fit`; read by hwmodel/resources.py",
-              "hw": hw.name, "yosys": yosys_version(), "synth_script": SYNTH_SCRIPT, "lengths": list(FIT_LENGTHS),
+              "hw": hw.name, "yosys": yosys_version(), "synth_script": SYNTH_SCRIPT,
+              "synth_flags": list(SYNTH_RETRIES), "lengths": list(FIT_LENGTHS),
               "families": {family: fit_family(hw, family, log) for family in families}}
     write_atomic(out, json.dumps(report, indent=1, sort_keys=True) + "\n")
     return report
