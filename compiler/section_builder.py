@@ -57,14 +57,12 @@ class SectionBuilder:
             for u in self._uses(w):
                 if u.writer is not None:
                     deps.add(u.writer)
-                if u.readers:
-                    deps.update(u.readers)
+                deps.update(u.readers)
             if isinstance(w, str):
                 self._named[w] = _Use(idx)
             else:
                 s, e = w
-                if self._ranges:
-                    self._ranges = [(rs, re, u) for rs, re, u in self._ranges if not (s <= rs and re <= e)]
+                self._ranges = [(rs, re, u) for rs, re, u in self._ranges if not (s <= rs and re <= e)]
                 self._ranges.append((s, e, _Use(idx)))
         deps.discard(idx)
         self.instrs.append(Instr(op, 0, 0, fields))
