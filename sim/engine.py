@@ -133,7 +133,7 @@ def time_section(hw: HwConfig, sec: Section, placement: Placement, keep_trace: b
         for c in releases[i]:
             tokens[c][q] += 1
         dirty |= release_mask[i]
-    _check_all_tokens_consumed(sec, [list(col) for col in zip(*tokens)])
+    _check_all_tokens_consumed(sec, tokens)
     return _summarize(sec, plan, start_of, cycles, occupy, last_end, keep_trace)
 
 
@@ -145,8 +145,9 @@ def _deadlock(sec: Section, now: int, queues: list[list[int]], head: list[int]) 
 
 
 def _check_all_tokens_consumed(sec: Section, tokens: list[list[int]]) -> None:
-    """A section leaves no dependency token behind (the next would start with it)."""
-    leftover = [(QUEUES[p], QUEUES[c]) for p in range(NUM_QUEUES) for c in range(NUM_QUEUES) if tokens[p][c]]
+    """A section leaves no dependency token behind (the next would start with it);
+    `tokens[c][p]` counts those released by queue p for queue c."""
+    leftover = [(QUEUES[p], QUEUES[c]) for p in range(NUM_QUEUES) for c in range(NUM_QUEUES) if tokens[c][p]]
     if leftover:
         raise SimulationError(f"section {sec.name}: ends with unconsumed tokens {leftover[0][0]}->{leftover[0][1]}")
 
