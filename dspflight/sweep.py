@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from hwmodel.atomic import OutputSet
-from hwmodel.configio import Fields, load_mapping, resolve_config
+from hwmodel.configio import Fields, config_fields, load_mapping
 from hwmodel.errors import ConfigError, DspflightError
 from hwmodel.hwconfig import load_hw
 
@@ -70,10 +70,9 @@ def load_sweep(spec: str | Path | dict, source: str | None = None) -> Sweep:
     base = {}
     for root, kind in ROOTS.items():
         try:
-            path = resolve_config(kind, b.text(root))
-        except ConfigError as exc:                    # an unknown name or a missing file: say where
+            fields, path = config_fields(kind, b.text(root))
+        except ConfigError as exc:                    # an unknown name, a missing or bad file: say where
             raise b.error(root, str(exc)) from None
-        fields = Fields(load_mapping(path), path)
         if path.suffix == ".json":
             raise b.error(root, "a sweep's base model must be a model YAML (axes name its fields)")
         base[root] = fields.data
