@@ -1,17 +1,18 @@
-"""Benchmark: what the fixed-point group scale (hwmodel.dequant: an 8-bit
-multiplier and a shift) costs in accuracy against the FP16 group scale it
-replaced, on the seeded tiny LLaMA (the checkpoint `dspflight execute` uses),
-and what a candidate that is cheaper in hardware would cost: a power-of-two
+"""Benchmark: what the dequantization of hwmodel.dequant (codes minus zero
+point into the DSP, an 8-bit multiplier per scale group applied to the
+group's integer sum, one exponent per row folded into the row's real scale)
+costs in accuracy against the FP16 group scale of the original design, on
+the seeded tiny LLaMA (the checkpoint `dspflight execute` uses); and what
+two other schemes cost: the one it replaced, an INT8 weight per code
+(`w8 = sat127(rint(m (q - z) / 2^sh))`, an 8-bit multiplier and a shift per
+group: a multiplier per lane, 252 LUT, docs/rtl.md), and a power-of-two
 group scale, `w8 = (q - z) << e` (FlightLLM's bit-width expander: no
-multiplier, 35 LUT per lane against 252, docs/rtl.md), its codes clipped
-by the quantizer so that no weight leaves [-127, 127]; and the other way out
-of the lane's multiplier: the DSP multiplies the integer `q - z` and each
-group's integer sum is scaled by `m / 2^sh` once (no weight rounded to INT8),
-whose error is that of the codes alone.
+multiplier, 35 LUT per lane), its codes clipped by the quantizer so that no
+weight leaves [-127, 127].
 
-Per decoder layer: the relative RMS error of the dequantized weights (row
-scale x INT8) against the pruned float weights, over all its linear ops,
-with each scheme quantizing the same weights; then the whole model.
+Per decoder layer: the relative RMS error of the dequantized weights against
+the pruned float weights, over all its linear ops, with each scheme
+quantizing the same weights; then the whole model.
 
     .venv/bin/python bench/bench_dequant_error.py
 """
@@ -29,8 +30,7 @@ from compiler.model_config import load_model
 from compiler.weights.checkpoint import float_weights, load_checkpoint, write_random_llama
 from compiler.weights.compress import LINEARS, OP_KIND
 from compiler.weights.profile import load_compression
-from compiler.weights.quantize import QuantLinear, dequantize, kept_columns, quantize_linear
-from hwmodel.dequant import scale_value
+from compiler.weights.quantize import dequantize, quantize_linear
 from hwmodel.hwconfig import load_hw
 from hwmodel.isa import INT8_MAX
 
@@ -71,15 +71,18 @@ def power_of_two(levels: int) -> Callable[[np.ndarray, float, float], np.ndarray
     return expand
 
 
-def group_sum_error(q: QuantLinear, group: int) -> np.ndarray:
-    """The candidate that scales sums: weights m / 2^sh * (q - z), exactly."""
-    out = np.zeros(q.codes.shape)
-    cols = kept_columns(q.mask, q.order)
-    g = np.arange(cols.shape[1]) // group
-    rows = np.arange(len(cols))[:, None]
-    diff = q.codes[rows, cols].astype(np.int64) - q.zeros[:, g].astype(np.int64)
-    out[rows, cols] = scale_value(q.scales[:, g]) * diff
-    return out * q.row_scale[:, None]
+def rounded_fixed(levels: int) -> Callable[[np.ndarray, float, float], np.ndarray]:
+    """The replaced scheme: scale m / 2^sh (8-bit m, the largest shift <= 15 that
+    fits), w8 = sat127(rint(m (q - z) / 2^sh)), an INT8 weight per code."""
+    def expand(u: np.ndarray, lo: float, hi: float) -> np.ndarray:
+        s = max(hi - lo, 1e-3) / levels
+        sh = min(15, max(0, math.floor(math.log2(255 / s))))
+        sh -= round(s * 2 ** sh) > 255 and sh > 0
+        step = min(round(s * 2 ** sh), 255) / 2 ** sh
+        z = min(max(round(-lo / step), 0), levels)
+        q = np.clip(np.rint(u / step) + z, 0, levels)
+        return np.clip(np.floor((q - z) * step + 0.5), -INT8_MAX, INT8_MAX)
+    return expand
 
 
 def main() -> int:
@@ -91,28 +94,28 @@ def main() -> int:
     m = ck.model
     rows, totals = [], np.zeros(5)
     for layer in range(m.layers):
-        err = np.zeros(5)            # squared errors: fixed, fp16, power of two, group sums; squared norm
+        err = np.zeros(5)            # squared errors: FP16, rounded fixed, power of two, hwmodel.dequant; norm
         for op in LINEARS:
             name = f"L{layer}.{op}"
             fmt = comp.weight_format(OP_KIND[op], layer)
             q = quantize_linear(w[name], fmt.n, fmt.bits, comp.scale_group)
             ref = w[name] * q.mask
-            fixed = dequantize(q, comp.scale_group) * q.row_scale[:, None]
+            unit = np.abs(ref).max(axis=1) / INT8_MAX
+            unit[unit == 0] = 1.0
             levels = (1 << fmt.bits) - 1
-            fp16 = by_group(w[name], q.mask, q.row_scale, comp.scale_group, q.order, fp16_scale(levels))
-            pow2 = by_group(w[name], q.mask, q.row_scale, comp.scale_group, q.order, power_of_two(levels))
-            sums = group_sum_error(q, comp.scale_group)
-            err += [((fixed - ref) ** 2).sum(), ((fp16 - ref) ** 2).sum(), ((pow2 - ref) ** 2).sum(),
-                    ((sums - ref) ** 2).sum(), (ref ** 2).sum()]
-        rows.append((layer, *(math.sqrt(err[k] / err[4]) for k in (1, 0, 2, 3))))
+            schemes = [by_group(w[name], q.mask, unit, comp.scale_group, q.order, expand(levels))
+                       for expand in (fp16_scale, rounded_fixed, power_of_two)]
+            schemes.append(dequantize(q, comp.scale_group) * q.row_scale[:, None].astype(np.float64))
+            err += [((x - ref) ** 2).sum() for x in schemes] + [(ref ** 2).sum()]
+        rows.append((layer, *(math.sqrt(err[k] / err[4]) for k in range(4))))
         totals += err
-    print(f"{'layer':>5} {'FP16 scale':>11} {'8-bit m >> sh':>14} {'(q - z) << e':>13} {'scaled sums':>12}"
+    print(f"{'layer':>5} {'FP16 scale':>11} {'INT8 m >> sh':>13} {'(q - z) << e':>13} {'hwmodel.dequant':>16}"
           f"   relative RMS weight error")
-    for layer, old, new, pow2, sums in rows:
-        print(f"{layer:>5} {old:>11.4%} {new:>14.4%} {pow2:>13.4%} {sums:>12.4%}")
-    old, new, pow2, sums = (math.sqrt(totals[k] / totals[4]) for k in (1, 0, 2, 3))
-    print(f"{'all':>5} {old:>11.4%} {new:>14.4%} {pow2:>13.4%} {sums:>12.4%}   against FP16: m >> sh "
-          f"{new / old - 1:+.2%}, << e {pow2 / old - 1:+.2%}, scaled sums {sums / old - 1:+.2%}")
+    for layer, *errs in rows:
+        print(f"{layer:>5} {errs[0]:>11.4%} {errs[1]:>13.4%} {errs[2]:>13.4%} {errs[3]:>16.4%}")
+    old, fixed, pow2, now = (math.sqrt(totals[k] / totals[4]) for k in range(4))
+    print(f"{'all':>5} {old:>11.4%} {fixed:>13.4%} {pow2:>13.4%} {now:>16.4%}   against FP16: INT8 m >> sh "
+          f"{fixed / old - 1:+.2%}, << e {pow2 / old - 1:+.2%}, hwmodel.dequant {now / old - 1:+.2%}")
     print("reproduce: .venv/bin/python bench/bench_dequant_error.py")
     return 0
 

@@ -5,8 +5,8 @@ Written apart from the compiler and the functional executor: it imports only
 dequantization and its scale-group order, the block-sparse causal mask, RoPE
 angles, the score scale), so a bug on one side cannot pass both. Natural
 layouts ([tokens, features] activations, [out, in] weights, [position, head,
-dim] KV cache), one matmul per projection. Integer paths (INT8 x INT8 -> INT32,
-FP32 requantization) and the FP16 residual stream (FP16 embeddings, o/down
+dim] KV cache), one matmul per projection. Integer paths (INT8 code differences
+scaled per group, exact integer sums, FP32 requantization) and the FP16 residual stream (FP16 embeddings, o/down
 outputs and adds, saturating at the largest finite FP16) are the model's
 definition. The
 special functions (norm, RoPE, softmax, SiLU) run in one of two ways:
@@ -48,9 +48,9 @@ class ModelShape(Protocol):
 class QuantizedLinear(Protocol):
     codes: np.ndarray       # b-bit codes [out, in], 0 where pruned
     mask: np.ndarray        # bool [out, in]: kept weights
-    scales: np.ndarray      # uint8 [out, groups, 2]: multiplier m and shift sh of each group
+    scales: np.ndarray      # uint8 [out, groups]: multiplier m of each group
     zeros: np.ndarray       # zero points [out, groups]
-    requant: np.ndarray     # FP32 [out]: INT32 accumulator -> output units
+    requant: np.ndarray     # FP32 [out]: accumulator -> output units
 
 
 class Compressed(Protocol):
@@ -84,18 +84,16 @@ def attention_output_order(m: ModelShape) -> np.ndarray:
 
 
 def dequantize(q: QuantizedLinear, group: int, order: np.ndarray) -> np.ndarray:
-    """INT8 weights [out, in] (0 where pruned): a row's kept weights, taken in
-    `order`, form scale groups of `group`; w8 = clip(floor(m (q - z) / 2^sh + 1/2)),
-    in exact integers."""
+    """Integer weights [out, in] (0 where pruned): a row's kept weights, taken in
+    `order`, form scale groups of `group`; a weight is its group's m times
+    (code - zero) read as 8-bit two's complement."""
     kept = q.mask[:, order]
     g = np.maximum(np.cumsum(kept, axis=1) - 1, 0) // group
-    m = np.take_along_axis(q.scales[..., 0], g, axis=1).astype(np.int64)
-    div = 2 ** np.take_along_axis(q.scales[..., 1], g, axis=1).astype(np.int64)
+    m = np.take_along_axis(q.scales, g, axis=1).astype(np.int64)
     z = np.take_along_axis(q.zeros, g, axis=1).astype(np.int64)
-    w8 = np.clip(np.floor_divide(2 * m * (q.codes[:, order].astype(np.int64) - z) + div, 2 * div),
-                 -INT8_MAX, INT8_MAX)
+    d = (q.codes[:, order].astype(np.int64) - z) & 0xFF
     out = np.zeros(q.codes.shape, np.int64)
-    out[:, order] = np.where(kept, w8, 0)
+    out[:, order] = np.where(kept, m * np.where(d > INT8_MAX, d - 256, d), 0)
     return out
 
 

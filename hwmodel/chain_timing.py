@@ -16,7 +16,7 @@ import math
 DEQUANT_STAGES = 1     # dequantizer output register
 DSP_STAGES = 3         # DSP48 A/B, M and P registers of the chain's last slice
 REDUCE_STAGES = 1      # reduction-node register (overflow-adjusted partial sums)
-ACCUMULATE_STAGES = 1  # INT32 accumulator / result register
+ACCUMULATE_STAGES = 1  # 48-bit accumulator / result register (the group scale before it)
 
 
 def chain_latency(chain_length: int) -> int:

@@ -1,54 +1,59 @@
 """Weight dequantization, defined once: the arithmetic of the dequantizer.
 
-A group of stored weights shares a zero point z (as wide as a code) and a
-fixed-point scale m / 2^sh (m an 8-bit multiplier, sh a shift). A b-bit
-code q expands to
+A group of stored weights shares a zero point z (as wide as a code) and an
+8-bit multiplier m; a row shares one power-of-two exponent, which the
+compiler folds into the row's real scale (and so into its FP32
+requantization multiplier). A b-bit code q enters the DSP as the INT8
 
-    w8 = sat127((m * (q - z) + r) >> sh),   r = 2^(sh-1) (0 when sh = 0)
+    d = wrap8(q - z)          (an 8-bit subtract: two's complement, no saturation)
 
-with an arithmetic shift, so the result rounds half up, and saturation to
-[-127, 127]. In hardware that is a (b+1) x 8-bit multiply, an add and a
-shift per lane: no floating point. The compiler's quantizer produces (m, sh),
-the packer stores them as two bytes per group (m, then sh) where a record
-keeps its scales, and the functional executor and the RTL dequantizer
+and the group's integer sum is scaled by m on its way into the accumulator:
+
+    acc = wrap48(sum over groups g of m_g * sum over j in g of d_j * x_j)
+
+In hardware that is an 8-bit subtractor per lane, the chain's INT8 x INT8
+products as before, and one multiply by m per chain and beat (every beat lies
+in one group): no per-weight multiplier, no rounding, no floating point. The
+quantizer keeps |q - z| <= 127 (b <= 7 always; 8-bit codes are symmetric,
+z = 128), so the wrap never acts on a compiled model. The packer stores m as
+one byte per group, and the functional executor, the reference and the RTL
 compute exactly this (docs/numerics.md).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from hwmodel.isa import INT8_MAX
-
 MULT_BITS = 8                     # m: 0 .. 255
-SHIFT_MAX = 15                    # sh: 0 .. 15
-SHIFT_BITS = SHIFT_MAX.bit_length()   # sh's field in hardware: 4 bits
-SCALE_BYTES = 2                   # a group's scale in a weight record: m, sh
+MULT_MAX = (1 << MULT_BITS) - 1
+SCALE_BYTES = 1                   # a group's scale in a weight record: m
+ACC_BITS = 48                     # the accumulator: a DSP48's P register
+SYMMETRIC_ZERO = 128              # the zero point of 8-bit codes
 
 
-def fixed_scale(scale: np.ndarray) -> np.ndarray:
-    """(m, sh) pairs [..., 2] (uint8) nearest to each real scale: the largest
-    shift whose multiplier still fits 8 bits, so the relative error is at most
-    1/2 / 128 for scales that are not tiny."""
+def row_multipliers(scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For real group scales [rows, groups]: the 8-bit multipliers m (uint8, >= 1)
+    and each row's exponent e (int64) with scale ~ m / 2^e, e the largest that
+    keeps the row's largest scale within 8 bits."""
     s = np.asarray(scale, np.float64)
-    top = (1 << MULT_BITS) - 1
-    sh = np.floor(np.log2(top / np.maximum(s, 1e-30))).clip(0, SHIFT_MAX)
-    m = np.rint(s * 2.0 ** sh)
-    over = m > top                     # rint rounded up past 8 bits: one shift less
-    sh = np.where(over & (sh > 0), sh - 1, sh)
-    m = np.minimum(np.rint(s * 2.0 ** sh), top)
-    return np.stack([m, sh], axis=-1).astype(np.uint8)
+    top = np.maximum(s.max(axis=-1, keepdims=True), 1e-30)
+    e = np.floor(np.log2(MULT_MAX / top)).clip(-64, 64)
+    e = np.where(np.rint(top * 2.0 ** e) > MULT_MAX, e - 1, e)      # rint rounded past 8 bits
+    m = np.clip(np.rint(s * 2.0 ** e), 1, MULT_MAX)
+    return m.astype(np.uint8), e[..., 0].astype(np.int64)
 
 
-def scale_value(ms: np.ndarray) -> np.ndarray:
-    """The real scale m / 2^sh a pair stands for."""
-    ms = np.asarray(ms)
-    return ms[..., 0].astype(np.float64) / 2.0 ** ms[..., 1].astype(np.float64)
+def code_diff(q: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """d = wrap8(q - z) (int64), what a lane feeds its DSP."""
+    return (np.asarray(q, np.int64) - np.asarray(z, np.int64) + 128) % 256 - 128
 
 
-def dequantize_codes(q: np.ndarray, z: np.ndarray, ms: np.ndarray) -> np.ndarray:
-    """INT8 weights (int64) from codes q, zero points z and (m, sh) pairs, all broadcast."""
-    m = np.asarray(ms)[..., 0].astype(np.int64)
-    sh = np.asarray(ms)[..., 1].astype(np.int64)
-    prod = m * (np.asarray(q, np.int64) - np.asarray(z, np.int64))
-    rounded = (prod + ((1 << sh) >> 1)) >> sh
-    return np.clip(rounded, -INT8_MAX, INT8_MAX)
+def scaled_weights(q: np.ndarray, z: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """m * d (int64), all broadcast: the integer weight each activation meets, so that
+    a product with it sums to the accumulator (acc is linear in the groups' sums)."""
+    return np.asarray(m, np.int64) * code_diff(q, z)
+
+
+def wrap_acc(acc: np.ndarray) -> np.ndarray:
+    """The accumulator's value: two's complement in ACC_BITS."""
+    half = 1 << (ACC_BITS - 1)
+    return (np.asarray(acc, np.int64) + half) % (2 * half) - half

@@ -119,7 +119,7 @@ class Instr:
 
 
 # MM/MV fields beyond the paper's: `mode` (MatMode), `hold` (1: a K-split part or
-# attention chunk that is not the last; its INT32 sums stay in the MPE's
+# attention chunk that is not the last; its sums stay in the MPE's
 # accumulator and nothing is written), `aux` (SCORES: causal mask over the
 # diagonal chunk, the query tokens per head; 0: no mask).
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ MPE is
     block router + stage-0 block register                       (once per core)
     + chains x (routed chain + dequantizer + per-chain glue)    (per chain)
 
-where the glue (INT32 accumulators, stage-0 index register, adders) is what
+where the glue (48-bit accumulators and group scaling, stage-0 index register, adders) is what
 the one-chain tile has beyond its blocks and the block register. The design
 is `slrs` cores plus the SFU DSPs of the hardware config; BRAM36 and URAM
 follow from the buffers (`HwConfig.buffers`). Not modelled: the SFU's fabric,

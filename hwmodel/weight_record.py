@@ -3,9 +3,9 @@ in the weight buffer, defined once (like `program.py` for `.dfp` files).
 
 Parts in order, each padded to whole HBM bursts: the packed non-zero codes
 (`bits` each, LSB first), their columns inside the M-wide block (`index_bits(M)`
-each, only when sparse), one fixed-point scale (`SCALE_BYTES`: multiplier and
-shift, `hwmodel.dequant`) and one zero point (`bits`) per `group` non-zeros of a
-row, and one FP32 requantization multiplier per row (docs/numerics.md).
+each, only when sparse), one scale (`SCALE_BYTES`: the multiplier m of
+`hwmodel.dequant`) and one zero point (`bits`) per `group` non-zeros of a row,
+and one FP32 requantization multiplier per row (docs/numerics.md).
 `compiler.weights.pack` encodes records, the functional executor and the RTL bench
 decode them, the cost formulas size them.
 """
@@ -29,7 +29,7 @@ class RecordFields:
     """A record's contents: `rows` rows of `kblk` blocks of `n` kept weights."""
     codes: np.ndarray       # (rows, kblk, n) unsigned `bits`-bit codes
     index: np.ndarray       # (rows, kblk, n) column of each code inside its block
-    scales: np.ndarray      # (rows, groups, SCALE_BYTES) uint8: (m, sh) per scale group
+    scales: np.ndarray      # (rows, groups) uint8: the multiplier m of each scale group
     zeros: np.ndarray       # (rows, groups) unsigned `bits`-bit zero points
     requant: np.ndarray     # (rows,) float32
 
@@ -114,6 +114,6 @@ def decode_record(hw: HwConfig, raw: np.ndarray, *, rows: int, kblk: int, n: int
     else:
         index = np.broadcast_to(np.arange(n, dtype=np.int64), (rows, kblk, n)).copy()
     return RecordFields(codes=unpack_bits(cut["values"], count, bits).reshape(rows, kblk, n), index=index,
-                        scales=cut["scales"][:rows * groups * SCALE_BYTES].reshape(rows, groups, SCALE_BYTES),
+                        scales=cut["scales"][:rows * groups * SCALE_BYTES].reshape(rows, groups),
                         zeros=unpack_bits(cut["zeros"], rows * groups, bits).reshape(rows, groups),
                         requant=cut["requant"][:rows * 4].view(np.float32))

@@ -5,8 +5,8 @@ It reads nothing but the program (.dfp) and the HBM image: base registers
 from the schedule, addresses and shapes from the instruction fields, weights,
 parameters and tables from HBM. The data layouts and the arithmetic of each
 instruction are defined in docs/numerics.md: INT8 activations in 16-feature
-panels and an FP16 residual stream, weights dequantized to INT8 from their
-records, INT32 accumulation, FP32 requantization, FP16 special functions (FP32 inside, reductions
+panels and an FP16 residual stream, weights from their records as INT8 code
+differences scaled per group, 48-bit accumulation, FP32 requantization, FP16 special functions (FP32 inside, reductions
 accumulated exactly), SYS EXCHANGE as an in-place all-gather in the exchange
 window. Within a core, instructions run in an order the dependency tokens
 allow, always the first queue in a priority order that can go (loads first
@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from hwmodel.dequant import dequantize_codes
+from hwmodel.dequant import ACC_BITS, scaled_weights
 from hwmodel.errors import SimulationError
 from hwmodel.exact_products import exact_float
 from hwmodel.hbm_image import HbmImage
@@ -70,7 +70,7 @@ def sat16(x: np.ndarray) -> np.ndarray:
 @dataclass
 class Core:
     """A core's on-chip memory (one array over the unified address map) and the
-    MPE's INT32 accumulator for K-split parts and attention chunks."""
+    MPE's accumulators for K-split parts and attention chunks."""
     index: int
     mem: np.ndarray
     acc: dict[int, np.ndarray] = field(default_factory=dict)    # out address -> pending sums
@@ -83,8 +83,8 @@ class Executor:
     def __init__(self, prog: Program, hw: HwConfig, image: HbmImage, priority: tuple[Op, ...] = LD_FIRST, *,
                  on_matrix: Callable[[int, Instr, np.ndarray, np.ndarray, np.ndarray], None] | None = None):
         """`on_matrix(core, ins, act, w, sums)`, if given, sees every MM/MV as the MPE runs it:
-        its INT8 activations [tokens, kblk*16], its weights as INT8 [rows, kblk*16] (dequantized,
-        zeros where pruned; K or V rows for SCORES / CONTEXT) and its INT32 sums [tokens, rows],
+        its INT8 activations [tokens, kblk*16], its integer weights [rows, kblk*16] (m * d of
+        hwmodel.dequant, zeros where pruned; INT8 K or V rows for SCORES / CONTEXT) and its integer sums [tokens, rows],
         this instruction's own (before pending K-split sums are added and before requantization)."""
         if prog.hw_fingerprint != hw.fingerprint:
             raise SimulationError(f"program for {prog.hw_name} run on {hw.name}")
@@ -243,8 +243,8 @@ class Executor:
             self.host_lines = f["lines"]
 
     def _weights(self, mem: np.ndarray, ins: Instr) -> np.ndarray:
-        """The weight record at `wgt` dequantized to INT8 [rows, kblk*16] (zeros where
-        pruned). Records are decoded once per distinct content (decode steps load
+        """The weight record at `wgt` as the integer weights m * d [rows, kblk*16]
+        (hwmodel.dequant; zeros where pruned). Records are decoded once per distinct content (decode steps load
         the same ones again and again)."""
         rows, kblk, n, bits = ins["rows"], ins["kblk"], sparsity_n(ins), weight_bits(ins)
         at = ins["wgt"] * self.line
@@ -263,11 +263,11 @@ class Executor:
         rec = decode_record(self.hw, raw, rows=rows, kblk=kblk, n=n, bits=bits, group=self.group)
         codes, zeros, scales, index = rec.codes.reshape(rows, kblk * n), rec.zeros, rec.scales, rec.index
         g = np.arange(kblk * n) // self.group
-        w8 = dequantize_codes(codes, zeros[:, g], scales[:, g])
+        w = scaled_weights(codes, zeros[:, g], scales[:, g])
         if n == m:
-            return w8
+            return w
         dense = np.zeros((rows, kblk, m), np.int64)
-        np.put_along_axis(dense, index, w8.reshape(rows, kblk, n).astype(np.int64), axis=2)
+        np.put_along_axis(dense, index, w.reshape(rows, kblk, n), axis=2)
         return dense.reshape(rows, kblk * m)
 
     def _requant(self, mem: np.ndarray, ins: Instr) -> np.ndarray:
@@ -297,8 +297,8 @@ class Executor:
             if out not in core.acc or core.acc[out].shape != part.shape:
                 raise ValueError(f"accumulates into {out}, which has no pending sums of shape {part.shape}")
             part = core.acc.pop(out) + part
-        if np.abs(part).max(initial=0) >= 2**31:
-            raise ValueError("INT32 accumulator overflow")
+        if np.abs(part).max(initial=0) >= 1 << (ACC_BITS - 1):
+            raise ValueError(f"{ACC_BITS}-bit accumulator overflow")
         if ins["hold"]:
             core.acc[out] = part
             return

@@ -101,10 +101,14 @@ def test_n16_pruning_keeps_the_largest_per_row_block():
 def test_group_quantization_error_shrinks_with_bits(bits):
     w = np.random.default_rng(2).standard_normal((16, 256))
     q = quantize_linear(w, 16, bits, 128)
-    assert q.scales.shape == (16, 2, 2) and q.codes.max() < 2**bits      # (m, sh) per group of 128
-    w8 = dequantize(q, 128)
-    assert np.abs(w8).max() <= QMAX
-    err = np.abs(w8 * q.row_scale[:, None] - w).max() / np.abs(w).max()
+    assert q.scales.shape == (16, 2) and q.codes.max() < 2**bits       # m per group of 128
+    diff = q.codes.astype(int) - np.repeat(q.zeros.astype(int), 128, axis=1)
+    assert np.abs(diff).max() <= QMAX                                  # the DSP's INT8 operand never wraps
+    if bits == 8:
+        assert (q.zeros == 128).all()                                  # symmetric
+    units = dequantize(q, 128)
+    assert np.array_equal(units, q.scales.repeat(128, axis=1).astype(int) * diff)
+    err = np.abs(units * q.row_scale[:, None] - w).max() / np.abs(w).max()
     assert err < {2: 0.6, 3: 0.25, 4: 0.12, 8: 0.01}[bits]
 
 
@@ -136,21 +140,24 @@ def test_compressed_checkpoint_round_trips(tmp_path, tiny_dir, u280):
         load_compressed(tmp_path / "old.safetensors")
 
 
-def test_fixed_point_scale_is_the_nearest_8_bit_multiplier_and_its_dequantization_exact():
-    from hwmodel.dequant import dequantize_codes, fixed_scale, scale_value
-    s = np.concatenate([np.geomspace(1e-3, 200, 2000), [0.0, 255.0, 255.4]])
-    ms = fixed_scale(s)
-    m, sh = ms[:, 0].astype(int), ms[:, 1].astype(int)
-    assert (m <= 255).all() and (sh <= 15).all()
-    big = s > 2.0 ** -7                                      # m can use all 8 bits: error <= half a step of 1/128
-    assert (np.abs(scale_value(ms) - s)[big] <= s[big] / 256 + 1e-12).all()
-    assert ((m[big] >= 128) | (sh[big] == 0)).all()          # the largest shift that fits
-    # the arithmetic against exact rationals: round(m (q - z) / 2^sh), halves up, then saturate
+def test_row_multipliers_are_the_nearest_8_bit_under_the_largest_exponent():
+    from hwmodel.dequant import row_multipliers
     rng = np.random.default_rng(3)
-    q, z = rng.integers(0, 256, 5000), rng.integers(0, 256, 5000)
-    pairs = np.stack([rng.integers(0, 256, 5000), rng.integers(0, 16, 5000)], axis=1).astype(np.uint8)
-    import math
-    from fractions import Fraction
-    want = [max(-127, min(127, math.floor(Fraction(int(a) * (int(b) - int(c)), 2 ** int(d)) + Fraction(1, 2))))
-            for a, d, b, c in zip(pairs[:, 0], pairs[:, 1], q, z)]
-    assert dequantize_codes(q, z, pairs).tolist() == want
+    s = np.concatenate([rng.uniform(0.01, 90, (50, 7)), np.full((1, 7), 1e-4)])
+    s[:, 0] = np.geomspace(255.4, 1e-3, 51)                    # each row's largest, across the range
+    m, e = row_multipliers(s)
+    top = m.max(axis=1).astype(int)
+    assert (top <= 255).all() and (top >= 128).all()           # the largest exponent that fits 8 bits
+    step = np.broadcast_to(2.0 ** -e[:, None], s.shape)
+    assert (np.abs(m * step - s)[m > 1] <= step[m > 1] / 2 + 1e-12).all()     # rounded to the nearest step
+    assert (m >= 1).all()                                      # a tiny group keeps a usable step
+
+
+def test_scaled_weights_are_m_times_the_8_bit_difference():
+    from hwmodel.dequant import code_diff, scaled_weights, wrap_acc
+    rng = np.random.default_rng(4)
+    q, z, m = rng.integers(0, 256, 5000), rng.integers(0, 256, 5000), rng.integers(0, 256, 5000)
+    d = [((int(a) - int(b)) + 128) % 256 - 128 for a, b in zip(q, z)]
+    assert code_diff(q, z).tolist() == d and min(d) == -128 and max(d) == 127
+    assert scaled_weights(q, z, m).tolist() == [int(c) * v for c, v in zip(m, d)]
+    assert wrap_acc(np.array([2**47 - 1, 2**47, -2**47 - 1])).tolist() == [2**47 - 1, -2**47, 2**47 - 1]

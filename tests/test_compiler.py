@@ -206,7 +206,7 @@ def test_model_that_does_not_fit_in_hbm(tmp_path, u280):
     big = tmp_path / "big.yaml"
     big.write_text("name: big\nlayers: 80\nhidden: 8192\nheads: 64\nkv_heads: 8\nffn: 28672\nvocab: 32000\n"
                    "max_context: 4096\nnorm: rmsnorm\nactivation: silu\ngated_ffn: true\npositional: rope\n")
-    with pytest.raises(CompileError, match=r"big.yaml: field layers: big needs at least 65.54 GiB of HBM with dense-int8 "
+    with pytest.raises(CompileError, match=r"big.yaml: field layers: big needs at least 65.04 GiB of HBM with dense-int8 "
                                            r"\(80 layers of .* GiB\), u280 has 8 GiB \(.*u280.yaml: field "
                                            r"hbm.capacity_gb\)$"):
         compile_program(load_model(big), load_compression("dense-int8", u280), u280, 128, 16)

@@ -131,11 +131,18 @@ def test_mask_agrees_with_the_compilers(density):
 
 def test_dequantize_groups_kept_weights_in_the_given_order():
     q = SimpleNamespace(codes=np.array([[3, 0, 5, 7]], np.uint8), mask=np.array([[True, False, True, True]]),
-                        scales=np.array([[[160, 6], [128, 8]]], np.uint8),         # 2.5 and 0.5 as m / 2^sh
-                        zeros=np.array([[4, 1]], np.uint8))
-    # halves round up: 2.5 * (3 - 4) = -2.5 -> -2, 2.5 * (5 - 4) = 2.5 -> 3, 2.5 * 3 = 7.5 -> 8
-    assert dequantize(q, 2, np.arange(4)).tolist() == [[-2, 0, 3, 3]]          # groups (0, 2) and (3,)
-    assert dequantize(q, 2, np.array([3, 2, 1, 0])).tolist() == [[1, 0, 3, 8]]  # groups (3, 2) and (0,)
+                        scales=np.array([[3, 2]], np.uint8), zeros=np.array([[4, 1]], np.uint8))
+    assert dequantize(q, 2, np.arange(4)).tolist() == [[-3, 0, 3, 12]]          # groups (0, 2) and (3,)
+    assert dequantize(q, 2, np.array([3, 2, 1, 0])).tolist() == [[4, 0, 3, 9]]  # groups (3, 2) and (0,)
+
+
+def test_dequantize_reads_the_difference_as_8_bit_twos_complement():
+    # what a corrupt record could hold; a compiled one keeps |code - zero| <= 127
+    q = SimpleNamespace(codes=np.array([[255, 0, 0]], np.uint8), mask=np.ones((1, 3), bool),
+                        scales=np.array([[1]], np.uint8), zeros=np.array([[0]], np.uint8))
+    assert dequantize(q, 4, np.arange(3)).tolist() == [[-1, 0, 0]]
+    q.zeros[:] = 128
+    assert dequantize(q, 4, np.arange(3)).tolist() == [[127, -128, -128]]
 
 
 def test_attention_output_order_is_panels_of_query_heads_per_kv_head():

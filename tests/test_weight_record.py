@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from compiler.model_config import load_model
 from compiler.pipeline import Buckets, compile_program
 from compiler.weights.profile import load_compression
-from hwmodel.dequant import SCALE_BYTES
 from hwmodel.hbm_image import HbmImage
 from hwmodel.hwconfig import load_hw
 from hwmodel.placement import Placement
@@ -48,7 +47,7 @@ def test_round_trip_for_every_pattern_and_width(design, data, rows, kblk, group,
     index = np.sort(np.argsort(rng.random((rows, kblk, hw.sparsity_m)), axis=2)[:, :, :n], axis=2)
     fields = RecordFields(codes=rng.integers(0, 1 << bits, (rows, kblk, n)),
                           index=index if n < hw.sparsity_m else np.broadcast_to(np.arange(n), (rows, kblk, n)),
-                          scales=rng.integers(0, 256, (rows, groups, SCALE_BYTES), dtype=np.uint8),
+                          scales=rng.integers(0, 256, (rows, groups), dtype=np.uint8),
                           zeros=rng.integers(0, 1 << bits, (rows, groups)),
                           requant=rng.standard_normal(rows).astype(np.float32))
     raw = encode_record(hw, fields, bits, group)
@@ -76,7 +75,7 @@ def test_a_record_round_trips_through_a_saved_hbm_image(placements, tmp_path_fac
     index = np.sort(np.argsort(rng.random((rows, kblk, hw.sparsity_m)), axis=2)[:, :, :n], axis=2)
     fields = RecordFields(rng.integers(0, 1 << bits, (rows, kblk, n)),
                           index if n < hw.sparsity_m else np.broadcast_to(np.arange(n), (rows, kblk, n)),
-                          rng.integers(0, 256, (rows, groups, SCALE_BYTES), dtype=np.uint8),
+                          rng.integers(0, 256, (rows, groups), dtype=np.uint8),
                           rng.integers(0, 1 << bits, (rows, groups)), rng.standard_normal(rows).astype(np.float32))
     raw = encode_record(hw, fields, bits, group)
     burst = hw.hbm.burst_bytes

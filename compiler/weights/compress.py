@@ -72,7 +72,7 @@ def compress(ck: Checkpoint, comp: Compression, calibration: np.ndarray) -> Comp
 
 
 def _set_requant(cm: CompressedModel) -> None:
-    """Per-row multipliers from the INT32 accumulator to the op's output units."""
+    """Per-row multipliers from the accumulator to the op's output units."""
     s, m = cm.scales, cm.model
     for i in range(m.layers):
         p = f"L{i}."

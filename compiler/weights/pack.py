@@ -24,7 +24,6 @@ from compiler.weights.compressed import CompressedModel, score_scale
 from compiler.weights.float_model import rope_inv_freq
 from compiler.weights.profile import load_compression
 from compiler.weights.quantize import QuantLinear, head_panel_order
-from hwmodel.dequant import SCALE_BYTES
 from hwmodel.errors import CompileError
 from hwmodel.hbm_image import HbmImage
 from hwmodel.hwconfig import HwConfig
@@ -47,7 +46,7 @@ def weight_record(hw: HwConfig, q: QuantLinear, rows: np.ndarray, k0: int, kblk:
     codes = np.zeros((r, kblk, n), np.uint8)
     index = np.tile(np.arange(n, dtype=np.uint8), (r, kblk, 1))
     g0, groups = k0 * n // group, scale_groups(kblk, n, group)
-    scales = np.zeros((r, groups, SCALE_BYTES), np.uint8)
+    scales = np.zeros((r, groups), np.uint8)
     zeros = np.zeros((r, groups), np.uint8)
     requant = np.zeros(r, np.float32)
     real = rows >= 0

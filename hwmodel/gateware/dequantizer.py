@@ -1,25 +1,22 @@
-"""The dequantizer: bit-width expanders turning packed 2..8-bit codes into INT8.
+"""The dequantizer's lanes: bit-width expanders turning packed 2..8-bit codes
+into the INT8 differences the DSPs multiply.
 
 Codes arrive packed LSB first, `bits` bits per lane, so a beat of narrow
-weights needs fewer buffer bits. Every lane computes the one dequantization
-arithmetic of `hwmodel.dequant` with its group's multiplier m, shift sh and
-zero point z:
-
-    w8 = sat127((m * (q - z) + r) >> sh),   r = (1 << sh) >> 1
-
-q and z unsigned, the shift arithmetic (halves round up), the result
-saturated to [-127, 127]. The bit width is a quasi-static control in the
-ISA's encoding (`hwmodel.isa.wbits_code`); an unsupported width gives zeros.
+weights needs fewer buffer bits. Every lane computes `d = wrap8(q - z)` of
+`hwmodel.dequant` with its group's zero point z: an 8-bit subtract, q and z
+unsigned, the result two's complement. The group's multiplier m is applied
+once per chain and beat, to the chain's sum (`mv_tile`), not here. The bit
+width is a quasi-static control in the ISA's encoding
+(`hwmodel.isa.wbits_code`); an unsupported width gives zeros.
 """
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwmodel.chain_timing import DEQUANT_STAGES
-from hwmodel.dequant import MULT_BITS, SHIFT_BITS
-from hwmodel.isa import INT8_MAX, WBITS_BITS, wbits_code
+from hwmodel.isa import WBITS_BITS, wbits_code
 
 
 def checked_weight_bits(weight_bits: tuple[int, ...]) -> tuple[int, ...]:
@@ -30,7 +27,7 @@ def checked_weight_bits(weight_bits: tuple[int, ...]) -> tuple[int, ...]:
 
 
 class Dequantizer(wiring.Component):
-    """`lanes` expanders sharing one group's (m, sh, z), behind one pipeline
+    """`lanes` expanders sharing one group's zero point, behind one pipeline
     register (gated by `ce`). Codes and the zero point are as wide as the
     widest supported code (`code_bits`)."""
 
@@ -42,8 +39,6 @@ class Dequantizer(wiring.Component):
         super().__init__({
             "q": In(self.code_bits * lanes),
             "wbits": In(WBITS_BITS),
-            "m": In(MULT_BITS),
-            "sh": In(SHIFT_BITS),
             "z": In(self.code_bits),
             "ce": In(1, init=1),
             "w": Out(data.ArrayLayout(signed(8), lanes)),
@@ -59,9 +54,6 @@ class Dequantizer(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        # the rounding term (1 << sh) >> 1, shared by the lanes
-        half = Signal(1 << SHIFT_BITS)
-        m.d.comb += half.eq((Const(1, 1) << self.sh)[1:])
         for lane in range(self.lanes):
             code = Signal(unsigned(self.code_bits), name=f"code{lane}")
             with m.Switch(self.wbits):
@@ -70,20 +62,6 @@ class Dequantizer(wiring.Component):
                         m.d.comb += code.eq(self.q[lane * bits:(lane + 1) * bits])
                 with m.Default():
                     m.d.comb += code.eq(self.z)     # an unsupported width: weight 0
-            diff = Signal(signed(self.code_bits + 1), name=f"diff{lane}")
-            prod = Signal(signed(self.code_bits + 1 + MULT_BITS), name=f"prod{lane}")
-            rounded = Signal(signed(self.code_bits + 2 + MULT_BITS), name=f"rounded{lane}")
-            # m * diff as shifted partial products (a fabric multiplier: no DSP48 outside the chain)
-            m.d.comb += [diff.eq(code - self.z),
-                         prod.eq(sum(Mux(self.m[i], diff << i, 0) for i in range(MULT_BITS))),
-                         rounded.eq((prod + half) >> self.sh)]
-            sat = Signal(signed(8), name=f"sat{lane}")
-            with m.If(rounded > INT8_MAX):
-                m.d.comb += sat.eq(INT8_MAX)
-            with m.Elif(rounded < -INT8_MAX):
-                m.d.comb += sat.eq(-INT8_MAX)
-            with m.Else():
-                m.d.comb += sat.eq(rounded)
             with m.If(self.ce):
-                m.d.sync += self.w[lane].eq(sat)
+                m.d.sync += self.w[lane].eq(code - self.z)     # wrap8: .eq keeps the low byte, read signed
         return m

@@ -1,12 +1,14 @@
 """The matrix-vector tile unit: `chains` sparse DSP chains side by side.
 
 Each beat carries, for every chain, one row's next `chain_length` packed
-non-zero codes, their group's multiplier, shift and zero point
-(`hwmodel.dequant`: a beat lies in one scale group) and their 4-bit indices,
-plus the activation blocks those non-zeros read (shared: all chains walk the
-same columns of different rows, so one block router serves them all). Codes are dequantized to INT8, multiplied by
-two tokens at once in the chains, and the chains' partial sums accumulate in
-INT32 per row; the beat flagged `last` ends a row and emits one result pair
+non-zero codes, their group's multiplier and zero point (`hwmodel.dequant`:
+a beat lies in one scale group) and their 4-bit indices, plus the activation
+blocks those non-zeros read (shared: all chains walk the same columns of
+different rows, so one block router serves them all). Codes minus the zero
+point enter the chains as INT8 and are multiplied by two tokens at once; each
+chain's beat sum, times the beat's multiplier, accumulates in 48 bits per row
+(the arithmetic is linear, so scaling every beat of a group is scaling the
+group's sum); the beat flagged `last` ends a row and emits one result pair
 per chain.
 
 Timing is the formula of `hwmodel.chain_timing`: a row takes
@@ -15,12 +17,12 @@ cycles after its row's last beat.
 """
 from __future__ import annotations
 
-from amaranth import Module, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwmodel.chain_timing import ACCUMULATE_STAGES, DEQUANT_STAGES
-from hwmodel.dequant import MULT_BITS, SHIFT_BITS
+from hwmodel.dequant import ACC_BITS, MULT_BITS
 from hwmodel.errors import ConfigError
 from hwmodel.gateware.dequantizer import Dequantizer, checked_weight_bits
 from hwmodel.gateware.dsp48 import DSP48E2, Dsp48Geometry, sum_pair_layout
@@ -29,11 +31,9 @@ from hwmodel.gateware.sparse_chain import BlockRouter, SparseDspChain, block_lay
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import WBITS_BITS
 
-ACC_WIDTH = 32   # INT32 accumulation
-
 
 class MatrixVectorTile(wiring.Component):
-    """Streams weight beats in, INT32 result pairs (one per chain and row) out."""
+    """Streams weight beats in, 48-bit result pairs (one per chain and row) out."""
 
     def __init__(self, *, chains: int, chain_length: int, weight_bits: tuple[int, ...],
                  patterns: tuple[int, ...] = (2, 4, 8, 16), block: int = 16,
@@ -83,7 +83,6 @@ class MatrixVectorTile(wiring.Component):
         return data.StructLayout({
             "q": unsigned(self.code_bits * self.chain_length),
             "m": unsigned(MULT_BITS),
-            "sh": unsigned(SHIFT_BITS),
             "z": unsigned(self.code_bits),
             "index": data.ArrayLayout((self.block - 1).bit_length(), self.chain_length),
         })
@@ -98,7 +97,7 @@ class MatrixVectorTile(wiring.Component):
 
     @property
     def result_layout(self) -> data.ArrayLayout:
-        return data.ArrayLayout(sum_pair_layout(ACC_WIDTH), self.chains)
+        return data.ArrayLayout(sum_pair_layout(ACC_BITS), self.chains)
 
     @property
     def latency(self) -> int:
@@ -110,7 +109,8 @@ class MatrixVectorTile(wiring.Component):
         m = Module()
         beat = self.i.payload
         chains = [SparseDspChain(length=self.chain_length, patterns=self.patterns, block=self.block,
-                                 geometry=self.geometry, routed=True) for _ in range(self.chains)]
+                                 geometry=self.geometry, routed=True, tag_width=MULT_BITS)
+                  for _ in range(self.chains)]
         m.submodules.router = router = BlockRouter(length=self.chain_length, patterns=self.patterns,
                                                    block=self.block)
         m.d.comb += [router.n_log2.eq(self.n_log2), router.acts.eq(beat.acts)]
@@ -120,11 +120,13 @@ class MatrixVectorTile(wiring.Component):
         s0_acts = Signal(router.pairs.shape(), reset_less=True)
         s0_index = [Signal(self.lane_layout["index"].shape, name=f"s0_index{c}", reset_less=True)
                     for c in range(self.chains)]
+        s0_m = [Signal(MULT_BITS, name=f"s0_m{c}", reset_less=True) for c in range(self.chains)]
         ce0 = Signal()
         m.d.comb += [ce0.eq(~s0_valid | chains[0].i.ready), self.i.ready.eq(ce0)]
         with m.If(ce0):
             m.d.sync += [s0_valid.eq(self.i.valid), s0_last.eq(beat.last), s0_acts.eq(router.pairs)]
             m.d.sync += [s0_index[c].eq(beat.lanes[c].index) for c in range(self.chains)]
+            m.d.sync += [s0_m[c].eq(beat.lanes[c].m) for c in range(self.chains)]
 
         # the chains, in lock step
         res_valid = Signal()
@@ -137,7 +139,7 @@ class MatrixVectorTile(wiring.Component):
             m.submodules[f"chain{c}"] = chain
             lane = beat.lanes[c]
             m.d.comb += [
-                deq.q.eq(lane.q), deq.m.eq(lane.m), deq.sh.eq(lane.sh), deq.z.eq(lane.z),
+                deq.q.eq(lane.q), deq.z.eq(lane.z),
                 deq.wbits.eq(self.wbits), deq.ce.eq(ce0),
                 chain.n_log2.eq(self.n_log2),
                 chain.i.valid.eq(s0_valid),
@@ -145,20 +147,20 @@ class MatrixVectorTile(wiring.Component):
                 chain.i.payload.index.eq(s0_index[c]),
                 chain.i.payload.acts.eq(s0_acts),
                 chain.i.payload.last.eq(s0_last),
+                chain.i.payload.tag.eq(s0_m[c]),
                 chain.o.ready.eq(take_ready),
             ]
-            parts = chain.o.payload.partials
-            sums.append((sum(parts[g].lo for g in range(len(parts))),
-                         sum(parts[g].hi for g in range(len(parts)))))
+            parts, mult = chain.o.payload.partials, chain.o.payload.tag
+            sums.append(tuple(scaled(sum(parts[g][t] for g in range(len(parts))), mult) for t in ("lo", "hi")))
 
-        # accumulate in INT32; a row's last beat emits its result
+        # accumulate in 48 bits; a row's last beat emits its result
         out = chains[0].o
         take = Signal()
         m.d.comb += [take.eq(out.valid & take_ready), self.o.valid.eq(res_valid)]
         with m.If(self.o.ready):
             m.d.sync += res_valid.eq(0)
         for c, (lo, hi) in enumerate(sums):
-            acc_lo, acc_hi = Signal(signed(ACC_WIDTH), name=f"acc{c}_lo"), Signal(signed(ACC_WIDTH), name=f"acc{c}_hi")
+            acc_lo, acc_hi = Signal(signed(ACC_BITS), name=f"acc{c}_lo"), Signal(signed(ACC_BITS), name=f"acc{c}_hi")
             with m.If(take):
                 with m.If(out.payload.last):
                     m.d.sync += [self.o.payload[c].lo.eq(acc_lo + lo), self.o.payload[c].hi.eq(acc_hi + hi),
@@ -166,3 +168,9 @@ class MatrixVectorTile(wiring.Component):
                 with m.Else():
                     m.d.sync += [acc_lo.eq(acc_lo + lo), acc_hi.eq(acc_hi + hi)]
         return m
+
+
+def scaled(total, mult):
+    """`total * mult` (mult unsigned) as shifted partial products: the group scale
+    stays in the fabric, so each chain has exactly its L DSP48s."""
+    return sum(Mux(mult[i], total << i, 0) for i in range(len(mult)))

@@ -125,15 +125,17 @@ class BlockRouter(wiring.Component):
 class SparseDspChain(wiring.Component):
     """`length` DSP48s; stream in beats, stream out per-group partial sums.
     A `routed` chain takes one block per lane pair (a `BlockRouter`'s output)
-    instead of the beat's slots."""
+    instead of the beat's slots. A beat's `tag` (`tag_width` bits: the tile's
+    group multiplier) leaves with its partial sums."""
 
     def __init__(self, *, length: int, patterns: tuple[int, ...] = (2, 4, 8, 16), block: int = 16,
-                 geometry: Dsp48Geometry = DSP48E2, routed: bool = False):
+                 geometry: Dsp48Geometry = DSP48E2, routed: bool = False, tag_width: int = 0):
         self.patterns = check_chain(length, patterns, block)
         self.length = length
         self.block = block
         self.geometry = geometry
         self.routed = routed
+        self.tag_width = tag_width
         self.slots = length // 2 if routed else chain_slots(length, self.patterns)
         self.terms = max(self.segment(n) for n in self.patterns)
         self.partial_width = sum_width(self.terms)
@@ -150,6 +152,7 @@ class SparseDspChain(wiring.Component):
             "index": data.ArrayLayout((self.block - 1).bit_length(), self.length),
             "acts": data.ArrayLayout(block_layout(self.block), self.slots),
             "last": 1,
+            "tag": self.tag_width,
         })
 
     @property
@@ -157,6 +160,7 @@ class SparseDspChain(wiring.Component):
         return data.StructLayout({
             "partials": data.ArrayLayout(sum_pair_layout(self.partial_width), self.length // 2),
             "last": 1,
+            "tag": self.tag_width,
         })
 
     def segment(self, n: int) -> int:
@@ -222,11 +226,12 @@ class SparseDspChain(wiring.Component):
                 node = later
             m.d.comb += self.o.payload.partials[g].eq(node)
 
-        valid, last = self.i.valid, beat.last
+        valid, last, tag = self.i.valid, beat.last, beat.tag
         for k in range(self.latency):
             valid_k, last_k = Signal(name=f"valid{k}"), Signal(name=f"last{k}")
+            tag_k = Signal(self.tag_width, name=f"tag{k}", reset_less=True)
             with m.If(ce):
-                m.d.sync += [valid_k.eq(valid), last_k.eq(last)]
-            valid, last = valid_k, last_k
-        m.d.comb += [self.o.valid.eq(valid), self.o.payload.last.eq(last)]
+                m.d.sync += [valid_k.eq(valid), last_k.eq(last), tag_k.eq(tag)]
+            valid, last, tag = valid_k, last_k, tag_k
+        m.d.comb += [self.o.valid.eq(valid), self.o.payload.last.eq(last), self.o.payload.tag.eq(tag)]
         return m

@@ -6,8 +6,8 @@ drive the gateware, and `record_tile` reads a weight record as the compiler
 packs it (docs/numerics.md) the way that reader would. Order: for each pass
 (token pair), for each step of `chains` rows, the row's beats; beat t of a row
 holds its non-zeros t*L .. t*L+L-1 (padded with codes equal to the zero point,
-so weight 0), the multiplier, shift and zero point of the scale group they lie
-in, and the activation blocks they fall in.
+so weight 0), the multiplier and zero point of the scale group they lie in,
+and the activation blocks they fall in.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from amaranth import Shape
 from amaranth.lib import data
 
 from hwmodel.chain_timing import row_cycles
-from hwmodel.dequant import dequantize_codes
+from hwmodel.dequant import scaled_weights
 from hwmodel.gateware.mv_tile import MatrixVectorTile
 from hwmodel.gateware.reference import sparse_mv
 from hwmodel.hwconfig import HwConfig
@@ -28,8 +28,8 @@ from hwmodel.weight_record import decode_record
 @dataclass(frozen=True)
 class SparseTile:
     """One MV/MM tile: `rows` rows of `kblk` N:16 blocks of unsigned `bits`-bit codes,
-    and `tokens` activation vectors. q, index: (rows, kblk, n); m, sh, z: (rows, groups),
-    one multiplier, shift and zero point per `group` consecutive non-zeros of a row
+    and `tokens` activation vectors. q, index: (rows, kblk, n); m, z: (rows, groups),
+    one multiplier and zero point per `group` consecutive non-zeros of a row
     (hwmodel.dequant); x: (tokens, kblk*16)."""
     n: int
     bits: int
@@ -37,7 +37,6 @@ class SparseTile:
     q: np.ndarray
     index: np.ndarray
     m: np.ndarray
-    sh: np.ndarray
     z: np.ndarray
     x: np.ndarray
 
@@ -54,22 +53,20 @@ class SparseTile:
         return self.x.shape[0]
 
     def weights(self) -> np.ndarray:
-        """The INT8 weights (rows, kblk, n), as hwmodel.dequant defines them."""
+        """The integer weights m * d (rows, kblk, n), as hwmodel.dequant defines them."""
         nnz = self.kblk * self.n
         g = np.arange(nnz) // self.group
-        ms = np.stack([self.m, self.sh], axis=-1)[:, g]
-        return dequantize_codes(self.q.reshape(self.rows, nnz), self.z[:, g], ms).reshape(self.q.shape)
+        return scaled_weights(self.q.reshape(self.rows, nnz), self.z[:, g], self.m[:, g]).reshape(self.q.shape)
 
 
 def record_tile(hw: HwConfig, record: np.ndarray, *, rows: int, kblk: int, n: int, bits: int, group: int,
                 x: np.ndarray) -> SparseTile:
-    """The tile a weight record (bytes as packed: values | indices | scales (m, sh) |
+    """The tile a weight record (bytes as packed: values | indices | multipliers |
     zero points | requant, each padded to bursts) feeds, with activations `x`. Only
     fields are cut out; the dequantizer does the arithmetic."""
     f = decode_record(hw, np.asarray(record, np.uint8), rows=rows, kblk=kblk, n=n, bits=bits, group=group)
-    q, index, z, scales = f.codes, f.index, f.zeros, f.scales.astype(np.int64)
-    return SparseTile(n=n, bits=bits, group=group, q=q, index=index, m=scales[..., 0], sh=scales[..., 1], z=z,
-                      x=np.asarray(x, np.int64))
+    return SparseTile(n=n, bits=bits, group=group, q=f.codes, index=f.index, m=f.scales.astype(np.int64),
+                      z=f.zeros, x=np.asarray(x, np.int64))
 
 
 def pack(layout, value) -> int:
@@ -128,7 +125,7 @@ def tile_beats(tile: MatrixVectorTile, work: SparseTile) -> list[dict]:
     padded_x[:work.tokens, :work.kblk * blk] = work.x
     group_of = np.arange(per_row) * L // work.group                   # each beat's scale group
     params = {}
-    for name in ("m", "sh", "z"):
+    for name in ("m", "z"):
         params[name] = np.zeros((steps * C, per_row), dtype=np.int64)   # padding rows: m = 0, weight 0
         params[name][:work.rows] = getattr(work, name)[:, group_of]
     q = np.repeat(params["z"], L, axis=1)                             # padding lanes: q = z, weight 0

@@ -1,6 +1,6 @@
 """Cross-level check: sparse tiles of the compiled program run on the RTL MV
 tile (cocotb on Icarus Verilog and Verilator) from their packed weight records
-and give the executor's INT32 sums in `matrix_cycles` cycles.
+and give the executor's integer sums in `matrix_cycles` cycles.
 
 The seeded tiny model (tests/test_functional.py `tiny_dir`) is compressed with
 PROFILE below (N:16 with N = 8, 4 and 2 at 4, 3 and 5 bits, scale groups of 32
@@ -10,25 +10,26 @@ executor's `on_matrix` hook sees every MM/MV with a weight record; for each
 tile class (N, bits, MM or MV) the smallest tile (fewest cycles, first in
 execution order) is kept: the record's bytes exactly as they lie in the
 core's weight buffer at the instruction's `wgt` line (values, 4-bit indices,
-(m, sh) scale bytes, zero points, requant; `hwmodel.weight_record.record_parts`),
-the INT8 activations and the executor's INT32 sums before requantization.
+multiplier bytes, zero points, requant; `hwmodel.weight_record.record_parts`),
+the INT8 activations and the executor's sums before requantization.
 
 The record is cut into beats by `hwmodel.gateware.tile_stream.record_tile` and
 `tile_beats` (the weight-buffer reader: bit fields only, no arithmetic; the
 test checks every weight field of every beat of a token pass against the
 record's bits, and the other passes repeat those beats) and streamed
 through the exported MV tile, 2 chains of the design's 16 DSP48s: the sparse
-MUX, the dequantizer (hwmodel.dequant's arithmetic) and the chain. A core has
+MUX, the dequantizer's lanes, the chain and the group scaling (hwmodel.dequant's
+arithmetic). A core has
 96 chains; the 2-chain tile takes a whole instruction in ceil(rows / 2) steps
 of 2 rows, as the hardware's 96 chains take it in steps of 96, so the cycles
 are compared with `matrix_cycles` of the design with 2 chains. MM tiles go
 through in passes of two tokens, packed in one DSP48 (as in the hardware).
-Asserted per class, on both simulators: every INT32 result equals the
+Asserted per class, on both simulators: every 48-bit result equals the
 executor's, and the cycles from the first beat to the last result equal
 `matrix_cycles`.
 
 Not covered here: SCORES and CONTEXT (attention) MM/MV, whose weights are
-INT8 K/V rows without a record or dequantizer; the INT32 accumulation across
+INT8 K/V rows without a record or dequantizer; the accumulation across
 K-split parts (`acc`/`hold`, the executor's), and requantization.
 
 This module is also the cocotb test module (`program_tile` runs inside the
@@ -47,6 +48,7 @@ from rtl_tools import simulator, yosys  # noqa: F401 (fixtures)
 
 from hwmodel.chain_timing import row_cycles
 from hwmodel.costs import matrix_cycles
+from hwmodel.dequant import MULT_MAX, SCALE_BYTES
 from hwmodel.gateware.dsp48 import FAMILY_DSP
 from hwmodel.gateware.tile_stream import record_tile, tile_beats
 from hwmodel.hwconfig import load_hw
@@ -153,7 +155,7 @@ def test_the_profile_gives_every_tile_class(program_tiles):
 
 def check_beats_are_record_fields(tile, work, beats, record: np.ndarray, parts: dict) -> None:
     """Every beat field is the record's bits: codes and indices at the non-zero's
-    position in the row-major stream, (m, sh) the scale bytes and z the zero point of
+    position in the row-major stream, m the scale byte and z the zero point of
     the beat's group; lanes past a row's last non-zero carry q = z (weight 0)."""
     L, C = tile.chain_length, tile.chains
     nnz, per_row = work.kblk * work.n, row_cycles(work.kblk, work.n, L)
@@ -170,8 +172,7 @@ def check_beats_are_record_fields(tile, work, beats, record: np.ndarray, parts: 
             if r >= work.rows:
                 continue
             g = t * L // work.group
-            assert (lane["m"], lane["sh"]) == (field("scales", 2 * (r * groups + g), 8),
-                                               field("scales", 2 * (r * groups + g) + 1, 8))
+            assert lane["m"] == field("scales", r * groups + g, 8 * SCALE_BYTES)
             assert lane["z"] == field("zeros", r * groups + g, work.bits)
             for j in range(L):
                 code = (lane["q"] >> (j * work.bits)) & ((1 << work.bits) - 1)
@@ -192,7 +193,7 @@ def test_program_tile_on_rtl_equals_executor(simulator, program_tiles, cls, tmp_
     tokens = ins["tokens"]
     assert (n, bits, ins.op.name) == cls and n < 16
     assert act.shape == (tokens, kblk * 16) and w.shape == (rows, kblk * 16) and sums.shape == (tokens, rows)
-    assert 0 < np.abs(act).max() <= 127 and np.abs(w).max() <= 127
+    assert 0 < np.abs(act).max() <= 127 and np.abs(w).max() <= MULT_MAX * 127    # m * d
     assert np.count_nonzero(sums) > sums.size // 2                      # real data, not zeros
 
     small = tile_hw(load_hw(HW), chains=CHAINS)
