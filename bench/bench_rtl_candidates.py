@@ -33,7 +33,7 @@ from amaranth.back import rtlil
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hwmodel.dequant import MULT_BITS, SHIFT_BITS, SHIFT_MAX
+from hwmodel.dequant import MULT_BITS
 from hwmodel.gateware.sparse_chain import pick
 from hwmodel.isa import INT8_MAX, WBITS_BITS, wbits_code
 from rtl.synth import CELL_GROUPS
@@ -42,6 +42,8 @@ from rtl.yosys import run_yosys
 LANES = 16
 WIDTHS = (2, 3, 4, 5, 8)          # the U280 design's weight widths
 CODE = max(WIDTHS)
+SHIFT_MAX = 15                    # the per-group shift (0..15) of the scheme the scaler candidate measured
+SHIFT_BITS = SHIFT_MAX.bit_length()
 
 
 class LaneDiff(wiring.Component):
