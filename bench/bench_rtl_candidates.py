@@ -9,15 +9,17 @@ them becomes gateware (issue 9, item 1: at most 100 LUT per DSP).
   saturated to INT8 in the lane: FlightLLM's bit-width expander ("control
   bits, scale, sign", FACTS.md); its `q - z` register stays, one more cycle.
   `shift-nosat` drops the saturation (a quantizer that never overflows INT8).
-- `scaler`: one chain's group scale applied to its beat sums at beat rate,
-  `acc += (G * m) << (15 - sh)` for two tokens (24-bit G, 48-bit acc).
+- `scaler`: one chain's group scale in the fabric (shifted partial
+  products), `acc += S * m` for two tokens at beat rate (20-bit beat sums S,
+  8-bit m, 48-bit acc); `scaler-dsp`: the same written as `*`, which Yosys
+  maps to DSP48s (the MV tile's).
 - `mux`: 16 lanes of the sparse MUX (a 16:1 pick of a 16-bit activation pair),
   registered; once as inferred, once with `-widemux 5` (MUXF7/F8 if inferred).
   `mux-tree`: the same as a tree of 2:1 multiplexers (`sparse_chain.pick`, the
   gateware's), without and with `-widemux 4`; `mux-f7f8`: four 4:1 LUTs a bit
   with MUXF7/MUXF8 instantiated, the by-hand bound.
 
-    .venv/bin/python bench/bench_rtl_candidates.py [--only diff,shift,shift-nosat,scaler,mux,mux-tree,mux-f7f8]
+    .venv/bin/python bench/bench_rtl_candidates.py [--only diff,shift,shift-nosat,scaler,scaler-dsp,mux,mux-tree,mux-f7f8]
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from amaranth.back import rtlil
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hwmodel.dequant import MULT_BITS
+from hwmodel.dequant import ACC_BITS, MULT_BITS
 from hwmodel.gateware.sparse_chain import pick
 from hwmodel.isa import INT8_MAX, WBITS_BITS, wbits_code
 from rtl.synth import CELL_GROUPS
@@ -42,8 +44,6 @@ from rtl.yosys import run_yosys
 LANES = 16
 WIDTHS = (2, 3, 4, 5, 8)          # the U280 design's weight widths
 CODE = max(WIDTHS)
-SHIFT_MAX = 15                    # the per-group shift (0..15) of the scheme the scaler candidate measured
-SHIFT_BITS = SHIFT_MAX.bit_length()
 
 
 class LaneDiff(wiring.Component):
@@ -87,17 +87,16 @@ class LaneShift(wiring.Component):
 
 
 class BeatScaler(wiring.Component):
-    def __init__(self, width: int = 24):
-        super().__init__({"g": In(data.ArrayLayout(signed(width), 2)), "m": In(MULT_BITS), "sh": In(SHIFT_BITS),
-                          "clear": In(1), "acc": Out(data.ArrayLayout(signed(48), 2))})
+    def __init__(self, dsp: bool = False, width: int = 20):
+        self.dsp = dsp
+        super().__init__({"g": In(data.ArrayLayout(signed(width), 2)), "m": In(MULT_BITS),
+                          "clear": In(1), "acc": Out(data.ArrayLayout(signed(ACC_BITS), 2))})
 
     def elaborate(self, platform) -> Module:
         m = Module()
         for t in range(2):
-            prod = Signal(signed(len(self.g[t]) + MULT_BITS + 1), name=f"prod{t}")
-            m.d.comb += prod.eq(sum(Mux(self.m[i], self.g[t] << i, 0) for i in range(MULT_BITS)))
-            shift = (SHIFT_MAX - self.sh).as_unsigned()[:SHIFT_BITS]
-            m.d.sync += self.acc[t].eq(Mux(self.clear, 0, self.acc[t]) + (prod << shift))
+            prod = self.g[t] * self.m if self.dsp else sum(Mux(self.m[i], self.g[t] << i, 0) for i in range(MULT_BITS))
+            m.d.sync += self.acc[t].eq(Mux(self.clear, 0, self.acc[t]) + prod)
         return m
 
 
@@ -147,6 +146,7 @@ class LaneMuxF7F8(LaneMux):
 
 CANDIDATES = {"diff": (LaneDiff, [""]), "shift": (LaneShift, [""]),
               "shift-nosat": (lambda: LaneShift(saturate=False), [""]), "scaler": (BeatScaler, [""]),
+              "scaler-dsp": (lambda: BeatScaler(dsp=True), [""]),
               "mux": (LaneMux, ["", "-widemux 5"]), "mux-tree": (LaneMuxTree, ["", "-widemux 4"]),
               "mux-f7f8": (LaneMuxF7F8, [""])}
 
@@ -166,7 +166,8 @@ def main() -> int:
     unknown = sorted(set(args.only.split(",")) - set(CANDIDATES))
     if unknown:
         ap.error(f"--only: no candidate {unknown[0]!r} (candidates: {', '.join(CANDIDATES)})")
-    print(f"{'block':<12} {'flags':<12} {'LUT+SRL':>8} {'FF':>6} {'per DSP (of ' + str(LANES) + ')':>18} {'s':>5}")
+    print(f"{'block':<12} {'flags':<12} {'LUT+SRL':>8} {'FF':>6} {'DSP48':>6} {'per DSP (of ' + str(LANES) + ')':>18}"
+          f" {'s':>5}")
     for name in args.only.split(","):
         make, flags = CANDIDATES[name]
         for extra in flags:
@@ -174,7 +175,7 @@ def main() -> int:
                 t0 = time.perf_counter()
                 r = synth(make(), extra, Path(tmp))
             lut = r["lut"] + r["srl"]
-            print(f"{name:<12} {extra or '-':<12} {lut:>8} {r['ff']:>6} {lut / LANES:>10.1f} LUT "
+            print(f"{name:<12} {extra or '-':<12} {lut:>8} {r['ff']:>6} {r['dsp']:>6} {lut / LANES:>10.1f} LUT "
                   f"{r['ff'] / LANES:>4.1f} FF {time.perf_counter() - t0:>5.0f}")
     print(f"reproduce: .venv/bin/python bench/bench_rtl_candidates.py --only {args.only}")
     return 0

@@ -13,7 +13,8 @@ and the group's integer sum is scaled by m on its way into the accumulator:
 
 In hardware that is an 8-bit subtractor per lane, the chain's INT8 x INT8
 products as before, and one multiply by m per chain and beat (every beat lies
-in one group): no per-weight multiplier, no rounding, no floating point. The
+in one group), in `SCALE_DSPS` DSP48s beside the chain: no per-weight
+multiplier, no rounding, no floating point. The
 quantizer keeps |q - z| <= 127 (b <= 7 always; 8-bit codes are symmetric,
 z = 128), so the wrap never acts on a compiled model. The packer stores m as
 one byte per group, and the functional executor, the reference and the RTL
@@ -27,6 +28,7 @@ MULT_BITS = 8                     # m: 0 .. 255
 MULT_MAX = (1 << MULT_BITS) - 1
 SCALE_BYTES = 1                   # a group's scale in a weight record: m
 ACC_BITS = 48                     # the accumulator: a DSP48's P register
+SCALE_DSPS = 2                    # per chain: the group scale, one DSP48 multiply (by m) per token
 SYMMETRIC_ZERO = 128              # the zero point of 8-bit codes
 
 

@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 
 from hwmodel.configio import Fields, config_fields
+from hwmodel.dequant import SCALE_DSPS
 from hwmodel.hbm import Hbm, load_hbm
 from hwmodel.resources import FAMILIES
 
@@ -82,6 +83,16 @@ class HwConfig:
     @property
     def dsp_per_core(self) -> int:
         return self.chains * self.chain_length
+
+    @property
+    def scale_dsp_per_core(self) -> int:
+        """DSP48s of one core's MPE that apply the group scales (hwmodel.dequant), not MACs."""
+        return self.chains * SCALE_DSPS
+
+    @property
+    def dsp_total(self) -> int:
+        """DSP48s of the whole design: every core's MPE (MACs and group scales) and SFU."""
+        return self.slrs * (self.dsp_per_core + self.scale_dsp_per_core + self.sfu_dsp)
 
     @property
     def mm_macs_per_cycle(self) -> int:
@@ -250,11 +261,11 @@ def _check_fits_fabric(hw: HwConfig, f: Fields) -> None:
     """An MPE or buffer set larger than the device is an impossible design."""
     fab = f.sub("fabric")
     if "dsp" in hw.fabric:
-        need = hw.slrs * (hw.dsp_per_core + hw.sfu_dsp)
+        need = hw.dsp_total
         if need > hw.fabric["dsp"]:
-            raise f.sub("mpe").error("chains", f"{hw.slrs} cores x ({hw.chains} chains x {hw.chain_length} DSP "
-                                               f"+ {hw.sfu_dsp} SFU DSP) = {need} DSPs, more than "
-                                               f"fabric.dsp={hw.fabric['dsp']}")
+            raise f.sub("mpe").error("chains", f"{hw.slrs} cores x ({hw.chains} chains x ({hw.chain_length} MAC + "
+                                               f"{SCALE_DSPS} scale DSP) + {hw.sfu_dsp} SFU DSP) = {need} DSPs, "
+                                               f"more than fabric.dsp={hw.fabric['dsp']}")
     for kind in ("bram36", "uram"):
         if kind not in hw.fabric:
             continue

@@ -80,7 +80,7 @@ def mpe_estimate(family: str, *, chains: int, chain_length: int, cores: int) -> 
 def utilization(hw: "HwConfig") -> dict:
     """The design's estimated DSP, LUT, FF, BRAM36 and URAM, next to its device
     (when the hardware config gives it) and FlightLLM's published U280 design."""
-    need: dict[str, float] = {"dsp": hw.slrs * (hw.dsp_per_core + hw.sfu_dsp)}
+    need: dict[str, float] = {"dsp": hw.dsp_total}
     if hw.fabric_family:
         mpe = mpe_estimate(hw.fabric_family, chains=hw.chains, chain_length=hw.chain_length, cores=hw.slrs)
         need |= {"lut": mpe["lut"], "ff": mpe["ff"]}

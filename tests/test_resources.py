@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from hwmodel.configio import config_root
+from hwmodel.dequant import SCALE_DSPS
 from hwmodel.errors import ConfigError
 from hwmodel.hwconfig import load_hw
 from hwmodel.published import UTILIZATION
@@ -52,12 +53,15 @@ def test_unmeasured_lengths_use_the_line():
 
 
 def test_u280_hard_resources_against_flightllm():
-    """DSP, BRAM36 and URAM follow from the config alone (MPE + SFU DSPs; buffer
-    blocks) and are compared with FlightLLM's published U280 design: DSPs exactly
-    (6,144 MPE + 201 SFU); buffers within 10 % (its design has buffers we do not
-    model: index, instruction and lookup tables)."""
-    util = utilization(load_hw("u280"))["resources"]
-    assert util["dsp"]["estimate"] == UTILIZATION["dsp"] == 6345
+    """DSP, BRAM36 and URAM follow from the config alone (MPE MAC and group-scale
+    DSPs + SFU DSPs; buffer blocks) and are compared with FlightLLM's published
+    U280 design: its 6,144 MPE + 201 SFU DSPs exactly, plus our 2 scale DSPs per
+    chain; buffers within 10 % (its design has buffers we do not model: index,
+    instruction and lookup tables)."""
+    hw = load_hw("u280")
+    util = utilization(hw)["resources"]
+    assert hw.slrs * (hw.dsp_per_core + hw.sfu_dsp) == UTILIZATION["dsp"] == 6345
+    assert util["dsp"]["estimate"] == 6345 + hw.slrs * hw.chains * SCALE_DSPS == 7113
     assert util["uram"]["estimate"] == pytest.approx(UTILIZATION["uram"], rel=0.10)
     assert util["bram36"]["estimate"] == pytest.approx(UTILIZATION["bram36"], rel=0.10)
     for kind in ("dsp", "bram36", "uram", "lut", "ff"):
@@ -72,7 +76,7 @@ def test_u280_fabric_estimate_is_the_blocks_times_the_design():
     util = utilization(hw)["resources"]
     for res in ("lut", "ff"):
         assert util[res]["estimate"] == pytest.approx(3 * (per_core[res] + 128 * per_chain[res]))
-    assert np.isclose(per_chain["dsp"], 16)
+    assert np.isclose(per_chain["dsp"], 16 + SCALE_DSPS)
 
 
 def test_twice_the_chains_is_refused_naming_dsp():

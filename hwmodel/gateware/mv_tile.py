@@ -8,8 +8,8 @@ different rows, so one block router serves them all). Codes minus the zero
 point enter the chains as INT8 and are multiplied by two tokens at once; each
 chain's beat sum, times the beat's multiplier, accumulates in 48 bits per row
 (the arithmetic is linear, so scaling every beat of a group is scaling the
-group's sum); the beat flagged `last` ends a row and emits one result pair
-per chain.
+group's sum), the multiply in one DSP48 per token (`SCALE_DSPS`); the beat
+flagged `last` ends a row and emits one result pair per chain.
 
 Timing is the formula of `hwmodel.chain_timing`: a row takes
 ceil(kblk*N/L) beats, one beat per cycle, and a result leaves `latency`
@@ -17,7 +17,7 @@ cycles after its row's last beat.
 """
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -151,7 +151,7 @@ class MatrixVectorTile(wiring.Component):
                 chain.o.ready.eq(take_ready),
             ]
             parts, mult = chain.o.payload.partials, chain.o.payload.tag
-            sums.append(tuple(scaled(sum(parts[g][t] for g in range(len(parts))), mult) for t in ("lo", "hi")))
+            sums.append(tuple(sum(parts[g][t] for g in range(len(parts))) * mult for t in ("lo", "hi")))   # a DSP48 each
 
         # accumulate in 48 bits; a row's last beat emits its result
         out = chains[0].o
@@ -169,8 +169,3 @@ class MatrixVectorTile(wiring.Component):
                     m.d.sync += [acc_lo.eq(acc_lo + lo), acc_hi.eq(acc_hi + hi)]
         return m
 
-
-def scaled(total, mult):
-    """`total * mult` (mult unsigned) as shifted partial products: the group scale
-    stays in the fabric, so each chain has exactly its L DSP48s."""
-    return sum(Mux(mult[i], total << i, 0) for i in range(len(mult)))
