@@ -16,17 +16,17 @@ from rtl.synth import FAMILIES, SYNTH_CACHE, families_of, format_table, synth_re
 SYNTH_DESCRIPTION = (
     "Synthesize the sparse DSP chain and the one-chain MV tile with Yosys synth_xilinx for each family "
     "and report their cells; progress (design, family, elapsed) goes to stderr. A cold run of the defaults "
-    "(u280: L = 16, both families, 4 designs) took 1344 s (22 min) on the shared 2-core development "
-    "machine with another synthesis running: about 55 s per chain and 615 s per MV tile. Each design's "
-    "result is cached by its RTLIL, the Yosys version and the flags (in "
-    f"{SYNTH_CACHE.relative_to(ROOT)} of the checkout), so a repeat with nothing changed takes about 8 s, "
+    "(u280: L = 16, both families, 6 designs) takes about 5.5 min on the 2-core development machine with "
+    "other work on the other core: 30-60 s per chain, 60-80 s per MV tile. Each design's result is cached by "
+    "its RTLIL, the Yosys version and the flags (in "
+    f"{SYNTH_CACHE.relative_to(ROOT)} of the checkout), so a repeat with nothing changed takes about 25 s, "
     "the time to elaborate the designs it hashes.")
 FIT_DESCRIPTION = (
     "Synthesize the MV tile's blocks (block router, routed chain, dequantizer, one-chain tile) at chain lengths "
     "4, 8 and 16, and a two-chain tile at 4 as a check, for each family; write the points and a least-squares "
     "line per block and resource to the JSON that hwmodel/resources.py reads. Designs come from the synthesis "
-    "cache when unchanged. Cold, both families take about an hour on the 2-core development machine, most of "
-    "it in the dequantizers and tiles.")
+    "cache when unchanged. Cold, one family takes about 5 min on the 2-core development machine, most of it "
+    "in the tiles.")
 
 
 def register(subparsers) -> None:
