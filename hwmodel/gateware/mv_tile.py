@@ -168,4 +168,3 @@ class MatrixVectorTile(wiring.Component):
                 with m.Else():
                     m.d.sync += [acc_lo.eq(acc_lo + lo), acc_hi.eq(acc_hi + hi)]
         return m
-
