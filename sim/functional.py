@@ -281,14 +281,14 @@ class Executor:
         mode = MatMode(ins["mode"])
         act = read_panels(mem, ins["act"] * line, t, k).astype(np.int64)
         if mode in (MatMode.LINEAR, MatMode.LINEAR_FP16):
-            w = self._weights(mem, ins)
+            w = self._weights(mem, ins)         # decoded once per record, already in its exact type
         else:
             raw = mem[ins["wgt"] * line:].view(np.int8)
             if mode == MatMode.SCORES:          # K rows: [rows keys][k dims]
                 w = raw[: rows * k].reshape(rows, k).astype(np.int64)
             else:                               # V rows read transposed: [k keys][rows dims]
                 w = raw[: k * rows].reshape(k, rows).astype(np.int64).T
-        w = exact_float(w)
+            w = exact_float(w)
         part = np.rint(act.astype(w.dtype) @ w.T).astype(np.int64)
         if self.on_matrix is not None:
             self.on_matrix(core.index, ins, act, w.astype(np.int64), part)
