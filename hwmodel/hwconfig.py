@@ -18,7 +18,7 @@ from pathlib import Path
 from hwmodel.configio import Fields, config_fields
 from hwmodel.dequant import SCALE_DSPS
 from hwmodel.hbm import Hbm, load_hbm
-from hwmodel.resources import FAMILIES
+from hwmodel.resources import FAMILIES, mpe_estimate
 
 BRAM36_BYTES = 4096   # data bytes of one BRAM36 at 32-bit width (36 Kb with parity)
 URAM_BYTES = 32768    # data bytes of one UltraRAM at 64-bit width (288 Kb with parity)
@@ -165,9 +165,12 @@ _TOP = {"name", "description", "clock_mhz", "slrs", "fabric", "mpe", "sfu", "buf
         "slr_link", "power", "price_usd"}
 
 
-def load_hw(spec: "str | Path | dict | HwConfig", source: str | None = None) -> HwConfig:
+def load_hw(spec: "str | Path | dict | HwConfig", source: str | None = None, *,
+            fabric_estimate: bool = True) -> HwConfig:
     """Load and validate a hardware design: `u280`, `vhk158`, a YAML path, the same
-    mapping as data (errors name `source`), or an HwConfig (returned as it is)."""
+    mapping as data (errors name `source`), or an HwConfig (returned as it is).
+    `fabric_estimate=False` skips the LUT/FF check, for `dspflight rtl fit`,
+    which writes the estimate that check reads."""
     if isinstance(spec, HwConfig):
         return spec
     f, path = config_fields("hardware", spec, source)
@@ -202,7 +205,7 @@ def load_hw(spec: "str | Path | dict | HwConfig", source: str | None = None) -> 
         price_usd=f.number("price_usd", lo=0),
         fabric=fabric, fabric_family=family,
     )
-    _check_fits_fabric(hw, f)
+    _check_fits_fabric(hw, f, fabric_estimate)
     return hw
 
 
@@ -257,7 +260,7 @@ def _fabric(fab: Fields) -> tuple[dict[str, int], str | None]:
     return fabric, fab.text("family", choices=FAMILIES) if fab.has("family") else None
 
 
-def _check_fits_fabric(hw: HwConfig, f: Fields) -> None:
+def _check_fits_fabric(hw: HwConfig, f: Fields, fabric_estimate: bool) -> None:
     """An MPE or buffer set larger than the device is an impossible design."""
     fab = f.sub("fabric")
     if "dsp" in hw.fabric:
@@ -266,6 +269,14 @@ def _check_fits_fabric(hw: HwConfig, f: Fields) -> None:
             raise f.sub("mpe").error("chains", f"{hw.slrs} cores x ({hw.chains} chains x ({hw.chain_length} MAC + "
                                                f"{SCALE_DSPS} scale DSP) + {hw.sfu_dsp} SFU DSP) = {need} DSPs, "
                                                f"more than fabric.dsp={hw.fabric['dsp']}")
+    if hw.fabric_family and fabric_estimate:
+        mpe = mpe_estimate(hw.fabric_family, chains=hw.chains, chain_length=hw.chain_length, cores=hw.slrs)
+        for kind in ("lut", "ff"):
+            if kind in hw.fabric and mpe[kind] > hw.fabric[kind]:
+                raise f.sub("mpe").error("chains", f"{hw.slrs} cores x {hw.chains} chains of {hw.chain_length} DSPs "
+                                                   f"need about {mpe[kind]:,.0f} {kind.upper()} (the gateware's "
+                                                   f"{hw.fabric_family} fit, hwmodel/resources.py), more than "
+                                                   f"fabric.{kind}={hw.fabric[kind]}")
     for kind in ("bram36", "uram"):
         if kind not in hw.fabric:
             continue

@@ -59,7 +59,7 @@ def register(subparsers) -> None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    report = fit_report(load_hw(args.hw), families_of(args.family), out=args.out,
+    report = fit_report(load_hw(args.hw, fabric_estimate=False), families_of(args.family), out=args.out,
                         log=lambda line: print(line, file=sys.stderr, flush=True))
     for family, fam in report["families"].items():
         check = fam["check"]

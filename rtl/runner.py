@@ -31,6 +31,7 @@ from cocotb_tools.runner import get_results, get_runner
 from hwmodel.errors import ToolError
 
 from rtl.cache import BUILD_ROOT, ROOT, Entry, cached, key_of
+from rtl.export import models_for
 
 SIM_BUILD = BUILD_ROOT / "sim"
 SIMULATORS = ("icarus", "verilator")
@@ -90,10 +91,19 @@ def _version(*command: str) -> str:
     return out.strip().splitlines()[0] if out.strip() else ""
 
 
-def build_key(sim: str, source: bytes, source_name: str, toplevel: str) -> str:
-    """Everything a build's result depends on: the Verilog, the top level, the
-    simulator and compiler versions, the flags and the cocotb it links to."""
-    return key_of(sim, source_name, source, toplevel, [_version(*c) for c in TOOLCHAIN[sim]], _build_args(sim),
+def sources_of(verilog: Path) -> dict[str, bytes]:
+    """The design's Verilog and the models of the primitives it instantiates,
+    by file name, read once: a build uses what was hashed even if a file
+    changes meanwhile."""
+    source = verilog.read_bytes()
+    return {verilog.name: source, **models_for(source)}
+
+
+def build_key(sim: str, sources: dict[str, bytes], toplevel: str) -> str:
+    """Everything a build's result depends on: the Verilog and models, the top
+    level, the simulator and compiler versions, the flags and the cocotb it
+    links to."""
+    return key_of(sim, sorted(sources.items()), toplevel, [_version(*c) for c in TOOLCHAIN[sim]], _build_args(sim),
                   VERILATOR_MAKEFLAGS, TIMESCALE, cocotb.__version__, str(cocotb_tools.config.libs_dir))
 
 
@@ -109,10 +119,9 @@ def built(*, sim: str, verilog: Path, toplevel: str, root: Path = SIM_BUILD) -> 
     reason = missing(sim)
     if reason:
         raise ToolError(reason)
-    source = verilog.read_bytes()          # build what was hashed, even if the file changes meanwhile
-    key = build_key(sim, source, verilog.name, toplevel)
-    with cached(root / sim, toplevel, key,
-                lambda folder: _compile(sim, source, verilog.name, toplevel, folder)) as entry:
+    sources = sources_of(verilog)
+    key = build_key(sim, sources, toplevel)
+    with cached(root / sim, toplevel, key, lambda folder: _compile(sim, sources, toplevel, folder)) as entry:
         yield entry
 
 
@@ -121,15 +130,16 @@ def artifact(sim: str, toplevel: str) -> str:
     return "sim.vvp" if sim == "icarus" else toplevel
 
 
-def _compile(sim: str, source: bytes, source_name: str, toplevel: str, folder: Path) -> None:
-    """Build in `folder/obj`, keep the artifact, the source and the log; a
+def _compile(sim: str, sources: dict[str, bytes], toplevel: str, folder: Path) -> None:
+    """Build in `folder/obj`, keep the artifact, the sources and the log; a
     failure is a ToolError ending with the build log's last lines."""
     work = folder / "obj"
     work.mkdir()
-    (folder / source_name).write_bytes(source)
+    for name, text in sources.items():
+        (folder / name).write_bytes(text)
     log = folder / BUILD_LOG
     try:
-        get_runner(sim).build(sources=[folder / source_name], hdl_toplevel=toplevel, build_dir=work, always=True,
+        get_runner(sim).build(sources=[folder / name for name in sources], hdl_toplevel=toplevel, build_dir=work, always=True,
                               build_args=_build_args(sim), timescale=TIMESCALE, log_file=log)
     except (RuntimeError, SystemExit) as exc:
         tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:]) if log.is_file() else ""

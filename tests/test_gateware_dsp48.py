@@ -89,3 +89,21 @@ def test_slice_latency_and_restart():
         assert ctx.get(s.p) == 5 * (-2 * 2**18 + 3)   # clock enable holds P
 
     run_testbench(s, bench)
+
+
+def test_input_register_adds_one_cycle():
+    """The A/D/B1 registers of a lane's slice: the same product, one cycle later."""
+    s = Dsp48Slice(input_register=True)
+    assert s.latency == 4
+
+    async def bench(ctx):
+        ctx.set(s.acts, {"lo": -7, "hi": 100})
+        ctx.set(s.weight, -128)
+        ctx.set(s.restart, 1)
+        for _ in range(3):
+            await ctx.tick()
+        assert ctx.get(s.p) == 0                      # still in the M register
+        await ctx.tick()
+        assert ctx.get(s.p) == -128 * (100 * 2**18 - 7)
+
+    run_testbench(s, bench)

@@ -86,6 +86,24 @@ def test_twice_the_chains_is_refused_naming_dsp():
         load_hw(data, source="twice.yaml")
 
 
+def test_u280_mpe_fits_its_device():
+    """The committed fit says the U280 design's MPE fits the U280 (load_hw enforces it)."""
+    util = utilization(load_hw("u280"))["resources"]
+    for kind in ("dsp", "lut", "ff", "bram36", "uram"):
+        assert util[kind]["fraction"] < 1.0, (kind, util[kind])
+
+
+@pytest.mark.parametrize("kind", ["lut", "ff"])
+def test_a_device_too_small_for_the_fabric_is_refused_naming_it(kind):
+    """DSPs that fit but LUTs or FFs that do not: one line naming mpe.chains and the resource."""
+    data = yaml.safe_load((config_root() / "hardware" / "u280.yaml").read_text())
+    need = utilization(load_hw("u280"))["resources"][kind]["estimate"]
+    data["fabric"][kind] = int(need) - 1
+    with pytest.raises(ConfigError, match=rf"small\.yaml: field mpe\.chains: .* need about [\d,]+ {kind.upper()} "
+                                          rf".*more than fabric\.{kind}={int(need) - 1}$"):
+        load_hw(data, source="small.yaml")
+
+
 def test_unknown_fabric_family_is_refused():
     data = yaml.safe_load((config_root() / "hardware" / "u280.yaml").read_text())
     data["fabric"]["family"] = "xcvu"

@@ -80,14 +80,19 @@ class Dsp48Slice(wiring.Component):
 
     `restart` is an OPMODE-like static control: it applies to the product
     currently in the M register. `ce` gates every register (CEA/CEB/CEM/CEP).
+    With `input_register` the operands first pass the primitive's A/D/B1
+    registers, one cycle more: the last stage of a chain lane's input skew.
+    Elaborated for the export's platform, a DSP48E2 slice is the primitive
+    itself (`hwmodel.gateware.primitives`).
     """
 
     LATENCY = DSP_STAGES   # registers from the operands to P: A/B, M, P
 
-    def __init__(self, *, geometry: Dsp48Geometry = DSP48E2):
+    def __init__(self, *, geometry: Dsp48Geometry = DSP48E2, input_register: bool = False):
         if not isinstance(geometry, Dsp48Geometry):
             raise TypeError(f"geometry must be a Dsp48Geometry, not {geometry!r}")
         self.geometry = geometry
+        self.input_register = input_register
         p = signed(geometry.p_width)
         super().__init__({
             "acts": In(ACT_PAIR),
@@ -101,18 +106,26 @@ class Dsp48Slice(wiring.Component):
 
     @property
     def latency(self) -> int:
-        return self.LATENCY
+        return self.LATENCY + self.input_register
 
     def elaborate(self, platform) -> Module:
+        primitive = getattr(platform, "get_dsp48", None)     # the export's platform (`primitives`)
+        if primitive is not None and (m := primitive(self)) is not None:
+            return m
         m = Module()
         g = self.geometry
+        acts, weight = self.acts, self.weight
+        if self.input_register:
+            acts, weight = Signal(ACT_PAIR, reset_less=True), Signal(signed(8), reset_less=True)
+            with m.If(self.ce):
+                m.d.sync += [acts.eq(self.acts), weight.eq(self.weight)]
         a = Signal(signed(g.a_width), reset_less=True)       # data registers need no reset,
         b = Signal(signed(8), reset_less=True)               # which lets them pack into the DSP
         prod = Signal(signed(g.a_width + 8), reset_less=True)
         with m.If(self.ce):
             m.d.sync += [
-                a.eq((self.acts.hi << g.pack_shift) + self.acts.lo),   # pre-adder: the packing
-                b.eq(self.weight),
+                a.eq((acts.hi << g.pack_shift) + acts.lo),   # pre-adder: the packing
+                b.eq(weight),
                 prod.eq(a * b),
                 self.p.eq(prod + Mux(self.restart, 0, self.pcin)),
             ]

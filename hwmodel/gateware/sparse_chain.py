@@ -6,9 +6,9 @@ order), their 4-bit column indices inside their 16-wide block, and the
 activation pairs of the blocks the beat covers. Lane j belongs to block slot
 `j // N`; its *sparse MUX* picks the activation pair its index names.
 
-Lane j's operands are delayed j cycles (input skew) so the P cascade meets
-them. At each group end a *reduction node* either passes the cascade on or
-breaks it: it splits the packed sum into both tokens' exact sums (overflow
+Lane j's operands are delayed j cycles (input skew, the last cycle in the
+slice's input register) so the P cascade meets them. At each group end a
+*reduction node* either passes the cascade on or breaks it: it splits the packed sum into both tokens' exact sums (overflow
 adjust) and the next group restarts through its Z-mux. The chain breaks after
 every `min(N, length, max_terms)` DSPs — one partial sum per N:16 block per
 cycle in sparse mode, and never more products than packing can split. The
@@ -193,13 +193,13 @@ class SparseDspChain(wiring.Component):
             block = pairs[j // 2]
             m.d.comb += [act.eq(pick([block[k] for k in range(self.block)], beat.index[j])),   # the sparse MUX
                          weight.eq(beat.weights[j])]
-            for k in range(1, j + 1):
-                act_k = Signal(ACT_PAIR, name=f"act{j}_skew{k}", reset_less=True)   # skew: shift registers
+            for k in range(1, j):     # skew: shift registers, the last stage in the slice's input register
+                act_k = Signal(ACT_PAIR, name=f"act{j}_skew{k}", reset_less=True)
                 weight_k = Signal(signed(8), name=f"w{j}_skew{k}", reset_less=True)
                 with m.If(ce):
                     m.d.sync += [act_k.eq(act), weight_k.eq(weight)]
                 act, weight = act_k, weight_k
-            dsp = Dsp48Slice(geometry=self.geometry)
+            dsp = Dsp48Slice(geometry=self.geometry, input_register=j > 0)
             m.submodules[f"dsp{j}"] = dsp
             restart = Signal(name=f"restart{j}")
             self._by_pattern(m, restart, lambda n: j % self.segment(n) == 0)

@@ -18,7 +18,7 @@ from rtl_tools import icarus, require, yosys  # noqa: F401 (fixtures)
 from hwmodel.gateware.dsp48 import FAMILY_DSP
 from hwmodel.hwconfig import load_hw
 from rtl.export import tile_for, write_verilog
-from rtl.runner import ROOT, artifact, build_key, built, missing, simulate
+from rtl.runner import ROOT, artifact, build_key, built, missing, simulate, sources_of
 
 pytestmark = pytest.mark.rtl
 
@@ -88,7 +88,7 @@ def test_killed_build_is_not_reused_and_two_runs_at_once_share_its_rebuild(yosys
     one Verilator build, the costly part, serves both checks.)"""
     require(missing("verilator"))
     verilog, root = export_tile(tmp_path), tmp_path / "builds"
-    key = build_key("verilator", verilog.read_bytes(), verilog.name, NAME)
+    key = build_key("verilator", sources_of(verilog), NAME)
     kill_build_half_way(verilog, root, key)
     assert not (root / "verilator" / f"{NAME}-{key}").exists()
     assert leftovers(root / "verilator")                           # the killed build's folder

@@ -25,12 +25,21 @@ def test_export_writes_portable_verilog(yosys, tmp_path):
     args = parse(["rtl", "export", "--hw", "u280", "-o", str(tmp_path)])
     assert args.func(args) == 0
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["block_router_16.v", "dequantizer_16.v", "dsp48_slice.v", "mv_tile_1x16.v",
-                     "sparse_dsp_chain_16.v", "sparse_dsp_chain_16_routed.v"]
+    assert files == ["DSP48E2.v", "block_router_16.v", "dequantizer_16.v", "dsp48_slice.v", "mv_tile_1x16.v",
+                     "sparse_dsp_chain_16.v", "sparse_dsp_chain_16_routed.v"]   # with the model of the primitive
     for name in files:
         text = (tmp_path / name).read_text()
-        assert f"module {name[:-2]}(" in text
+        assert f"module {name[:-2]}" + (" #(" if name == "DSP48E2.v" else "(") in text
         assert "/work" not in text and str(tmp_path) not in text and "src =" not in text
+    assert (tmp_path / "sparse_dsp_chain_16.v").read_text().count("DSP48E2 #(") == 16
+
+
+def test_export_for_xc7_leaves_the_dsp48e1_to_yosys(yosys, tmp_path):
+    """Yosys packs the whole slice into a DSP48E1, so nothing is instantiated and no model is written."""
+    args = parse(["rtl", "export", "--family", "xc7", "-o", str(tmp_path)])
+    assert args.func(args) == 0
+    assert "DSP48E2.v" not in {p.name for p in tmp_path.iterdir()}
+    assert "DSP48" not in (tmp_path / "sparse_dsp_chain_16.v").read_text()
 
 
 def test_synth_says_per_design_what_it_does_on_stderr(yosys, tmp_path, capsys, monkeypatch):
