@@ -29,10 +29,12 @@ EXPORT_SCRIPT = "read_rtlil {rtlil}; proc; opt_clean; write_verilog -noattr {ver
 
 @dataclass(frozen=True)
 class Design:
-    """A gateware top level to export: its module name and how to build it
-    (built on demand: Amaranth warns about components never elaborated)."""
+    """A gateware top level to export: its module name, how to build it
+    (built on demand: Amaranth warns about components never elaborated) and
+    how many of its DSP48s do the INT8 MACs (the rest scale groups)."""
     name: str
     build: Callable[[], wiring.Component]
+    mac_dsps: int = 0
 
 
 def rtlil_of(component: wiring.Component, name: str) -> str:
@@ -96,15 +98,17 @@ def designs(hw: HwConfig, *, family: str = "xcup", chain_length: int | None = No
     small = tile_hw(hw, chains=chains, chain_length=chain_length)
     length = small.chain_length
     return [
-        Design("dsp48_slice", lambda: Dsp48Slice(geometry=geometry)),
+        Design("dsp48_slice", lambda: Dsp48Slice(geometry=geometry), 1),
         Design(f"dequantizer_{length}", lambda: Dequantizer(lanes=length, weight_bits=small.weight_bits)),
         Design(f"block_router_{length}", lambda: BlockRouter(length=length, patterns=small.sparsity_n,
                                                              block=small.sparsity_m)),
         Design(f"sparse_dsp_chain_{length}", lambda: SparseDspChain(length=length, patterns=small.sparsity_n,
-                                                                     block=small.sparsity_m, geometry=geometry)),
+                                                                     block=small.sparsity_m, geometry=geometry),
+               length),
         Design(f"sparse_dsp_chain_{length}_routed", lambda: SparseDspChain(
-            length=length, patterns=small.sparsity_n, block=small.sparsity_m, geometry=geometry, routed=True)),
-        Design(f"mv_tile_{chains}x{length}", lambda: MatrixVectorTile.from_hw(small, geometry=geometry)),
+            length=length, patterns=small.sparsity_n, block=small.sparsity_m, geometry=geometry, routed=True), length),
+        Design(f"mv_tile_{chains}x{length}", lambda: MatrixVectorTile.from_hw(small, geometry=geometry),
+               chains * length),
     ]
 
 

@@ -72,13 +72,15 @@ def synth_cells(verilog: Path, top: str, family: str) -> dict[str, int]:
     return {k: v for k, v in cells.items() if not k.startswith("$")}
 
 
-def resources(cells: dict[str, int], macs_per_dsp: int) -> dict:
-    """Cells grouped as in a vendor utilization report, plus fabric per DSP."""
+def resources(cells: dict[str, int], macs_per_dsp: int, mac_dsps: int = 0) -> dict:
+    """Cells grouped as in a vendor utilization report, plus fabric per DSP48
+    and per MAC DSP48 (of `mac_dsps`; a tile's group-scale DSPs do none)."""
     out = {group: sum(cells.get(c, 0) for c in names) for group, names in CELL_GROUPS.items()}
     out["macs_per_dsp"] = macs_per_dsp
-    if out["dsp"]:
-        out["lut_per_dsp"] = round((out["lut"] + out["srl"]) / out["dsp"], 1)
-        out["ff_per_dsp"] = round(out["ff"] / out["dsp"], 1)
+    for key, dsps in (("per_dsp", out["dsp"]), ("per_mac_dsp", mac_dsps)):
+        if dsps:
+            out[f"lut_{key}"] = round((out["lut"] + out["srl"]) / dsps, 1)
+            out[f"ff_{key}"] = round(out["ff"] / dsps, 1)
     out["cells"] = dict(sorted(cells.items()))
     return out
 
@@ -99,7 +101,7 @@ def synth_report(hw: HwConfig, *, families: tuple[str, ...] = FAMILIES, chain_le
         step, label = time.monotonic(), f"synth {n}/{len(jobs)} {family} {design.name}"
         cells, verilog, built = synth_design(design, family, cache, lambda: log(f"{label}: synth_xilinx ..."))
         write_atomic(out_dir / family / f"{design.name}.v", verilog)
-        report["families"][family][design.name] = resources(cells, hw.macs_per_dsp)
+        report["families"][family][design.name] = resources(cells, hw.macs_per_dsp, design.mac_dsps)
         log(f"{label}: {'done' if built else 'from the cache'} in {time.monotonic() - step:.1f} s "
             f"(elapsed {time.monotonic() - start:.1f} s)")
     write_atomic(out_dir / "resources.json", json.dumps(report, indent=1) + "\n")
@@ -126,11 +128,12 @@ def synth_design(design: Design, family: str, cache: Path = SYNTH_CACHE,
 
 def format_table(report: dict) -> str:
     """The report as a text table, one line per family and design."""
-    head = f"{'family':6} {'design':24} {'DSP':>5} {'LUT':>7} {'SRL':>5} {'FF':>7} {'carry':>6} {'BRAM':>5} " \
-           f"{'LUT/DSP':>8} {'FF/DSP':>7}"
+    head = f"{'family':6} {'design':26} {'DSP':>5} {'LUT':>7} {'SRL':>5} {'FF':>7} {'carry':>6} {'BRAM':>5} " \
+           f"{'LUT/DSP':>8} {'FF/DSP':>7} {'LUT/MAC':>8} {'FF/MAC':>7}"
     lines = [head, "-" * len(head)]
     for family, entries in report["families"].items():
         for name, r in entries.items():
-            lines.append(f"{family:6} {name:24} {r['dsp']:5} {r['lut']:7} {r['srl']:5} {r['ff']:7} {r['carry']:6} "
-                         f"{r['bram']:5} {r.get('lut_per_dsp', 0):8} {r.get('ff_per_dsp', 0):7}")
+            lines.append(f"{family:6} {name:26} {r['dsp']:5} {r['lut']:7} {r['srl']:5} {r['ff']:7} {r['carry']:6} "
+                         f"{r['bram']:5} {r.get('lut_per_dsp', 0):8} {r.get('ff_per_dsp', 0):7} "
+                         f"{r.get('lut_per_mac_dsp', 0):8} {r.get('ff_per_mac_dsp', 0):7}")
     return "\n".join(lines)

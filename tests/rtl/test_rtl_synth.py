@@ -8,7 +8,7 @@ import pytest
 from rtl_tools import yosys  # noqa: F401 (fixtures)
 
 from hwmodel.hwconfig import load_hw
-from rtl.synth import FAMILIES, synth_report
+from rtl.synth import FAMILIES, resources, synth_report
 
 pytestmark = pytest.mark.rtl
 
@@ -23,6 +23,15 @@ def test_chain_is_one_dsp48_per_position(yosys, tmp_path, length):
         assert chain["dsp"] == chain["cells"][dsp_cell] == length
         assert chain["macs_per_dsp"] == 2
         assert chain["bram"] == 0 and chain["lut"] > 0 and chain["ff"] > 0
+        assert chain["lut_per_mac_dsp"] == chain["lut_per_dsp"]     # every DSP of a chain does MACs
+
+
+def test_fabric_per_mac_dsp_leaves_out_the_scale_dsps():
+    """A one-chain tile of 16: 18 DSP48s, 16 of them MACs."""
+    r = resources({"DSP48E2": 18, "LUT6": 3200, "SRLC32E": 400, "FDRE": 2880}, macs_per_dsp=2, mac_dsps=16)
+    assert (r["lut_per_dsp"], r["ff_per_dsp"]) == (200.0, 160.0)
+    assert (r["lut_per_mac_dsp"], r["ff_per_mac_dsp"]) == (225.0, 180.0)
+    assert "lut_per_mac_dsp" not in resources({"LUT6": 10}, macs_per_dsp=2)
 
 
 def test_second_run_comes_from_the_cache(yosys, tmp_path, monkeypatch):
