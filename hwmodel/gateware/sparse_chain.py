@@ -8,12 +8,13 @@ activation pairs of the blocks the beat covers. Lane j belongs to block slot
 
 Lane j's operands are delayed j cycles (input skew, the last cycle in the
 slice's input register) so the P cascade meets them. At each group end a
-*reduction node* either passes the cascade on or breaks it: it splits the packed sum into both tokens' exact sums (overflow
-adjust) and the next group restarts through its Z-mux. The chain breaks after
-every `min(N, length, max_terms)` DSPs — one partial sum per N:16 block per
-cycle in sparse mode, and never more products than packing can split. The
-partial sums are de-skewed so a beat's partials leave together; slots that do
-not end a segment are zero.
+*reduction node* either passes the cascade on or breaks it: it splits the
+packed sum into both tokens' exact sums (overflow adjust) and the next group
+restarts through its Z-mux. The chain breaks after every
+`min(N, length, max_terms)` DSPs — one partial sum per N:16 block per cycle in
+sparse mode, and never more products than packing can split. The partial sums
+are de-skewed so a beat's partials leave together; slots that do not end a
+segment are zero.
 
 The pattern (`n_log2`, N = 2 << n_log2, the ISA's encoding) is quasi-static:
 change it only while the chain is empty. The whole pipeline shares one clock
