@@ -15,6 +15,8 @@
 // at zero as after configuration. Anything else (SIMD, pattern detect, the
 // A/B cascades, inverted pins, another ALUMODE) stops the simulation with
 // $fatal rather than computing something the slice would not.
+// tests/rtl/test_dsp48e2_model.py compares it, cycle by cycle, with Yosys'
+// DSP48E1 model configured alike.
 module DSP48E2 #(
     parameter integer ACASCREG = 1,
     parameter integer ADREG = 1,
