@@ -18,8 +18,13 @@ them becomes gateware (issue 9, item 1: at most 100 LUT per DSP).
   `mux-tree`: the same as a tree of 2:1 multiplexers (`sparse_chain.pick`, the
   gateware's), without and with `-widemux 4`; `mux-f7f8`: four 4:1 LUTs a bit
   with MUXF7/MUXF8 instantiated, the by-hand bound.
+- `mux-lutram`: the pick as a read of distributed RAM: each lane holds the
+  16 pairs of its block twice over (two banks, 32 x 16 bits: one bank read
+  at the lane's index while the next block is written, one entry a cycle)
+  and reads asynchronously, registered. Its LUTs are counted as LUT6s
+  (`LUTRAM_LUTS`), as a Vivado utilization report counts LUT as memory.
 
-    .venv/bin/python bench/bench_rtl_candidates.py [--only diff,shift,shift-nosat,scaler,scaler-dsp,mux,mux-tree,mux-f7f8]
+    .venv/bin/python bench/bench_rtl_candidates.py [--only diff,shift,shift-nosat,scaler,scaler-dsp,mux,mux-tree,mux-f7f8,mux-lutram]
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ from pathlib import Path
 from amaranth import Instance, Module, Mux, Signal, signed
 from amaranth.back import rtlil
 from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hwmodel.dequant import ACC_BITS, MULT_BITS
@@ -144,11 +150,34 @@ class LaneMuxF7F8(LaneMux):
         return m
 
 
+class LaneMuxLutram(wiring.Component):
+    """The sparse MUX as a distributed-RAM read: lane pair g's block is written
+    into both its lanes' RAMs one entry (`waddr`: bank, column) a cycle."""
+
+    def __init__(self):
+        super().__init__({"wdata": In(data.ArrayLayout(16, LANES // 2)), "waddr": In(5), "we": In(1),
+                          "raddr": In(data.ArrayLayout(5, LANES)), "o": Out(data.ArrayLayout(16, LANES))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        for lane in range(LANES):
+            m.submodules[f"ram{lane}"] = ram = Memory(shape=16, depth=32, init=[])
+            wr, rd = ram.write_port(), ram.read_port(domain="comb")
+            m.d.comb += [wr.addr.eq(self.waddr), wr.data.eq(self.wdata[lane // 2]), wr.en.eq(self.we),
+                         rd.addr.eq(self.raddr[lane])]
+            m.d.sync += self.o[lane].eq(rd.data)
+        return m
+
+
+# LUT6s per distributed-RAM primitive (UG574: RAM32M and RAM64M take four, RAM32M16 and RAM64M8 eight)
+LUTRAM_LUTS = {"RAM32X1S": 1, "RAM64X1S": 1, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4,
+               "RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8}
+
 CANDIDATES = {"diff": (LaneDiff, [""]), "shift": (LaneShift, [""]),
               "shift-nosat": (lambda: LaneShift(saturate=False), [""]), "scaler": (BeatScaler, [""]),
               "scaler-dsp": (lambda: BeatScaler(dsp=True), [""]),
               "mux": (LaneMux, ["", "-widemux 5"]), "mux-tree": (LaneMuxTree, ["", "-widemux 4"]),
-              "mux-f7f8": (LaneMuxF7F8, [""])}
+              "mux-f7f8": (LaneMuxF7F8, [""]), "mux-lutram": (LaneMuxLutram, [""])}
 
 
 def synth(design: wiring.Component, extra: str, folder: Path) -> dict[str, int]:
@@ -156,7 +185,9 @@ def synth(design: wiring.Component, extra: str, folder: Path) -> dict[str, int]:
     run_yosys(f"read_rtlil top.il; synth_xilinx -family xcup -top top -flatten -noiopad -dff {extra}; "
               f"tee -q -o stat.json stat -json", folder)
     cells = json.loads((folder / "stat.json").read_text())["design"]["num_cells_by_type"]
-    return {group: sum(cells.get(c, 0) for c in names) for group, names in CELL_GROUPS.items()}
+    out = {group: sum(cells.get(c, 0) for c in names) for group, names in CELL_GROUPS.items()}
+    out["lutram"] = sum(n * cells.get(c, 0) for c, n in LUTRAM_LUTS.items())
+    return out
 
 
 def main() -> int:
@@ -166,7 +197,7 @@ def main() -> int:
     unknown = sorted(set(args.only.split(",")) - set(CANDIDATES))
     if unknown:
         ap.error(f"--only: no candidate {unknown[0]!r} (candidates: {', '.join(CANDIDATES)})")
-    print(f"{'block':<12} {'flags':<12} {'LUT+SRL':>8} {'FF':>6} {'DSP48':>6} {'per DSP (of ' + str(LANES) + ')':>18}"
+    print(f"{'block':<12} {'flags':<12} {'LUT*':>8} {'FF':>6} {'DSP48':>6} {'per DSP (of ' + str(LANES) + ')':>18}"
           f" {'s':>5}")
     for name in args.only.split(","):
         make, flags = CANDIDATES[name]
@@ -174,9 +205,10 @@ def main() -> int:
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 r = synth(make(), extra, Path(tmp))
-            lut = r["lut"] + r["srl"]
+            lut = r["lut"] + r["srl"] + r["lutram"]
             print(f"{name:<12} {extra or '-':<12} {lut:>8} {r['ff']:>6} {r['dsp']:>6} {lut / LANES:>10.1f} LUT "
                   f"{r['ff'] / LANES:>4.1f} FF {time.perf_counter() - t0:>5.0f}")
+    print("LUT*: LUTs as logic, shift registers (SRL) and distributed RAM")
     print(f"reproduce: .venv/bin/python bench/bench_rtl_candidates.py --only {args.only}")
     return 0
 

@@ -141,7 +141,6 @@ class MatrixVectorTile(wiring.Component):
             m.d.comb += [
                 deq.q.eq(lane.q), deq.z.eq(lane.z),
                 deq.wbits.eq(self.wbits), deq.ce.eq(ce0),
-                chain.n_log2.eq(self.n_log2),
                 chain.i.valid.eq(s0_valid),
                 chain.i.payload.weights.eq(deq.w),
                 chain.i.payload.index.eq(s0_index[c]),

@@ -7,14 +7,13 @@ activation pairs of the blocks the beat covers. Lane j belongs to block slot
 `j // N`; its *sparse MUX* picks the activation pair its index names.
 
 Lane j's operands are delayed j cycles (input skew, the last cycle in the
-slice's input register) so the P cascade meets them. At each group end a
-*reduction node* either passes the cascade on or breaks it: it splits the
-packed sum into both tokens' exact sums (overflow adjust) and the next group
-restarts through its Z-mux. The chain breaks after every
-`min(N, length, max_terms)` DSPs — one partial sum per N:16 block per cycle in
-sparse mode, and never more products than packing can split. The partial sums
-are de-skewed so a beat's partials leave together; slots that do not end a
-segment are zero.
+slice's input register) so the P cascade meets them. The cascade breaks after
+every `min(length, max_terms)` DSPs, the most products packing can split: at
+each break a *reduction node* splits the packed sum into both tokens' exact
+sums (overflow adjust) and the next segment restarts through its Z-mux. Every
+non-zero of a beat belongs to the same row, so the breaks do not follow the
+N:16 blocks: the pattern decides which block a lane reads, not where sums
+end. The partial sums are de-skewed so a beat's partials leave together.
 
 The pattern (`n_log2`, N = 2 << n_log2, the ISA's encoding) is quasi-static:
 change it only while the chain is empty. The whole pipeline shares one clock
@@ -124,10 +123,11 @@ class BlockRouter(wiring.Component):
 
 
 class SparseDspChain(wiring.Component):
-    """`length` DSP48s; stream in beats, stream out per-group partial sums.
-    A `routed` chain takes one block per lane pair (a `BlockRouter`'s output)
-    instead of the beat's slots. A beat's `tag` (`tag_width` bits: the tile's
-    group multiplier) leaves with its partial sums."""
+    """`length` DSP48s; stream in beats, stream out one partial sum pair per
+    cascade segment. A `routed` chain takes one block per lane pair (a
+    `BlockRouter`'s output) instead of the beat's slots and needs no pattern.
+    A beat's `tag` (`tag_width` bits: the tile's group multiplier) leaves with
+    its partial sums."""
 
     def __init__(self, *, length: int, patterns: tuple[int, ...] = (2, 4, 8, 16), block: int = 16,
                  geometry: Dsp48Geometry = DSP48E2, routed: bool = False, tag_width: int = 0):
@@ -138,13 +138,12 @@ class SparseDspChain(wiring.Component):
         self.routed = routed
         self.tag_width = tag_width
         self.slots = length // 2 if routed else chain_slots(length, self.patterns)
-        self.terms = max(self.segment(n) for n in self.patterns)
-        self.partial_width = sum_width(self.terms)
-        super().__init__({
-            "n_log2": In(pattern_code_width(block)),
-            "i": In(stream.Signature(self.beat_layout)),
-            "o": Out(stream.Signature(self.partials_layout)),
-        })
+        self.segment = min(length, geometry.max_terms)
+        self.partial_width = sum_width(self.segment)
+        ports = {"i": In(stream.Signature(self.beat_layout)), "o": Out(stream.Signature(self.partials_layout))}
+        if not routed:
+            ports["n_log2"] = In(pattern_code_width(block))
+        super().__init__(ports)
 
     @property
     def beat_layout(self) -> data.StructLayout:
@@ -159,21 +158,14 @@ class SparseDspChain(wiring.Component):
     @property
     def partials_layout(self) -> data.StructLayout:
         return data.StructLayout({
-            "partials": data.ArrayLayout(sum_pair_layout(self.partial_width), self.length // 2),
+            "partials": data.ArrayLayout(sum_pair_layout(self.partial_width), self.length // self.segment),
             "last": 1,
             "tag": self.tag_width,
         })
 
-    def segment(self, n: int) -> int:
-        """DSPs between two breaks of the cascade for pattern N:16."""
-        return min(n, self.length, self.geometry.max_terms)
-
     @property
     def latency(self) -> int:
         return chain_latency_cycles(self.length)
-
-    def _by_pattern(self, m: Module, target: Signal, value_of) -> None:
-        select_by_pattern(m, self.n_log2, self.patterns, target, value_of)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -202,24 +194,21 @@ class SparseDspChain(wiring.Component):
                 act, weight = act_k, weight_k
             dsp = Dsp48Slice(geometry=self.geometry, input_register=j > 0)
             m.submodules[f"dsp{j}"] = dsp
-            restart = Signal(name=f"restart{j}")
-            self._by_pattern(m, restart, lambda n: j % self.segment(n) == 0)
-            m.d.comb += [dsp.acts.eq(act), dsp.weight.eq(weight), dsp.ce.eq(ce), dsp.restart.eq(restart)]
+            m.d.comb += [dsp.acts.eq(act), dsp.weight.eq(weight), dsp.ce.eq(ce),
+                         dsp.restart.eq(int(j % self.segment == 0))]
             if slices:
                 m.d.comb += dsp.pcin.eq(slices[-1].pcout)
             slices.append(dsp)
 
         pair = sum_pair_layout(self.partial_width)
-        for g in range(L // 2):
-            end = 2 * g + 1
-            adjust = OverflowAdjust(geometry=self.geometry, terms=self.terms)
+        for g in range(L // self.segment):
+            end = (g + 1) * self.segment - 1
+            adjust = OverflowAdjust(geometry=self.geometry, terms=self.segment)
             m.submodules[f"adjust{g}"] = adjust
-            breaks = Signal(name=f"break{g}")
-            self._by_pattern(m, breaks, lambda n: (end + 1) % self.segment(n) == 0)
             node = Signal(pair, name=f"node{g}", reset_less=True)
             m.d.comb += adjust.p.eq(slices[end].p)
             with m.If(ce):
-                m.d.sync += node.eq(Mux(breaks, adjust.sums.as_value(), 0))
+                m.d.sync += node.eq(adjust.sums)
             for k in range(L - 1 - end):     # de-skew: every partial of a beat leaves together
                 later = Signal(pair, name=f"node{g}_deskew{k}", reset_less=True)
                 with m.If(ce):
