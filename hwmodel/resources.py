@@ -6,7 +6,7 @@ counts to `resource_fit.json` beside this module. Each block's count of each
 resource is fitted as a line in L (least squares over the points). One core's
 MPE is
 
-    block router + stage-0 block register                       (once per core)
+    block router + stage-0 block register + block skew          (once per core)
     + chains x (routed chain + dequantizer + per-chain glue)    (per chain)
 
 where the glue (48-bit accumulators and group scaling, stage-0 index register, adders) is what
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 FIT_FILE = Path(__file__).with_name("resource_fit.json")
 FAMILIES = ("xc7", "xcup")              # Yosys synth_xilinx families the gateware is built for (DSP48E1, DSP48E2)
-PER_CORE = ("block_router", "tile_register")
+PER_CORE = ("block_router", "tile_register", "block_skew")
 PER_CHAIN = ("chain", "dequantizer", "glue")
 FABRIC = ("lut", "ff", "dsp")           # lut counts LUTs as logic and as shift registers (SRL)
 

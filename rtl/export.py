@@ -18,7 +18,7 @@ from hwmodel.gateware.dequantizer import Dequantizer
 from hwmodel.gateware.dsp48 import Dsp48Geometry, Dsp48Slice, geometry_for
 from hwmodel.gateware.mv_tile import MatrixVectorTile
 from hwmodel.gateware.primitives import PRIMITIVES
-from hwmodel.gateware.sparse_chain import BlockRouter, SparseDspChain, check_chain
+from hwmodel.gateware.sparse_chain import BlockRouter, BlockSkew, SparseDspChain, check_chain
 from hwmodel.hwconfig import HwConfig
 from rtl.yosys import run_yosys
 
@@ -102,6 +102,7 @@ def designs(hw: HwConfig, *, family: str = "xcup", chain_length: int | None = No
         Design(f"dequantizer_{length}", lambda: Dequantizer(lanes=length, weight_bits=small.weight_bits)),
         Design(f"block_router_{length}", lambda: BlockRouter(length=length, patterns=small.sparsity_n,
                                                              block=small.sparsity_m)),
+        Design(f"block_skew_{length}", lambda: BlockSkew(length=length, block=small.sparsity_m)),
         Design(f"sparse_dsp_chain_{length}", lambda: SparseDspChain(length=length, patterns=small.sparsity_n,
                                                                      block=small.sparsity_m, geometry=geometry),
                length),

@@ -1,8 +1,8 @@
 """`dspflight rtl fit`: synthesize the MV tile's blocks at several chain
 lengths and write the resource model's data (`hwmodel/resources.py`).
 
-Per family and chain length L: the block router, a routed chain, the
-dequantizer and the one-chain tile. The tile's glue is what it has beyond
+Per family and chain length L: the block router, the block skew, a routed
+chain, the dequantizer and the one-chain tile. The tile's glue is what it has beyond
 those blocks and its stage-0 block register (whose flip-flops are the width
 of the routed blocks). A two-chain tile at the shortest length checks the
 split into per-core and per-chain parts: it is predicted from the blocks and
@@ -24,7 +24,7 @@ from rtl.synth import SYNTH_RETRIES, SYNTH_SCRIPT, resources, synth_design
 from rtl.yosys import yosys_version
 
 FIT_LENGTHS = (4, 8, 16)
-BLOCK_DESIGNS = {"block_router": "block_router_{L}", "chain": "sparse_dsp_chain_{L}_routed",
+BLOCK_DESIGNS = {"block_router": "block_router_{L}", "block_skew": "block_skew_{L}", "chain": "sparse_dsp_chain_{L}_routed",
                  "dequantizer": "dequantizer_{L}", "tile": "mv_tile_{C}x{L}"}
 
 
@@ -63,11 +63,13 @@ def fit_family(hw: HwConfig, family: str, log: Callable[[str], None]) -> dict:
         register = {"lut": 0, "ff": block_register_bits(hw, length), "dsp": 0}
         L = str(length)
         points["block_router"][L] = got["block_router"]
+        points["block_skew"][L] = got["block_skew"]
         points["tile_register"][L] = register
         points["chain"][L] = got["chain"]
         points["dequantizer"][L] = got["dequantizer"]
-        points["glue"][L] = {res: got["tile"][res] - got["block_router"][res] - register[res] - got["chain"][res]
-                             - got["dequantizer"][res] for res in FABRIC}
+        points["glue"][L] = {res: got["tile"][res] - sum(got[b][res] for b in ("block_router", "block_skew", "chain",
+                                                                                "dequantizer")) - register[res]
+                             for res in FABRIC}
         tiles[L] = got["tile"]
     length = FIT_LENGTHS[0]
     check = {"design": BLOCK_DESIGNS["tile"].format(L=length, C=2),

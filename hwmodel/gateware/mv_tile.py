@@ -4,8 +4,9 @@ Each beat carries, for every chain, one row's next `chain_length` packed
 non-zero codes, their group's multiplier and zero point (`hwmodel.dequant`:
 a beat lies in one scale group) and their 4-bit indices, plus the activation
 blocks those non-zeros read (shared: all chains walk the same columns of
-different rows, so one block router serves them all). Codes minus the zero
-point enter the chains as INT8 and are multiplied by two tokens at once; each
+different rows, so one block router and one block skew serve them all).
+Codes minus the zero point enter the chains as INT8 and are multiplied by two
+tokens at once; each
 chain's beat sum, times the beat's multiplier, accumulates in 48 bits per row
 (the arithmetic is linear, so scaling every beat of a group is scaling the
 group's sum), the multiply in one DSP48 per token (`SCALE_DSPS`); the beat
@@ -26,8 +27,8 @@ from hwmodel.dequant import ACC_BITS, MULT_BITS
 from hwmodel.errors import ConfigError
 from hwmodel.gateware.dequantizer import Dequantizer, checked_weight_bits
 from hwmodel.gateware.dsp48 import DSP48E2, Dsp48Geometry, sum_pair_layout
-from hwmodel.gateware.sparse_chain import BlockRouter, SparseDspChain, block_layout, chain_latency_cycles, \
-    chain_slots, check_chain, pattern_code_width
+from hwmodel.gateware.sparse_chain import BlockRouter, BlockSkew, SparseDspChain, block_layout, \
+    chain_latency_cycles, chain_slots, check_chain, pattern_code_width
 from hwmodel.hwconfig import HwConfig
 from hwmodel.isa import WBITS_BITS
 
@@ -128,6 +129,10 @@ class MatrixVectorTile(wiring.Component):
             m.d.sync += [s0_index[c].eq(beat.lanes[c].index) for c in range(self.chains)]
             m.d.sync += [s0_m[c].eq(beat.lanes[c].m) for c in range(self.chains)]
 
+        # the blocks skewed for the lanes, once for all chains (they share one clock enable)
+        m.submodules.skew = skew = BlockSkew(length=self.chain_length, block=self.block)
+        m.d.comb += [skew.pairs.eq(s0_acts), skew.ce.eq(chains[0].i.ready)]
+
         # the chains, in lock step
         res_valid = Signal()
         take_ready = Signal()
@@ -144,7 +149,7 @@ class MatrixVectorTile(wiring.Component):
                 chain.i.valid.eq(s0_valid),
                 chain.i.payload.weights.eq(deq.w),
                 chain.i.payload.index.eq(s0_index[c]),
-                chain.i.payload.acts.eq(s0_acts),
+                chain.i.payload.acts.eq(skew.lanes),
                 chain.i.payload.last.eq(s0_last),
                 chain.i.payload.tag.eq(s0_m[c]),
                 chain.o.ready.eq(take_ready),

@@ -7,7 +7,8 @@ activation pairs of the blocks the beat covers. Lane j belongs to block slot
 `j // N`; its *sparse MUX* picks the activation pair its index names.
 
 Lane j's operands are delayed j cycles (input skew, the last cycle in the
-slice's input register) so the P cascade meets them. The cascade breaks after
+slice's input register) so the P cascade meets them: its index and weight
+in the chain, its block before the MUX (`BlockSkew`). The cascade breaks after
 every `min(length, max_terms)` DSPs, the most products packing can split: at
 each break a *reduction node* splits the packed sum into both tokens' exact
 sums (overflow adjust) and the next segment restarts through its Z-mux. Every
@@ -21,9 +22,10 @@ enable, so back-pressure stalls it as a unit.
 
 Which block a lane reads depends on the pattern, not on the row, so the
 *block router* that picks a block for each lane pair (lanes 2g and 2g+1 always
-share one, as N >= 2) is not part of a lane's MUX: a chain built `routed`
-takes blocks already routed, and the MV tile routes once for all its chains
-(they walk the same columns). Each lane's own MUX is then a 16:1 pick.
+share one, as N >= 2) and the block skew are not part of a lane: a chain
+built `routed` takes blocks already routed and skewed, and the MV tile routes
+and skews once for all its chains (they walk the same columns). Each lane's
+own MUX is then a 16:1 pick.
 """
 from __future__ import annotations
 
@@ -122,12 +124,49 @@ class BlockRouter(wiring.Component):
         return m
 
 
+def lane_skew(lane: int) -> int:
+    """Enabled cycles lane `lane`'s operands wait before its slice's input register
+    (lane 0 has none): the cascade reaches lane j j cycles after lane 0."""
+    return max(lane - 1, 0)
+
+
+class BlockSkew(wiring.Component):
+    """The routed blocks delayed for each lane: lane j gets its pair's block
+    `lane_skew(j)` enabled cycles late, lanes 2g and 2g+1 as two taps of one
+    shift register. Skewing the block before the sparse MUX, rather than the
+    picked pair after it, lets every chain of a tile share the skew (they walk
+    the same blocks); each chain skews only its indices and weights."""
+
+    def __init__(self, *, length: int, block: int = 16):
+        self.length = length
+        super().__init__({
+            "pairs": In(BlockRouter.pairs_layout(length, block)),
+            "ce": In(1, init=1),
+            "lanes": Out(data.ArrayLayout(block_layout(block), length)),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        for g in range(self.length // 2):
+            taps = [self.pairs[g]]
+            for k in range(1, lane_skew(2 * g + 1) + 1):
+                stage = Signal(self.pairs[g].shape(), name=f"pair{g}_skew{k}", reset_less=True)
+                with m.If(self.ce):
+                    m.d.sync += stage.eq(taps[-1])
+                taps.append(stage)
+            for j in (2 * g, 2 * g + 1):
+                m.d.comb += self.lanes[j].eq(taps[lane_skew(j)])
+        return m
+
+
 class SparseDspChain(wiring.Component):
     """`length` DSP48s; stream in beats, stream out one partial sum pair per
-    cascade segment. A `routed` chain takes one block per lane pair (a
-    `BlockRouter`'s output) instead of the beat's slots and needs no pattern.
-    A beat's `tag` (`tag_width` bits: the tile's group multiplier) leaves with
-    its partial sums."""
+    cascade segment. A `routed` chain takes one block per lane, routed and
+    skewed outside (a `BlockRouter` and a `BlockSkew` driven by the chain's
+    `i.ready`, so lane j's block arrives `lane_skew(j)` accepted beats after
+    its beat), instead of the beat's slots, and needs no pattern. A beat's
+    `tag` (`tag_width` bits: the tile's group multiplier) leaves with its
+    partial sums."""
 
     def __init__(self, *, length: int, patterns: tuple[int, ...] = (2, 4, 8, 16), block: int = 16,
                  geometry: Dsp48Geometry = DSP48E2, routed: bool = False, tag_width: int = 0):
@@ -137,7 +176,7 @@ class SparseDspChain(wiring.Component):
         self.geometry = geometry
         self.routed = routed
         self.tag_width = tag_width
-        self.slots = length // 2 if routed else chain_slots(length, self.patterns)
+        self.slots = length if routed else chain_slots(length, self.patterns)
         self.segment = min(length, geometry.max_terms)
         self.partial_width = sum_width(self.segment)
         ports = {"i": In(stream.Signature(self.beat_layout)), "o": Out(stream.Signature(self.partials_layout))}
@@ -174,24 +213,25 @@ class SparseDspChain(wiring.Component):
         ce = Signal()
         m.d.comb += [ce.eq(~self.o.valid | self.o.ready), self.i.ready.eq(ce)]
 
-        pairs = beat.acts
+        blocks = beat.acts
         if not self.routed:
             m.submodules.router = router = BlockRouter(length=L, patterns=self.patterns, block=self.block)
-            m.d.comb += [router.n_log2.eq(self.n_log2), router.acts.eq(beat.acts)]
-            pairs = router.pairs
+            m.submodules.skew = skew = BlockSkew(length=L, block=self.block)
+            m.d.comb += [router.n_log2.eq(self.n_log2), router.acts.eq(beat.acts),
+                         skew.pairs.eq(router.pairs), skew.ce.eq(ce)]
+            blocks = skew.lanes
 
         slices = []
         for j in range(L):
-            act, weight = Signal(ACT_PAIR, name=f"act{j}_skew0"), Signal(signed(8), name=f"w{j}_skew0")
-            block = pairs[j // 2]
-            m.d.comb += [act.eq(pick([block[k] for k in range(self.block)], beat.index[j])),   # the sparse MUX
-                         weight.eq(beat.weights[j])]
-            for k in range(1, j):     # skew: shift registers, the last stage in the slice's input register
-                act_k = Signal(ACT_PAIR, name=f"act{j}_skew{k}", reset_less=True)
+            index, weight = beat.index[j], beat.weights[j]
+            for k in range(1, lane_skew(j) + 1):   # skew: shift registers, the last stage in the slice's input register
+                index_k = Signal(index.shape(), name=f"index{j}_skew{k}", reset_less=True)
                 weight_k = Signal(signed(8), name=f"w{j}_skew{k}", reset_less=True)
                 with m.If(ce):
-                    m.d.sync += [act_k.eq(act), weight_k.eq(weight)]
-                act, weight = act_k, weight_k
+                    m.d.sync += [index_k.eq(index), weight_k.eq(weight)]
+                index, weight = index_k, weight_k
+            act = Signal(ACT_PAIR, name=f"act{j}")
+            m.d.comb += act.eq(pick([blocks[j][k] for k in range(self.block)], index))   # the sparse MUX
             dsp = Dsp48Slice(geometry=self.geometry, input_register=j > 0)
             m.submodules[f"dsp{j}"] = dsp
             m.d.comb += [dsp.acts.eq(act), dsp.weight.eq(weight), dsp.ce.eq(ce),

@@ -25,8 +25,8 @@ def test_export_writes_portable_verilog(yosys, tmp_path):
     args = parse(["rtl", "export", "--hw", "u280", "-o", str(tmp_path)])
     assert args.func(args) == 0
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["DSP48E2.v", "block_router_16.v", "dequantizer_16.v", "dsp48_slice.v", "mv_tile_1x16.v",
-                     "sparse_dsp_chain_16.v", "sparse_dsp_chain_16_routed.v"]   # with the model of the primitive
+    assert files == ["DSP48E2.v", "block_router_16.v", "block_skew_16.v", "dequantizer_16.v", "dsp48_slice.v",
+                     "mv_tile_1x16.v", "sparse_dsp_chain_16.v", "sparse_dsp_chain_16_routed.v"]   # with the model of the primitive
     for name in files:
         text = (tmp_path / name).read_text()
         assert f"module {name[:-2]}" + (" #(" if name == "DSP48E2.v" else "(") in text
