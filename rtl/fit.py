@@ -2,8 +2,8 @@
 lengths and write the resource model's data (`hwmodel/resources.py`).
 
 Per family and chain length L: the block router, the block skew, a routed
-chain, the dequantizer and the one-chain tile. The tile's glue is what it has beyond
-those blocks and its stage-0 block register (whose flip-flops are the width
+chain, the dequantizer and the one-chain tile. The tile's glue is what it
+has beyond those blocks and its stage-0 block register (whose flip-flops are the width
 of the routed blocks). A two-chain tile at the shortest length checks the
 split into per-core and per-chain parts: it is predicted from the blocks and
 compared with its own synthesis.
@@ -24,8 +24,9 @@ from rtl.synth import SYNTH_RETRIES, SYNTH_SCRIPT, resources, synth_design
 from rtl.yosys import yosys_version
 
 FIT_LENGTHS = (4, 8, 16)
-BLOCK_DESIGNS = {"block_router": "block_router_{L}", "block_skew": "block_skew_{L}", "chain": "sparse_dsp_chain_{L}_routed",
-                 "dequantizer": "dequantizer_{L}", "tile": "mv_tile_{C}x{L}"}
+BLOCK_DESIGNS = {"block_router": "block_router_{L}", "block_skew": "block_skew_{L}",
+                 "chain": "sparse_dsp_chain_{L}_routed", "dequantizer": "dequantizer_{L}", "tile": "mv_tile_{C}x{L}"}
+SYNTHESIZED_BLOCKS = ("block_router", "block_skew", "chain", "dequantizer")   # the tile's parts, each on its own
 
 
 def fabric_of(cells: dict[str, int]) -> dict[str, int]:
@@ -62,13 +63,10 @@ def fit_family(hw: HwConfig, family: str, log: Callable[[str], None]) -> dict:
         got = {b: synthesized(hw, family, length, 1, b, log) for b in BLOCK_DESIGNS}
         register = {"lut": 0, "ff": block_register_bits(hw, length), "dsp": 0}
         L = str(length)
-        points["block_router"][L] = got["block_router"]
-        points["block_skew"][L] = got["block_skew"]
+        for block in SYNTHESIZED_BLOCKS:
+            points[block][L] = got[block]
         points["tile_register"][L] = register
-        points["chain"][L] = got["chain"]
-        points["dequantizer"][L] = got["dequantizer"]
-        points["glue"][L] = {res: got["tile"][res] - sum(got[b][res] for b in ("block_router", "block_skew", "chain",
-                                                                                "dequantizer")) - register[res]
+        points["glue"][L] = {res: got["tile"][res] - sum(got[b][res] for b in SYNTHESIZED_BLOCKS) - register[res]
                              for res in FABRIC}
         tiles[L] = got["tile"]
     length = FIT_LENGTHS[0]

@@ -6,8 +6,8 @@ a beat lies in one scale group) and their 4-bit indices, plus the activation
 blocks those non-zeros read (shared: all chains walk the same columns of
 different rows, so one block router and one block skew serve them all).
 Codes minus the zero point enter the chains as INT8 and are multiplied by two
-tokens at once; each
-chain's beat sum, times the beat's multiplier, accumulates in 48 bits per row
+tokens at once; each chain's beat sum, times the beat's multiplier,
+accumulates in 48 bits per row
 (the arithmetic is linear, so scaling every beat of a group is scaling the
 group's sum), the multiply in one DSP48 per token (`SCALE_DSPS`); the beat
 flagged `last` ends a row and emits one result pair per chain.
