@@ -5,8 +5,9 @@ import pytest
 from conftest import run_testbench
 from amaranth import Module
 
-from hwmodel.gateware.dsp48 import DSP48E1, DSP48E2, INT8_PRODUCT_MAX, INT8_PRODUCT_MIN, Dsp48Slice, \
-    OverflowAdjust, geometry_for
+from hwmodel.dequant import ACC_BITS, MULT_BITS, wrap_acc
+from hwmodel.gateware.dsp48 import DSP48E1, DSP48E2, INT8_PRODUCT_MAX, INT8_PRODUCT_MIN, Dsp48Accumulator, \
+    Dsp48Slice, OverflowAdjust, geometry_for
 from hwmodel.errors import ConfigError
 
 
@@ -107,3 +108,30 @@ def test_input_register_adds_one_cycle():
         assert ctx.get(s.p) == -128 * (100 * 2**18 - 7)
 
     run_testbench(s, bench)
+
+
+@pytest.mark.parametrize("geometry", [DSP48E2, DSP48E1], ids=lambda g: g.name)
+def test_accumulator_scales_adds_and_wraps_like_the_reference(geometry):
+    """p <= (restart ? 0 : p) + (a + d) * b, one register, 48-bit wrap, held while ce is low."""
+    width = geometry.a_width - 1
+    acc = Dsp48Accumulator(geometry=geometry, width=width, b_bits=MULT_BITS)
+    assert acc.LATENCY == 1
+    rng = np.random.default_rng(9)
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    steps = [(hi, hi, 255, 1, 1)] + [(hi, hi, 255, 0, 1)] * 9000     # runs past 2**47: the wrap
+    steps += [(lo, lo, 255, 1, 1), (lo, lo, 255, 0, 1), (5, -3, 7, 0, 0)]
+    steps += [tuple(int(v) for v in (rng.integers(lo, hi + 1), rng.integers(lo, hi + 1), rng.integers(0, 256),
+                                     rng.random() < 0.1, rng.random() < 0.8)) for _ in range(400)]
+
+    async def bench(ctx):
+        want = 0
+        for a, d, b, restart, ce in steps:
+            for port, v in ((acc.a, a), (acc.d, d), (acc.b, b), (acc.restart, restart), (acc.ce, ce)):
+                ctx.set(port, v)
+            await ctx.tick()
+            if ce:
+                want = int(wrap_acc(np.int64(0 if restart else want) + (a + d) * b))
+            assert ctx.get(acc.p) == want
+
+    run_testbench(acc, bench)
+    assert ACC_BITS == geometry.p_width

@@ -18,7 +18,7 @@ cycles after its row's last beat.
 """
 from __future__ import annotations
 
-from amaranth import Module, Signal, signed, unsigned
+from amaranth import Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -26,7 +26,7 @@ from hwmodel.chain_timing import ACCUMULATE_STAGES, DEQUANT_STAGES
 from hwmodel.dequant import ACC_BITS, MULT_BITS
 from hwmodel.errors import ConfigError
 from hwmodel.gateware.dequantizer import Dequantizer, checked_weight_bits
-from hwmodel.gateware.dsp48 import DSP48E2, Dsp48Geometry, sum_pair_layout
+from hwmodel.gateware.dsp48 import DSP48E2, Dsp48Accumulator, Dsp48Geometry, sum_pair_layout, sum_width
 from hwmodel.gateware.sparse_chain import BlockRouter, BlockSkew, SparseDspChain, block_layout, \
     chain_latency_cycles, chain_slots, check_chain, pattern_code_width
 from hwmodel.hwconfig import HwConfig
@@ -137,7 +137,6 @@ class MatrixVectorTile(wiring.Component):
         res_valid = Signal()
         take_ready = Signal()
         m.d.comb += take_ready.eq(~res_valid | self.o.ready)
-        sums = []
         for c, chain in enumerate(chains):
             deq = Dequantizer(lanes=self.chain_length, weight_bits=self.weight_bits)
             m.submodules[f"dequant{c}"] = deq
@@ -154,21 +153,26 @@ class MatrixVectorTile(wiring.Component):
                 chain.i.payload.tag.eq(s0_m[c]),
                 chain.o.ready.eq(take_ready),
             ]
-            parts, mult = chain.o.payload.partials, chain.o.payload.tag
-            sums.append(tuple(sum(parts[g][t] for g in range(len(parts))) * mult for t in ("lo", "hi")))   # a DSP48 each
 
-        # accumulate in 48 bits; a row's last beat emits its result
+        # a row's beats: each beat's partials, times its multiplier, accumulate in a DSP48 per token
         out = chains[0].o
-        take = Signal()
+        take, first = Signal(), Signal(init=1)     # `first`: the next beat taken starts a row
         m.d.comb += [take.eq(out.valid & take_ready), self.o.valid.eq(res_valid)]
         with m.If(self.o.ready):
             m.d.sync += res_valid.eq(0)
-        for c, (lo, hi) in enumerate(sums):
-            acc_lo, acc_hi = Signal(signed(ACC_BITS), name=f"acc{c}_lo"), Signal(signed(ACC_BITS), name=f"acc{c}_hi")
-            with m.If(take):
-                with m.If(out.payload.last):
-                    m.d.sync += [self.o.payload[c].lo.eq(acc_lo + lo), self.o.payload[c].hi.eq(acc_hi + hi),
-                                 acc_lo.eq(0), acc_hi.eq(0), res_valid.eq(1)]
-                with m.Else():
-                    m.d.sync += [acc_lo.eq(acc_lo + lo), acc_hi.eq(acc_hi + hi)]
+        with m.If(take):
+            m.d.sync += first.eq(out.payload.last)
+            with m.If(out.payload.last):
+                m.d.sync += res_valid.eq(1)
+        for c, chain in enumerate(chains):
+            parts, mult = chain.o.payload.partials, chain.o.payload.tag
+            half = (len(parts) + 1) // 2      # the pre-adder takes two sums; longer chains add halves first
+            for t in ("lo", "hi"):
+                acc = Dsp48Accumulator(geometry=self.geometry, width=sum_width(chain.segment * half),
+                                       b_bits=MULT_BITS)
+                m.submodules[f"acc{c}_{t}"] = acc
+                m.d.comb += [acc.a.eq(sum(parts[g][t] for g in range(half))),
+                             acc.d.eq(sum(parts[g][t] for g in range(half, len(parts)))),
+                             acc.b.eq(mult), acc.restart.eq(first), acc.ce.eq(take),
+                             self.o.payload[c][t].eq(acc.p)]   # P holds until the result is taken
         return m
