@@ -4,7 +4,10 @@ them becomes gateware (issue 9, item 1: at most 100 LUT per DSP).
 
 - `diff`: 16 lanes of the cheapest dequantizer, `q - z` with the code unpacked
   by width (2, 3, 4, 5, 8 bits), registered: what a lane costs if the group
-  scale leaves the lane.
+  scale leaves the lane. `diff-planes`: the codes as bit planes (plane p:
+  bit p of every lane), the planes above the width masked in the lane;
+  `sub`: the planes above the width zero on the bus, no per-width logic
+  (the gateware's dequantizer).
 - `shift`: the same lanes scaled by a power of two (a 3-bit group exponent) and
   saturated to INT8 in the lane: FlightLLM's bit-width expander ("control
   bits, scale, sign", FACTS.md); its `q - z` register stays, one more cycle.
@@ -24,7 +27,7 @@ them becomes gateware (issue 9, item 1: at most 100 LUT per DSP).
   and reads asynchronously, registered. Its LUTs are counted as LUT6s
   (`LUTRAM_LUTS`), as a Vivado utilization report counts LUT as memory.
 
-    .venv/bin/python bench/bench_rtl_candidates.py [--only diff,shift,shift-nosat,scaler,scaler-dsp,mux,mux-tree,mux-f7f8,mux-lutram]
+    .venv/bin/python bench/bench_rtl_candidates.py [--only diff,diff-planes,sub,shift,shift-nosat,scaler,scaler-dsp,mux,mux-tree,mux-f7f8,mux-lutram]
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from amaranth import Instance, Module, Mux, Signal, signed
+from amaranth import Cat, Instance, Module, Mux, Signal, signed
 from amaranth.back import rtlil
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
@@ -67,6 +70,44 @@ class LaneDiff(wiring.Component):
                         m.d.comb += code.eq(self.q[lane * b:(lane + 1) * b])
                 with m.Default():
                     m.d.comb += code.eq(self.z)
+            m.d.sync += self.w[lane].eq(code - self.z)
+        return m
+
+
+class LaneDiffPlanes(wiring.Component):
+    """`q - z` with the codes as bit planes (plane p: bit p of every lane), the
+    planes above the width zeroed: lane bit p sits at one place for every width."""
+
+    def __init__(self):
+        super().__init__({"q": In(CODE * LANES), "wbits": In(WBITS_BITS), "z": In(CODE),
+                          "w": Out(data.ArrayLayout(signed(CODE + 1), LANES))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        keep = Signal(CODE)
+        with m.Switch(self.wbits):
+            for b in WIDTHS:
+                with m.Case(wbits_code(b)):
+                    m.d.comb += keep.eq((1 << b) - 1)
+        for lane in range(LANES):
+            code = Signal(CODE, name=f"code{lane}")
+            m.d.comb += code.eq(Cat(*(self.q[p * LANES + lane] & keep[p] for p in range(CODE))))
+            m.d.sync += self.w[lane].eq(code - self.z)
+        return m
+
+
+class LaneSub(wiring.Component):
+    """`q - z` with the codes as bit planes that arrive zero above the beat's
+    width (the weight-buffer reader's contract): no per-width logic at all."""
+
+    def __init__(self):
+        super().__init__({"q": In(CODE * LANES), "z": In(CODE),
+                          "w": Out(data.ArrayLayout(signed(CODE + 1), LANES))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        for lane in range(LANES):
+            code = Cat(*(self.q[p * LANES + lane] for p in range(CODE)))
             m.d.sync += self.w[lane].eq(code - self.z)
         return m
 
@@ -173,7 +214,8 @@ class LaneMuxLutram(wiring.Component):
 LUTRAM_LUTS = {"RAM32X1S": 1, "RAM64X1S": 1, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4,
                "RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8}
 
-CANDIDATES = {"diff": (LaneDiff, [""]), "shift": (LaneShift, [""]),
+CANDIDATES = {"diff": (LaneDiff, [""]), "diff-planes": (LaneDiffPlanes, [""]), "sub": (LaneSub, [""]),
+              "shift": (LaneShift, [""]),
               "shift-nosat": (lambda: LaneShift(saturate=False), [""]), "scaler": (BeatScaler, [""]),
               "scaler-dsp": (lambda: BeatScaler(dsp=True), [""]),
               "mux": (LaneMux, ["", "-widemux 5"]), "mux-tree": (LaneMuxTree, ["", "-widemux 4"]),

@@ -99,7 +99,7 @@ def designs(hw: HwConfig, *, family: str = "xcup", chain_length: int | None = No
     length = small.chain_length
     return [
         Design("dsp48_slice", lambda: Dsp48Slice(geometry=geometry), 1),
-        Design(f"dequantizer_{length}", lambda: Dequantizer(lanes=length, weight_bits=small.weight_bits)),
+        Design(f"dequantizer_{length}", lambda: Dequantizer(lanes=length, code_bits=max(small.weight_bits))),
         Design(f"block_router_{length}", lambda: BlockRouter(length=length, patterns=small.sparsity_n,
                                                              block=small.sparsity_m)),
         Design(f"block_skew_{length}", lambda: BlockSkew(length=length, block=small.sparsity_m)),

@@ -27,7 +27,6 @@ def run_tile(tile, works):
         cycle = 0
         for work in works:
             ctx.set(tile.n_log2, n_code(work.n))
-            ctx.set(tile.wbits, wbits_code(work.bits))
             beats = [pack(tile.beat_layout, b) for b in tile_beats(tile, work)]
             want = len(expected_results(tile, work))
             results, first, last, k = [], None, None, 0

@@ -99,3 +99,26 @@ def test_a_short_record_is_refused():
     need = record_bytes(hw, 2, 1, 8, 4, 128)
     with pytest.raises(ValueError, match=f"needs {need} bytes"):
         decode_record(hw, np.zeros(need - 1, np.uint8), rows=2, kblk=1, n=8, bits=4, group=128)
+
+
+@pytest.mark.parametrize("design", sorted(DESIGNS))
+@pytest.mark.parametrize("bits,kblk", [(3, 9), (5, 8), (8, 3)])
+def test_codes_lie_as_bit_planes_per_beat(design, bits, kblk):
+    """Values part, written out by hand: a row's beats of L codes (the last one
+    short when kblk*n is not a multiple of L), each as `bits` planes of its
+    codes' bit p, LSB first; so lane j's bit p of beat t is at t*L*bits + p*L + j."""
+    hw = DESIGNS[design]
+    L, n, rows = hw.chain_length, 4, 3
+    rng = np.random.default_rng(bits)
+    codes = rng.integers(0, 1 << bits, size=(rows, kblk, n))
+    f = RecordFields(codes=codes, index=np.zeros_like(codes), scales=np.zeros((rows, 1), np.uint8),
+                     zeros=np.zeros((rows, 1), np.int64), requant=np.ones(rows, np.float32))
+    raw = np.frombuffer(encode_record(hw, f, bits, group=kblk * n), np.uint8)
+    got = np.unpackbits(raw, bitorder="little")
+    want = []
+    for row in codes.reshape(rows, -1):
+        for t in range(0, row.size, L):
+            beat = row[t:t + L]
+            want += [(int(c) >> p) & 1 for p in range(bits) for c in beat]
+    assert got[:len(want)].tolist() == want
+    assert not got[len(want):record_parts(hw, rows, kblk, n, bits, kblk * n)["values"] * 8].any()

@@ -1,7 +1,7 @@
 """The matrix-vector tile unit: `chains` sparse DSP chains side by side.
 
-Each beat carries, for every chain, one row's next `chain_length` packed
-non-zero codes, their group's multiplier and zero point (`hwmodel.dequant`:
+Each beat carries, for every chain, one row's next `chain_length` non-zero
+codes (as bit planes, `dequantizer`), their group's multiplier and zero point (`hwmodel.dequant`:
 a beat lies in one scale group) and their 4-bit indices, plus the activation
 blocks those non-zeros read (shared: all chains walk the same columns of
 different rows, so one block router and one block skew serve them all).
@@ -30,7 +30,6 @@ from hwmodel.gateware.dsp48 import DSP48E2, Dsp48Accumulator, Dsp48Geometry, sum
 from hwmodel.gateware.sparse_chain import BlockRouter, BlockSkew, SparseDspChain, block_layout, \
     chain_latency_cycles, chain_slots, check_chain, pattern_code_width
 from hwmodel.hwconfig import HwConfig
-from hwmodel.isa import WBITS_BITS
 
 
 class MatrixVectorTile(wiring.Component):
@@ -49,7 +48,6 @@ class MatrixVectorTile(wiring.Component):
         self.patterns = check_chain(chain_length, patterns, block)
         super().__init__({
             "n_log2": In(pattern_code_width(block)),
-            "wbits": In(WBITS_BITS),
             "i": In(stream.Signature(self.beat_layout)),
             "o": Out(stream.Signature(self.result_layout)),
         })
@@ -138,13 +136,13 @@ class MatrixVectorTile(wiring.Component):
         take_ready = Signal()
         m.d.comb += take_ready.eq(~res_valid | self.o.ready)
         for c, chain in enumerate(chains):
-            deq = Dequantizer(lanes=self.chain_length, weight_bits=self.weight_bits)
+            deq = Dequantizer(lanes=self.chain_length, code_bits=self.code_bits)
             m.submodules[f"dequant{c}"] = deq
             m.submodules[f"chain{c}"] = chain
             lane = beat.lanes[c]
             m.d.comb += [
                 deq.q.eq(lane.q), deq.z.eq(lane.z),
-                deq.wbits.eq(self.wbits), deq.ce.eq(ce0),
+                deq.ce.eq(ce0),
                 chain.i.valid.eq(s0_valid),
                 chain.i.payload.weights.eq(deq.w),
                 chain.i.payload.index.eq(s0_index[c]),

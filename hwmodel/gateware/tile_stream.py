@@ -5,9 +5,10 @@ This is what a weight-buffer reader feeds the tile; the benches use it to
 drive the gateware, and `record_tile` reads a weight record as the compiler
 packs it (docs/numerics.md) the way that reader would. Order: for each pass
 (token pair), for each step of `chains` rows, the row's beats; beat t of a row
-holds its non-zeros t*L .. t*L+L-1 (padded with codes equal to the zero point,
-so weight 0), the multiplier and zero point of the scale group they lie in,
-and the activation blocks they fall in.
+holds its non-zeros t*L .. t*L+L-1 as `bits` bit planes, the planes above
+zero (padded with codes equal to the zero point, so weight 0), the multiplier
+and zero point of the scale group they lie in, and the activation blocks they
+fall in.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from hwmodel.dequant import scaled_weights
 from hwmodel.gateware.mv_tile import MatrixVectorTile
 from hwmodel.gateware.reference import sparse_mv
 from hwmodel.hwconfig import HwConfig
-from hwmodel.weight_record import decode_record
+from hwmodel.weight_record import decode_record, pack_planes
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,7 @@ def tile_beats(tile: MatrixVectorTile, work: SparseTile) -> list[dict]:
     q[:work.rows, :nnz] = work.q.reshape(work.rows, nnz)
     index = np.zeros_like(q)
     index[:work.rows, :nnz] = work.index.reshape(work.rows, nnz)
-    shifts = np.arange(L) * bits
-    q_bits = [[sum(int(v) << int(s) for v, s in zip(q[r, t * L:(t + 1) * L], shifts))
+    q_bits = [[int.from_bytes(pack_planes(q[r, t * L:(t + 1) * L][None], bits, L), "little")
                for t in range(per_row)] for r in range(steps * C)]
     out = []
     for p in range(passes):

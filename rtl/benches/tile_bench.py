@@ -53,7 +53,6 @@ class TileTB:
         """Stream one tile through; returns (results, input edges, output edges).
         An edge number counts rising clock edges since the bench started."""
         self.dut.n_log2.value = n_code(work.n)
-        self.dut.wbits.value = wbits_code(work.bits)
         beats = [pack(self.tile.beat_layout, b) for b in tile_beats(self.tile, work)]
         expected = len(expected_results(self.tile, work))
         results, in_edges, out_edges = [], [], []
