@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from hwmodel.atomic import OutputSet
+from hwmodel.errors import ConfigError
 from hwmodel.hwconfig import load_hw
 from rtl.cache import ROOT
 from hwmodel.resources import FIT_FILE
@@ -13,12 +14,14 @@ from rtl.export import DEFAULT_OUT, export
 from rtl.fit import fit_report
 from rtl.synth import FAMILIES, SYNTH_CACHE, families_of, format_table, synth_report
 
+SYNTH_CHAINS = 16     # a tile of 16 chains shares its block router, register and skew as a core does
 SYNTH_DESCRIPTION = (
-    "Synthesize the sparse DSP chain and the one-chain MV tile with Yosys synth_xilinx for each family "
-    "and report their cells; progress (design, family, elapsed) goes to stderr. A cold run of the defaults "
-    "(u280: L = 16, both families, 6 designs) takes about 5.5 min on the 2-core development machine with "
-    "other work on the other core: 30-60 s per chain, 60-80 s per MV tile. Each design's result is cached by "
-    "its RTLIL, the Yosys version and the flags (in "
+    f"Synthesize the sparse DSP chain and an MV tile of {SYNTH_CHAINS} chains with Yosys synth_xilinx for each "
+    "family and report their cells, with the resource model's estimate of a whole core; progress (design, "
+    "family, elapsed) goes to stderr. A cold run of the defaults (u280: L = 16, both families, 6 designs) takes "
+    "about 11 min on the 2-core development machine with other work on the other core: 30-60 s per chain, "
+    "3.5-6.5 min per MV tile of 16 chains (about 1 min with --chains 1). Each design's result is cached by its "
+    "RTLIL, the Yosys version and the flags (in "
     f"{SYNTH_CACHE.relative_to(ROOT)} of the checkout), so a repeat with nothing changed takes about 25 s, "
     "the time to elaborate the designs it hashes.")
 FIT_DESCRIPTION = (
@@ -41,11 +44,14 @@ def register(subparsers) -> None:
     ex.add_argument("--chains", type=int, default=1, help="chains in the exported MV tile (default 1)")
     ex.set_defaults(func=run_export)
 
-    sy = sub.add_parser("synth", help="synth_xilinx the chain and MV tile; JSON report and table",
+    sy = sub.add_parser("synth", help="synth_xilinx the chain and an MV tile; JSON report and table",
                         description=SYNTH_DESCRIPTION)
     sy.add_argument("--hw", default="u280", help="hardware design: a built-in name or a YAML path")
     sy.add_argument("--family", default="both", help="xc7, xcup or both (default)")
     sy.add_argument("--chain-length", type=int, default=None, help="DSPs per chain (default: the design's)")
+    sy.add_argument("--chains", type=int, default=None,
+                    help=f"chains in the synthesized MV tile, at most a core's (default {SYNTH_CHAINS}, or a "
+                         "core's if fewer)")
     sy.add_argument("-o", "--out", type=Path, default=DEFAULT_OUT / "synth", help="output folder")
     sy.set_defaults(func=run_synth)
 
@@ -79,8 +85,12 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_synth(args: argparse.Namespace) -> int:
     families = families_of(args.family)
+    hw = load_hw(args.hw)
+    chains = min(SYNTH_CHAINS, hw.chains) if args.chains is None else args.chains
+    if not 1 <= chains <= hw.chains:
+        raise ConfigError(f"--chains: expected 1..{hw.chains} (a core of {hw.name}), got {chains}")
     with OutputSet(args.out) as out:        # the Verilog and resources.json arrive together, or nothing does
-        report = synth_report(load_hw(args.hw), families=families, chain_length=args.chain_length,
+        report = synth_report(hw, families=families, chain_length=args.chain_length, chains=chains,
                               out_dir=out.stage, log=lambda line: print(line, file=sys.stderr, flush=True))
         out.commit()
     print(format_table(report))

@@ -20,7 +20,7 @@ from typing import Callable
 from hwmodel.atomic import write_atomic
 from hwmodel.errors import ConfigError, ToolError
 from hwmodel.hwconfig import HwConfig
-from hwmodel.resources import FAMILIES
+from hwmodel.resources import FAMILIES, mpe_estimate
 from rtl.cache import BUILD_ROOT, cached, key_of
 from rtl.export import EXPORT_SCRIPT, Design, designs, rtlil_of, verilog_from_rtlil
 from rtl.yosys import run_yosys, yosys_version
@@ -86,15 +86,19 @@ def resources(cells: dict[str, int], macs_per_dsp: int, mac_dsps: int = 0) -> di
 
 
 def synth_report(hw: HwConfig, *, families: tuple[str, ...] = FAMILIES, chain_length: int | None = None,
-                 out_dir: Path, which: tuple[str, ...] = SYNTH_DESIGNS, cache: Path = SYNTH_CACHE,
-                 log: Callable[[str], None] = lambda line: None) -> dict:
-    """Export and synthesize the chain and the one-chain MV tile (or `which` of
-    them) for each family, each design from the cache if it was synthesized
-    before; writes `<out_dir>/<family>/<design>.v` and `<out_dir>/resources.json`,
-    says on `log` what it does, and returns the report."""
-    report = {"hw": hw.name, "chain_length": chain_length or hw.chain_length,
-              "families": {family: {} for family in families}}
-    jobs = [(family, design) for family in families for design in designs(hw, family=family, chain_length=chain_length)
+                 chains: int = 1, out_dir: Path, which: tuple[str, ...] = SYNTH_DESIGNS,
+                 cache: Path = SYNTH_CACHE, log: Callable[[str], None] = lambda line: None) -> dict:
+    """Export and synthesize the chain and the MV tile of `chains` chains (or
+    `which` of them) for each family, each design from the cache if it was
+    synthesized before; writes `<out_dir>/<family>/<design>.v` and
+    `<out_dir>/resources.json`, says on `log` what it does, and returns the
+    report, with the resource model's estimate of a whole core beside it."""
+    length = chain_length or hw.chain_length
+    report = {"hw": hw.name, "chain_length": length, "chains": chains,
+              "families": {family: {} for family in families},
+              "core_estimate": {family: core_per_mac_dsp(hw, family, length) for family in families}}
+    jobs = [(family, design) for family in families
+            for design in designs(hw, family=family, chain_length=chain_length, chains=chains)
             if design.name.startswith(which)]
     start = time.monotonic()
     for n, (family, design) in enumerate(jobs, 1):
@@ -106,6 +110,15 @@ def synth_report(hw: HwConfig, *, families: tuple[str, ...] = FAMILIES, chain_le
             f"(elapsed {time.monotonic() - start:.1f} s)")
     write_atomic(out_dir / "resources.json", json.dumps(report, indent=1) + "\n")
     return report
+
+
+def core_per_mac_dsp(hw: HwConfig, family: str, chain_length: int) -> dict:
+    """LUT and FF per MAC DSP of one core of `hw.chains` chains, as the
+    resource model estimates it from the blocks `dspflight rtl fit` measured."""
+    core = mpe_estimate(family, chains=hw.chains, chain_length=chain_length, cores=1)
+    mac_dsps = hw.chains * chain_length
+    return {"chains": hw.chains, "lut_per_mac_dsp": round(core["lut"] / mac_dsps, 1),
+            "ff_per_mac_dsp": round(core["ff"] / mac_dsps, 1)}
 
 
 def synth_design(design: Design, family: str, cache: Path = SYNTH_CACHE,
@@ -136,4 +149,10 @@ def format_table(report: dict) -> str:
             lines.append(f"{family:6} {name:26} {r['dsp']:5} {r['lut']:7} {r['srl']:5} {r['ff']:7} {r['carry']:6} "
                          f"{r['bram']:5} {r.get('lut_per_dsp', 0):8} {r.get('ff_per_dsp', 0):7} "
                          f"{r.get('lut_per_mac_dsp', 0):8} {r.get('ff_per_mac_dsp', 0):7}")
+    for family, core in report.get("core_estimate", {}).items():
+        lines.append(f"{family:6} {'core of ' + str(core['chains']) + ' chains (est.)':26} {'':>5} {'':>7} {'':>5} "
+                     f"{'':>7} {'':>6} {'':>5} {'':>8} {'':>7} {core['lut_per_mac_dsp']:8} "
+                     f"{core['ff_per_mac_dsp']:7}")
+    lines.append("est.: the resource model (hwmodel/resources.py) from the blocks `dspflight rtl fit` measured; "
+                 "a tile carries one block router, block register and block skew whatever its chains")
     return "\n".join(lines)

@@ -3,12 +3,14 @@ a ConfigError naming the field."""
 from __future__ import annotations
 
 import argparse
+import json
 from functools import partial
 
 import pytest
 from rtl_tools import yosys  # noqa: F401 (fixtures)
 
 from hwmodel.errors import ConfigError
+from hwmodel.resources import mpe_estimate
 from rtl import cli
 from rtl.synth import synth_report
 
@@ -53,12 +55,18 @@ def test_synth_says_per_design_what_it_does_on_stderr(yosys, tmp_path, capsys, m
                                                      "synth 2/2 xc7 sparse_dsp_chain_4_routed"]
     assert all(line.endswith(" s)") and ("done" in line or "from the cache" in line) for line in done)
     assert "sparse_dsp_chain_4" in out and (tmp_path / "resources.json").is_file()
+    assert json.loads((tmp_path / "resources.json").read_text())["chains"] == 16     # the default tile's
+    core = mpe_estimate("xc7", chains=128, chain_length=4, cores=1)      # a u280 core, beside the synthesized designs
+    estimate = next(line for line in out.splitlines() if "core of 128 chains (est.)" in line).split()
+    assert [float(v) for v in estimate[-2:]] == [round(core["lut"] / 512, 1), round(core["ff"] / 512, 1)]
 
 
 @pytest.mark.parametrize("argv,field", [
     (["rtl", "synth", "--family", "ecp5"], "field family"),
     (["rtl", "synth", "--chain-length", "12"], "field chain_length"),
     (["rtl", "export", "--chains", "0"], "field chains"),
+    (["rtl", "synth", "--chains", "0"], "--chains: expected 1..128"),
+    (["rtl", "synth", "--chains", "129"], "--chains: expected 1..128"),
 ])
 def test_bad_input_names_the_field(tmp_path, argv, field):
     args = parse(argv + ["-o", str(tmp_path)])
