@@ -27,6 +27,7 @@ BUFFER_ORDER = ("act", "glb", "wgt")
 # many features, activations lie in panels this wide (docs/numerics.md), and an
 # N:M sparse block is this wide (a design's `sparsity_m` must equal it).
 BLOCK = 16  # layout of the unified on-chip address map
+MAX_CHAIN_LENGTH = 256   # DSPs per chain a hardware config may ask for
 # Fields only the simulator and the reports read (time, power, price): a program
 # compiled for a design is byte for byte the program of a design that differs
 # from it only in these, apart from the fingerprint (tests/test_compiler.py).
@@ -213,7 +214,7 @@ def _mpe_fields(mpe: Fields) -> dict:
     """The matrix engine's HwConfig fields: chains, their length and grouping, packing, patterns, widths."""
     mpe.check_known({"chains", "chain_length", "dsp_group", "macs_per_dsp", "sparsity_m", "sparsity_n",
                      "weight_bits"})
-    chain_length = mpe.integer("chain_length", lo=2, hi=256)
+    chain_length = mpe.integer("chain_length", lo=2, hi=MAX_CHAIN_LENGTH)
     group = mpe.integer("dsp_group", lo=1)
     if chain_length % group or chain_length & (chain_length - 1):
         raise mpe.error("chain_length", f"expected a power of two and a multiple of dsp_group={group}, "

@@ -19,7 +19,7 @@ from hwmodel.gateware.dsp48 import Dsp48Geometry, Dsp48Slice, geometry_for
 from hwmodel.gateware.mv_tile import MatrixVectorTile
 from hwmodel.gateware.primitives import PRIMITIVES
 from hwmodel.gateware.sparse_chain import BlockRouter, BlockSkew, SparseDspChain, check_chain
-from hwmodel.hwconfig import HwConfig
+from hwmodel.hwconfig import MAX_CHAIN_LENGTH, HwConfig
 from rtl.yosys import run_yosys
 
 DEFAULT_OUT = Path("build/rtl")
@@ -75,9 +75,11 @@ def models_for(verilog: bytes) -> dict[str, bytes]:
 def tile_hw(hw: HwConfig, *, chains: int = 1, chain_length: int | None = None) -> HwConfig:
     """`hw` with `chains` chains (a core has `hw.chains`) and, if given, another
     chain length; ConfigError naming the field if the gateware cannot be built."""
-    if chains < 1:
-        raise ConfigError(f"field chains: expected >= 1, got {chains}")
+    if not 1 <= chains <= hw.chains:
+        raise ConfigError(f"field chains: expected 1..{hw.chains} (a core of {hw.name}), got {chains}")
     length = hw.chain_length if chain_length is None else chain_length
+    if length > MAX_CHAIN_LENGTH:
+        raise ConfigError(f"field chain_length: expected at most {MAX_CHAIN_LENGTH}, got {length}")
     try:
         check_chain(length, hw.sparsity_n, hw.sparsity_m)
     except ValueError as exc:

@@ -1,9 +1,9 @@
 """The matrix-vector tile unit: `chains` sparse DSP chains side by side.
 
 Each beat carries, for every chain, one row's next `chain_length` non-zero
-codes (as bit planes, `dequantizer`), their group's multiplier and zero point (`hwmodel.dequant`:
-a beat lies in one scale group) and their 4-bit indices, plus the activation
-blocks those non-zeros read (shared: all chains walk the same columns of
+codes (as bit planes, `dequantizer`), their group's multiplier and zero
+point (`hwmodel.dequant`: a beat lies in one scale group) and their 4-bit
+indices, plus the activation blocks those non-zeros read (shared: all chains walk the same columns of
 different rows, so one block router and one block skew serve them all).
 Codes minus the zero point enter the chains as INT8 and are multiplied by two
 tokens at once; each chain's beat sum, times the beat's multiplier,

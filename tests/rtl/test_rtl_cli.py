@@ -65,8 +65,10 @@ def test_synth_says_per_design_what_it_does_on_stderr(yosys, tmp_path, capsys, m
     (["rtl", "synth", "--family", "ecp5"], "field family"),
     (["rtl", "synth", "--chain-length", "12"], "field chain_length"),
     (["rtl", "export", "--chains", "0"], "field chains"),
-    (["rtl", "synth", "--chains", "0"], "--chains: expected 1..128"),
-    (["rtl", "synth", "--chains", "129"], "--chains: expected 1..128"),
+    (["rtl", "synth", "--chains", "0"], "field chains: expected 1..128"),
+    (["rtl", "synth", "--chains", "129"], "field chains: expected 1..128"),
+    (["rtl", "export", "--chains", "100000"], "field chains: expected 1..128"),
+    (["rtl", "synth", "--chain-length", "1048576"], "field chain_length: expected at most 256"),
 ])
 def test_bad_input_names_the_field(tmp_path, argv, field):
     args = parse(argv + ["-o", str(tmp_path)])
