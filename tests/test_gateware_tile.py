@@ -11,6 +11,7 @@ from conftest import run_testbench
 from hwmodel.chain_timing import chain_latency
 from hwmodel.costs import matrix_cycles
 from hwmodel.errors import ConfigError
+from hwmodel.gateware.dsp48 import DSP48E1, DSP48E2
 from hwmodel.gateware.mv_tile import MatrixVectorTile
 from hwmodel.gateware.tile_stream import expected_results, pack, tile_beats, unpack
 from hwmodel.hwconfig import load_hw
@@ -49,13 +50,16 @@ def run_tile(tile, works):
     return out
 
 
-def test_tile_matches_numpy_and_cost_formula():
-    hw = replace(load_hw("u280"), chains=2, chain_length=4)
-    tile = MatrixVectorTile.from_hw(hw)
-    assert tile.latency == chain_latency(4)
+@pytest.mark.parametrize("geometry, length", [(DSP48E2, 4), (DSP48E1, 4), (DSP48E1, 16)],
+                         ids=["DSP48E2-L4", "DSP48E1-L4", "DSP48E1-L16"])   # one, two and eight cascade segments
+def test_tile_matches_numpy_and_cost_formula(geometry, length):
+    hw = replace(load_hw("u280"), chains=2, chain_length=length)
+    tile = MatrixVectorTile.from_hw(hw, geometry=geometry)
+    assert tile.latency == chain_latency(length)
     rng = np.random.default_rng(7)
     formats = [(n, bits) for n in hw.sparsity_n for bits in hw.weight_bits]
-    works = [random_tile(rng, n=n, bits=bits, rows=3, kblk=2, tokens=3, chain_length=4, group=4 * (1 + k % 2),
+    works = [random_tile(rng, n=n, bits=bits, rows=3, kblk=length // 2, tokens=3, chain_length=length,
+                         group=length * (1 + k % 2),
                          kind=EXTREMES[k % len(EXTREMES)]) for k, (n, bits) in enumerate(formats)]
     for work, (got, first, last) in zip(works, run_tile(tile, works)):
         assert np.array_equal(got, expected_results(tile, work)), f"N={work.n} bits={work.bits}"

@@ -26,7 +26,7 @@ from hwmodel.chain_timing import ACCUMULATE_STAGES, DEQUANT_STAGES
 from hwmodel.dequant import ACC_BITS, MULT_BITS
 from hwmodel.errors import ConfigError
 from hwmodel.gateware.dequantizer import Dequantizer, checked_weight_bits
-from hwmodel.gateware.dsp48 import DSP48E2, Dsp48Accumulator, Dsp48Geometry, sum_pair_layout, sum_width
+from hwmodel.gateware.dsp48 import DSP48E2, Dsp48Accumulator, Dsp48Geometry, sum_pair_layout
 from hwmodel.gateware.sparse_chain import BlockRouter, BlockSkew, SparseDspChain, block_layout, \
     chain_latency_cycles, chain_slots, check_chain, pattern_code_width
 from hwmodel.hwconfig import HwConfig
@@ -163,14 +163,11 @@ class MatrixVectorTile(wiring.Component):
             with m.If(out.payload.last):
                 m.d.sync += res_valid.eq(1)
         for c, chain in enumerate(chains):
-            parts, mult = chain.o.payload.partials, chain.o.payload.tag
-            half = (len(parts) + 1) // 2      # the pre-adder takes two sums; longer chains add halves first
+            parts, mult = chain.o.payload.partials, chain.o.payload.tag   # the pre-adder sums the two
             for t in ("lo", "hi"):
-                acc = Dsp48Accumulator(geometry=self.geometry, width=sum_width(chain.segment * half),
-                                       b_bits=MULT_BITS)
+                acc = Dsp48Accumulator(geometry=self.geometry, width=chain.partial_width, b_bits=MULT_BITS)
                 m.submodules[f"acc{c}_{t}"] = acc
-                m.d.comb += [acc.a.eq(sum(parts[g][t] for g in range(half))),
-                             acc.d.eq(sum(parts[g][t] for g in range(half, len(parts)))),
+                m.d.comb += [acc.a.eq(parts[0][t]), acc.d.eq(parts[1][t] if len(parts) > 1 else 0),
                              acc.b.eq(mult), acc.restart.eq(first), acc.ce.eq(take),
                              self.o.payload[c][t].eq(acc.p)]   # P holds until the result is taken
         return m

@@ -14,7 +14,13 @@ each break a *reduction node* splits the packed sum into both tokens' exact
 sums (overflow adjust) and the next segment restarts through its Z-mux. Every
 non-zero of a beat belongs to the same row, so the breaks do not follow the
 N:16 blocks: the pattern decides which block a lane reads, not where sums
-end. The partial sums are de-skewed so a beat's partials leave together.
+end. A node adds its sums to the running sum of the segments before it,
+which waits one segment's cycles for it, so a beat leaves as two partials:
+the running sum up to the last segment and the last segment's sums (one
+partial if the chain is one segment), which the tile's accumulator adds in
+its pre-adder. (De-skewing every node's sums to leave together, to be
+added after the chain, put the xc7 tile of 16 chains, a node every 2 DSPs,
+at 117.9 LUT per DSP48; with this and `OverflowAdjust`'s incrementer 96.5.)
 
 The pattern (`n_log2`, N = 2 << n_log2, the ISA's encoding) is quasi-static:
 change it only while the chain is empty. The whole pipeline shares one clock
@@ -160,8 +166,8 @@ class BlockSkew(wiring.Component):
 
 
 class SparseDspChain(wiring.Component):
-    """`length` DSP48s; stream in beats, stream out one partial sum pair per
-    cascade segment. A `routed` chain takes one block per lane, routed and
+    """`length` DSP48s; stream in beats, stream out each beat's partial sum
+    pairs (two, or one for a chain of one segment). A `routed` chain takes one block per lane, routed and
     skewed outside (a `BlockRouter` and a `BlockSkew` driven by the chain's
     `i.ready`, so lane j's block arrives `lane_skew(j)` accepted beats after
     its beat), instead of the beat's slots, and needs no pattern. A beat's
@@ -178,7 +184,6 @@ class SparseDspChain(wiring.Component):
         self.tag_width = tag_width
         self.slots = length if routed else chain_slots(length, self.patterns)
         self.segment = min(length, geometry.max_terms)
-        self.partial_width = sum_width(self.segment)
         ports = {"i": In(stream.Signature(self.beat_layout)), "o": Out(stream.Signature(self.partials_layout))}
         if not routed:
             ports["n_log2"] = In(pattern_code_width(block))
@@ -195,9 +200,18 @@ class SparseDspChain(wiring.Component):
         })
 
     @property
+    def segments(self) -> int:
+        return self.length // self.segment
+
+    @property
+    def partial_width(self) -> int:
+        """Width of a partial: the running sum's, of all segments but the last."""
+        return sum_width(max(self.segment, self.length - self.segment))
+
+    @property
     def partials_layout(self) -> data.StructLayout:
         return data.StructLayout({
-            "partials": data.ArrayLayout(sum_pair_layout(self.partial_width), self.length // self.segment),
+            "partials": data.ArrayLayout(sum_pair_layout(self.partial_width), min(self.segments, 2)),
             "last": 1,
             "tag": self.tag_width,
         })
@@ -223,13 +237,9 @@ class SparseDspChain(wiring.Component):
 
         slices = []
         for j in range(L):
-            index, weight = beat.index[j], beat.weights[j]
-            for k in range(1, lane_skew(j) + 1):   # skew: shift registers, the last stage in the slice's input register
-                index_k = Signal(index.shape(), name=f"index{j}_skew{k}", reset_less=True)
-                weight_k = Signal(signed(8), name=f"w{j}_skew{k}", reset_less=True)
-                with m.If(ce):
-                    m.d.sync += [index_k.eq(index), weight_k.eq(weight)]
-                index, weight = index_k, weight_k
+            # skew: shift registers, the last stage in the slice's input register
+            index = delayed(m, beat.index[j], lane_skew(j), ce, f"index{j}")
+            weight = delayed(m, beat.weights[j], lane_skew(j), ce, f"w{j}")
             act = Signal(ACT_PAIR, name=f"act{j}")
             m.d.comb += act.eq(pick([blocks[j][k] for k in range(self.block)], index))   # the sparse MUX
             dsp = Dsp48Slice(geometry=self.geometry, input_register=j > 0)
@@ -240,21 +250,25 @@ class SparseDspChain(wiring.Component):
                 m.d.comb += dsp.pcin.eq(slices[-1].pcout)
             slices.append(dsp)
 
-        pair = sum_pair_layout(self.partial_width)
-        for g in range(L // self.segment):
-            end = (g + 1) * self.segment - 1
+        running = None      # the sums of segments 0..g-1, delayed to meet segment g's
+        for g in range(self.segments):
             adjust = OverflowAdjust(geometry=self.geometry, terms=self.segment)
             m.submodules[f"adjust{g}"] = adjust
-            node = Signal(pair, name=f"node{g}", reset_less=True)
-            m.d.comb += adjust.p.eq(slices[end].p)
+            m.d.comb += adjust.p.eq(slices[(g + 1) * self.segment - 1].p)
+            last_node = g == self.segments - 1
+            node = Signal(sum_pair_layout(sum_width(self.segment * (1 if last_node else g + 1))),
+                          name=f"node{g}", reset_less=True)
             with m.If(ce):
-                m.d.sync += node.eq(adjust.sums)
-            for k in range(L - 1 - end):     # de-skew: every partial of a beat leaves together
-                later = Signal(pair, name=f"node{g}_deskew{k}", reset_less=True)
-                with m.If(ce):
-                    m.d.sync += later.eq(node)
-                node = later
-            m.d.comb += self.o.payload.partials[g].eq(node)
+                if running is None or last_node:
+                    m.d.sync += node.eq(adjust.sums)
+                else:
+                    m.d.sync += [node.lo.eq(adjust.sums.lo + running.lo), node.hi.eq(adjust.sums.hi + running.hi)]
+            if last_node:
+                parts = [node] if running is None else [delayed(m, running, 1, ce, "running"), node]
+                for part, value in zip(self.o.payload.partials, parts):   # field by field: widths differ
+                    m.d.comb += [part.lo.eq(value.lo), part.hi.eq(value.hi)]
+            else:
+                running = delayed(m, node, self.segment - 1, ce, f"node{g}")
 
         valid, last, tag = self.i.valid, beat.last, beat.tag
         for k in range(self.latency):
@@ -265,3 +279,13 @@ class SparseDspChain(wiring.Component):
             valid, last, tag = valid_k, last_k, tag_k
         m.d.comb += [self.o.valid.eq(valid), self.o.payload.last.eq(last), self.o.payload.tag.eq(tag)]
         return m
+
+
+def delayed(m: Module, value: Value, cycles: int, ce: Value, name: str) -> Value:
+    """`value` through `cycles` registers enabled by `ce`."""
+    for k in range(cycles):
+        stage = Signal(value.shape(), name=f"{name}_delay{k}", reset_less=True)
+        with m.If(ce):
+            m.d.sync += stage.eq(value)
+        value = stage
+    return value
