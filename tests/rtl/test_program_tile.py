@@ -5,7 +5,8 @@ and give the executor's integer sums in `matrix_cycles` cycles.
 The seeded tiny model (tests/test_functional.py `tiny_dir`) is compressed with
 PROFILE below (N:16 with N = 8, 4 and 2 at 4, 3 and 5 bits, scale groups of 32
 kept weights), compiled for the VHK158 design, packed, and executed for a
-16-token prompt (prefill: MM, 16 tokens) and one decode step (MV). The
+PROMPT-token prompt (prefill: MM of PROMPT tokens, two passes of two; a chunk
+must divide the attention block) and one decode step (MV). The
 executor's `on_matrix` hook sees every MM/MV with a weight record; for each
 tile class (N, bits, MM or MV) the smallest tile (fewest cycles, first in
 execution order) is kept: the record's bytes exactly as they lie in the
@@ -50,6 +51,7 @@ from hwmodel.chain_timing import row_cycles
 from hwmodel.costs import matrix_cycles
 from hwmodel.dequant import MULT_MAX, SCALE_BYTES
 from hwmodel.gateware.dsp48 import FAMILY_DSP
+from hwmodel.gateware.mv_tile import MatrixVectorTile
 from hwmodel.gateware.tile_stream import record_tile, tile_beats
 from hwmodel.hwconfig import load_hw
 from hwmodel.isa import MatMode, sparsity_n, weight_bits
@@ -60,6 +62,7 @@ from rtl.runner import SIM_BUILD, bench_params, run_bench
 pytestmark = pytest.mark.rtl
 
 HW = "vhk158"
+PROMPT = 4               # prefill tokens: the MM tiles take two passes
 CHAINS = 2               # the tile instantiated: 2 chains of the design's chain length
 PROFILE = """\
 name: {path}
@@ -107,8 +110,8 @@ def tile_class(ins) -> tuple[int, int, str]:
 
 @pytest.fixture(scope="module")
 def program_tiles(tmp_path_factory) -> dict:
-    """Compress, compile, pack and execute the tiny model with PROFILE (prompt of 16, one
-    decode step); per tile class, the smallest tile's record bytes, activations and sums."""
+    """Compress, compile, pack and execute the tiny model with PROFILE (prompt of PROMPT,
+    one decode step); per tile class, the smallest tile's record bytes, activations and sums."""
     from compiler.model_config import load_model
     from compiler.pipeline import Buckets, compile_program
     from compiler.weights.checkpoint import load_checkpoint, write_random_llama
@@ -124,7 +127,7 @@ def program_tiles(tmp_path_factory) -> dict:
     comp = load_compression(profile, hw)
     ck = load_checkpoint(write_random_llama(tmp / "tiny", load_model("tiny"), seed=0))
     cm = compress(ck, comp, np.random.default_rng(0).integers(0, ck.model.vocab, (2, 32)))
-    prog = compile_program(ck.model, comp, hw, 16, 1, Buckets(16, 1))
+    prog = compile_program(ck.model, comp, hw, PROMPT, 1, Buckets(PROMPT, 1))
     image = pack(cm, prog, hw)
     small = tile_hw(hw, chains=CHAINS)
     group = image.meta["scale_group"]
@@ -144,8 +147,17 @@ def program_tiles(tmp_path_factory) -> dict:
                       "act": act.copy(), "w": w.copy(), "sums": sums.copy()}
 
     ex = Executor(prog, hw, image, on_matrix=on_matrix)
-    ex.generate(list(range(16)), 1)
+    ex.generate(list(range(PROMPT)), 1)
     return {"hw": hw, "group": group, "tiles": tiles}
+
+
+@pytest.fixture(scope="module")
+def exported_tile() -> tuple[MatrixVectorTile, str, Path]:
+    """The tile, its module name and its Verilog, exported once for every case
+    (Amaranth takes seconds to lower it)."""
+    tile = tile_for(load_hw(HW), chains=CHAINS, geometry=FAMILY_DSP["xcup"])
+    name = f"mv_tile_{CHAINS}x{tile.chain_length}_{HW}"
+    return tile, name, write_verilog(tile, name, SIM_BUILD / "verilog")
 
 
 def test_the_profile_gives_every_tile_class(program_tiles):
@@ -185,7 +197,7 @@ def check_beats_are_record_fields(tile, work, beats, record: np.ndarray, parts: 
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=[f"N{n}_b{b}_{op}" for n, b, op in CLASSES])
-def test_program_tile_on_rtl_equals_executor(simulator, program_tiles, cls, tmp_path, monkeypatch):
+def test_program_tile_on_rtl_equals_executor(simulator, program_tiles, exported_tile, cls, tmp_path, monkeypatch):
     hw, group = program_tiles["hw"], program_tiles["group"]
     got = program_tiles["tiles"][cls]
     ins, record, act, w, sums = got["ins"], got["record"], got["act"], got["w"], got["sums"]
@@ -197,7 +209,7 @@ def test_program_tile_on_rtl_equals_executor(simulator, program_tiles, cls, tmp_
     assert np.count_nonzero(sums) > sums.size // 2                      # real data, not zeros
 
     small = tile_hw(load_hw(HW), chains=CHAINS)
-    tile = tile_for(load_hw(HW), chains=CHAINS, geometry=FAMILY_DSP["xcup"])
+    tile, name, verilog = exported_tile
     work = record_tile(hw, record, rows=rows, kblk=kblk, n=n, bits=bits, group=group, x=act)
     # the fields cut from the record are what the executor dequantized, and the beats carry them bit for bit
     dense = np.zeros((rows, kblk, 16), np.int64)
@@ -206,8 +218,6 @@ def test_program_tile_on_rtl_equals_executor(simulator, program_tiles, cls, tmp_
     check_beats_are_record_fields(tile, work, tile_beats(tile, work), record,
                                   record_parts(hw, rows, kblk, n, bits, group))
 
-    name = f"mv_tile_{CHAINS}x{small.chain_length}_{HW}"
-    verilog = write_verilog(tile, name, SIM_BUILD / "verilog")
     operands, out = tmp_path / "program_tile.npz", tmp_path / "program_tile.json"
     np.savez(operands, record=record, x=act)
     params = {"hw": HW, "chains": CHAINS, "chain_length": small.chain_length, "family": "xcup", "seed": 0,
