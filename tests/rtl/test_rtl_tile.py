@@ -29,16 +29,18 @@ CASES = [               # chains, chain length, cocotb tests
 
 
 @functools.cache
-def exported(chains: int, length: int) -> Path:
-    """A tile's Verilog, written once for both simulators (Amaranth takes seconds to lower it)."""
+def exported(chains: int, length: int) -> tuple[str, Path]:
+    """A tile's module name and Verilog, written once for both simulators (Amaranth
+    takes seconds to lower it)."""
+    name = f"mv_tile_{chains}x{length}"
     tile = tile_for(load_hw("u280"), chains=chains, chain_length=length, geometry=FAMILY_DSP["xcup"])
-    return write_verilog(tile, f"mv_tile_{chains}x{length}", SIM_BUILD / "verilog")
+    return name, write_verilog(tile, name, SIM_BUILD / "verilog")
 
 
 @pytest.mark.parametrize("chains,length,tests", CASES, ids=[f"{c}x{n}" for c, n, _ in CASES])
 def test_mv_tile(simulator, tmp_path, chains, length, tests):
-    name = f"mv_tile_{chains}x{length}"
-    small, verilog = tile_hw(load_hw("u280"), chains=chains, chain_length=length), exported(chains, length)
+    name, verilog = exported(chains, length)
+    small = tile_hw(load_hw("u280"), chains=chains, chain_length=length)
     record = tmp_path / "record.json"
     params = {"hw": "u280", "chains": chains, "chain_length": length, "family": "xcup", "seed": 2024,
               "vectors": VECTORS[simulator], "max_rows": 8, "idle": 0.15, "backpressure": 0.15, "record": str(record)}
